@@ -1,0 +1,208 @@
+"""`dappled` commands: encode, decode, info, demo (eval and bench live in their own modules)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from dappled.errors import DappledError
+
+EXIT_BAD_INPUT = 1
+
+
+def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn DappledError into a one-line message and exit status 1 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DappledError as exc:
+            click.echo(f"dappled: error: {exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except OSError as exc:  # e.g. an output folder that does not exist, a full disk
+            name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            click.echo(f"dappled: error: {name}{exc.strerror or exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dappled")
+def cli() -> None:
+    """Dappled: content-adaptive neural image and video codecs."""
+
+
+def _codec_names() -> list[str]:
+    from dappled.codec import registry
+
+    return registry.names()
+
+
+@cli.command()
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False),
+              help="Output stream file (.dpl).")
+@click.option("--codec", default="splat", show_default=True, help="Codec name (see `dappled codecs`).")
+@click.option("--quality", "-q", type=int, default=None, help="Quality preset (codec-specific range).")
+@click.option("--bpp", type=float, default=None, help="Target bits per pixel (codecs with rate control).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the encoder's randomness.")
+@click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE",
+              help="Codec-specific option, repeatable (e.g. -O subsampling=444).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--kbps", type=float, default=None, help="Video: target bit rate in kbit/s.")
+@click.option("--gop", type=int, default=None,
+              help="Video: group length (an intra frame every N frames; default 25).")
+@click.option("--frames", "n_frames", type=int, default=None, help="Video: encode at most N frames.")
+@click.option("--start", type=int, default=0, show_default=True, help="Video: first frame to encode.")
+@friendly_errors
+def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | None, device: str,
+           seed: int, options: tuple[str, ...], quiet: bool, kbps: float | None, gop: int | None,
+           n_frames: int | None, start: int) -> None:
+    """Encode image or video SRC into a Dappled stream (video: mp4, mkv, webm, y4m, frames/%04d.png)."""
+    from dappled.codec.api import encode_file
+    from dappled.datasets.video import is_video_path
+    from dappled.errors import OptionError
+
+    opts: dict[str, str] = {}
+    for item in options:
+        if "=" not in item:
+            raise OptionError(f"--option wants KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        opts[k.strip()] = v.strip()
+    if is_video_path(src):
+        from dappled.codec.api import encode_video_file
+
+        if bpp is not None:
+            raise OptionError("--bpp is for images; give a video --kbps or --quality")
+        vr = encode_video_file(src, dst, codec, start=start, frames=n_frames, kbps=kbps, quality=quality,
+                               gop=gop or 25, device=device, progress=not quiet, seed=seed, **opts)
+        click.echo(f"{dst}: {vr.frames} frames {vr.width}x{vr.height}, {vr.bytes} bytes, {vr.kbps:.1f} kbps, "
+                   f"encoded in {vr.seconds:.1f} s ({vr.fps:.2f} frames/s)")
+        return
+    if kbps is not None or gop is not None or n_frames is not None or start:
+        raise OptionError("--kbps, --gop, --frames and --start are for video inputs")
+    report = encode_file(src, dst, codec, quality=quality, bpp=bpp, device=device,
+                         progress=not quiet, seed=seed, **opts)
+    click.echo(f"{dst}: {report.bytes} bytes, {report.bpp:.4f} bpp, encoded in {report.seconds:.2f} s")
+
+
+@cli.command()
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False),
+              help="Output image (.png, .bmp, .tif ...).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--vcodec", type=click.Choice(["auto", "ffv1", "x264", "x265", "vp9", "rawvideo"]),
+              default="auto", show_default=True,
+              help="Video output: auto = FFV1 (lossless) for .mkv, x264 for .mp4.")
+@click.option("--crf", type=int, default=12, show_default=True,
+              help="Video output: x264/x265/VP9 CRF (0 lossless).")
+@friendly_errors
+def decode(src: str, dst: str, device: str, vcodec: str, crf: int) -> None:
+    """Decode Dappled stream SRC to an image, or a video stream to a video (.mp4, .mkv, .y4m) or
+    an image sequence (frames/%04d.png)."""
+    from dappled.codec.api import decode_file, is_video_stream_file
+
+    if is_video_stream_file(src):
+        from dappled.codec.api import decode_video_file
+
+        vr = decode_video_file(src, dst, device=device, vcodec=vcodec, crf=crf)
+        click.echo(f"{dst}: {vr.frames} frames decoded in {vr.seconds:.2f} s ({vr.fps:.1f} frames/s)")
+        return
+    seconds = decode_file(src, dst, device=device)
+    click.echo(f"{dst}: decoded in {seconds * 1000:.1f} ms")
+
+
+@cli.command()
+@click.argument("src", type=click.Path(dir_okay=False))
+@friendly_errors
+def info(src: str) -> None:
+    """Describe Dappled stream SRC: codec, size, bytes, bpp, bytes per sub-stream."""
+    from dappled.codec.api import inspect, read_stream
+
+    data = read_stream(src)
+    try:
+        si = inspect(data)
+    except DappledError as exc:
+        raise type(exc)(f"{src}: {exc}") from None
+    click.echo(f"file:    {src}")
+    click.echo(f"codec:   {si.codec}")
+    click.echo(f"size:    {si.width}x{si.height}, {si.frames} frame(s)"
+               + (f" at {si.fps:.3f} fps" if si.frames > 1 else ""))
+    click.echo(f"bytes:   {si.bytes}")
+    click.echo(f"bpp:     {si.bpp:.4f}")
+    if si.frames > 1 and si.fps > 0:
+        click.echo(f"kbps:    {8 * si.bytes / 1000 / (si.frames / si.fps):.1f}")
+    for tag, n in si.streams.items():
+        click.echo(f"  {tag:<6} {n:>9} bytes  {100 * n / si.bytes:5.1f}%")
+
+
+@cli.command()
+def codecs() -> None:
+    """List the registered codecs."""
+    from dappled.codec import registry
+
+    for name in registry.names():
+        codec = registry.get(name)
+        lo, hi = codec.quality_range
+        rate = "--bpp or --quality" if codec.supports_bpp else "--quality"
+        click.echo(f"{name:<8} {codec.description}  [{rate}, quality {lo}..{hi}]")
+
+
+@cli.command()
+@click.option("--codec", default="splat", show_default=True)
+@click.option("--quality", "-q", type=int, default=None)
+@click.option("--bpp", type=float, default=None)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@friendly_errors
+def demo(codec: str, quality: int | None, bpp: float | None, device: str) -> None:
+    """Encode and decode the bundled sample image; print bytes, bpp, PSNR and times."""
+    from dappled.codec.api import decode_image, encode_image
+    from dappled.datasets import SAMPLE_IMAGE, load_image
+    from dappled.eval.metrics import psnr
+
+    image = load_image(SAMPLE_IMAGE)
+    h, w = image.shape[:2]
+    click.echo(f"sample: {SAMPLE_IMAGE.name} ({w}x{h}), codec {codec}")
+    t0 = time.perf_counter()
+    data = encode_image(image, codec, quality=quality, bpp=bpp, device=device, progress=True)
+    t_enc = time.perf_counter() - t0
+    decode_image(data, device=device)  # warm-up: JIT compilation and caches
+    t0 = time.perf_counter()
+    out = decode_image(data, device=device)
+    t_dec = time.perf_counter() - t0
+    click.echo(f"bytes:  {len(data)}")
+    click.echo(f"bpp:    {8 * len(data) / (w * h):.4f}")
+    click.echo(f"PSNR:   {psnr(image, out):.2f} dB")
+    click.echo(f"encode: {t_enc:.2f} s")
+    click.echo(f"decode: {t_dec * 1000:.1f} ms")
+
+
+def _add_optional_commands() -> None:
+    """Attach command groups that live in other modules (eval, bench ...), if present."""
+    import importlib
+
+    for module in ("dappled.cli.eval_cmds", "dappled.cli.train_cmds", "dappled.cli.video_cmds"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        for command in mod.commands:
+            cli.add_command(command)
+
+
+_add_optional_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="dappled")

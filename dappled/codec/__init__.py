@@ -1,0 +1,1 @@
+"""Container format, codec registry and the image/video codecs behind one interface."""

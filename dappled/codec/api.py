@@ -1,0 +1,191 @@
+"""The library entry points behind the CLI: encode an image, decode a stream, describe a stream."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dappled.codec import registry
+from dappled.codec.container import (
+    ColorSpace,
+    Container,
+    PacketType,
+    StreamHeader,
+    pack,
+    unpack,
+)
+from dappled.codec.registry import EncodeParams
+from dappled.errors import BitstreamError, InputError, OptionError
+from dappled.fileio import atomic_write_bytes
+
+DEFAULT_CODEC = "splat"
+
+
+def check_device(device: str) -> str:
+    """Validate a --device value; asking for CUDA where there is none is an OptionError."""
+    if device not in ("cpu", "cuda"):
+        raise OptionError(f"device must be cpu or cuda, got {device!r}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise OptionError("--device cuda asked for, but no CUDA device is available")
+    return device
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InputError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+    return np.ascontiguousarray(image)
+
+
+def encode_image(
+    image: np.ndarray,
+    codec: str = DEFAULT_CODEC,
+    *,
+    quality: int | None = None,
+    bpp: float | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+    seed: int = 0,
+    **options: Any,
+) -> bytes:
+    """Encode an (H, W, 3) uint8 RGB image with the named codec; returns the container bytes."""
+    image = _check_image(image)
+    impl = registry.get(codec)
+    params = EncodeParams(quality, bpp, check_device(device), progress, seed, dict(options))
+    impl.check_params(params)
+    packets = impl.encode_image(image, params)
+    h, w = image.shape[:2]
+    header = StreamHeader(impl.codec_id, w, h, 1, 0, 1, ColorSpace.RGB)
+    return pack(header, packets)
+
+
+def parse(data: bytes) -> Container:
+    """Parse container bytes, checking the codec id against the registry."""
+    return unpack(data, known_codecs=registry.ids())
+
+
+def decode_image(data: bytes, *, device: str = "cpu") -> np.ndarray:
+    """Decode container bytes of an image to an (H, W, 3) uint8 RGB array."""
+    container = parse(data)
+    h = container.header
+    impl = registry.by_id(h.codec_id)
+    frames = container.frames()
+    if h.frame_count != 1 or len(frames) != 1:
+        raise BitstreamError(f"expected an image stream, found {h.frame_count} frames")
+    image = impl.decode_image(h, container.packets, check_device(device))
+    if image.shape != (h.height, h.width, 3) or image.dtype != np.uint8:
+        raise BitstreamError("decoder produced an image of the wrong shape")
+    return image
+
+
+@dataclass
+class StreamInfo:
+    """What `dappled info` prints about a stream."""
+
+    codec: str
+    width: int
+    height: int
+    frames: int
+    fps: float
+    bytes: int
+    bpp: float
+    streams: dict[str, int] = field(default_factory=dict)
+
+
+def inspect(data: bytes) -> StreamInfo:
+    """Describe a stream without decoding its pixels."""
+    container = parse(data)
+    h = container.header
+    impl = registry.by_id(h.codec_id)
+    payload_packets = [p for p in container.packets if p.type in (PacketType.CONFIG, PacketType.FRAME)]
+    bpp = 8 * len(data) / (h.width * h.height * h.frame_count)
+    return StreamInfo(registry.name_of(h.codec_id), h.width, h.height, h.frame_count, h.fps,
+                      len(data), bpp, impl.stream_sizes(payload_packets))
+
+
+def read_stream(path: str | os.PathLike[str]) -> bytes:
+    """Read a stream file; InputError naming the file if it can't be read."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+@dataclass
+class EncodeReport:
+    """Figures of one file encode, for the CLI and the demo."""
+
+    bytes: int
+    bpp: float
+    seconds: float
+
+
+def encode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], codec: str = DEFAULT_CODEC,
+                **kwargs: Any) -> EncodeReport:
+    """Encode an image file to a stream file (written atomically)."""
+    from dappled.datasets.images import load_image
+
+    image = load_image(src)
+    t0 = time.perf_counter()
+    data = encode_image(image, codec, **kwargs)
+    seconds = time.perf_counter() - t0
+    atomic_write_bytes(dst, data)
+    return EncodeReport(len(data), 8 * len(data) / (image.shape[0] * image.shape[1]), seconds)
+
+
+def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, device: str = "cpu") -> float:
+    """Decode a stream file to an image file (written atomically); returns decode seconds."""
+    from dappled.datasets.images import save_image
+
+    data = read_stream(src)
+    t0 = time.perf_counter()
+    try:
+        image = decode_image(data, device=device)
+    except BitstreamError as exc:
+        raise BitstreamError(f"{src}: {exc}") from None
+    seconds = time.perf_counter() - t0
+    save_image(dst, image)
+    return seconds
+
+
+# ---------------------------------------------------------------- video (dappled/codec/video.py)
+
+
+def is_video_stream_file(path: str | os.PathLike[str]) -> bool:
+    """True when the stream file holds more than one frame or the video splat codec.
+
+    An unreadable or invalid file returns False, so the image path reports its error.
+    """
+    from dappled.codec.container import HEADER_SIZE, decode_header
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEADER_SIZE)
+        h = decode_header(head, registry.ids())
+    except (OSError, BitstreamError):
+        return False
+    return h.frame_count > 1 or registry.name_of(h.codec_id) == "splatv"
+
+
+def encode_video_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], codec: str = DEFAULT_CODEC,
+                      **kwargs: Any) -> Any:
+    """Encode a video file (anything PyAV reads) into a stream file; see dappled.codec.video."""
+    from dappled.codec.video import encode_video_file as _encode
+
+    return _encode(src, dst, codec, **kwargs)
+
+
+def decode_video_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], **kwargs: Any) -> Any:
+    """Decode a video stream file to a video file or image sequence; see dappled.codec.video."""
+    from dappled.codec.video import decode_video_file as _decode
+
+    return _decode(src, dst, **kwargs)

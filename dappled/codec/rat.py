@@ -1,0 +1,176 @@
+"""The rat codec: a learned transform codec (mean-scale hyperprior, CompressAI rANS) with
+region-adaptive transforms and a shallow-decoder option (payload spec: docs/models.md).
+
+Frame payload = chunks:
+    HEAD  version u8, model id u8, rate index u8 (quality - 1), decoder u8 (0 full, 1 shallow),
+          grid cell u16 (pixels per side of the square regions of the region-adaptive transform)
+    Z     rANS string of the hyper-latent (CompressAI EntropyBottleneck)
+    Y     rANS string of the latent (CompressAI GaussianConditional, 64 scale tables)
+
+Every tensor shape follows from the frame size in the container header (the image is padded to
+a multiple of 64 by edge replication), so the payload carries no shape to trust. The regions
+the decoder needs are the grid named by the cell size: no side information beyond 2 bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, ClassVar
+
+import numpy as np
+
+from dappled.codec.chunks import pack_chunks, require, unpack_chunks
+from dappled.codec.container import KEYFRAME, Packet, PacketType, StreamHeader
+from dappled.codec.registry import Codec, EncodeParams
+from dappled.errors import BitstreamError, InputError, LimitError, OptionError, UnsupportedError
+
+PAYLOAD_VERSION = 1
+_HEAD = struct.Struct("<BBBBH")
+DECODER_IDS = {"full": 0, "shallow": 1}
+DEFAULT_CELL = 64
+CELL_RANGE = (16, 4096)
+# The transforms hold ~0.5 kB of activations per pixel: cap the frame (4096 x 4096) rather than
+# let a large (but container-valid) frame allocate tens of GB.
+MAX_PIXELS = 1 << 24
+# Decoded latent symbols of a valid stream stay far below this; larger ones mean garbage.
+MAX_SYMBOL = 1 << 16
+
+
+def padded_size(height: int, width: int) -> tuple[int, int]:
+    """The frame size rounded up to the model's total stride (64)."""
+    from dappled.models.rat.model import STRIDE
+
+    return -(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE
+
+
+def _model(model_id: int) -> Any:
+    from dappled.models.rat.store import load_shipped
+
+    try:
+        return load_shipped(model_id)
+    except FileNotFoundError as exc:
+        raise OptionError(str(exc)) from None
+
+
+_DEVICE_COPIES: dict[tuple[int, str], Any] = {}
+
+
+def _synthesis_on(model_id: int, device: str) -> Any:
+    """The model on ``device`` (cached), for running the synthesis on a GPU."""
+    key = (model_id, device)
+    if key not in _DEVICE_COPIES:
+        import copy
+
+        _DEVICE_COPIES[key] = copy.deepcopy(_model(model_id)).to(device).eval()
+    return _DEVICE_COPIES[key]
+
+
+def _padded_string(s: bytes, n_symbols: int) -> bytes:
+    """The rANS string followed by zeros, so a corrupted stream cannot make CompressAI's decoder
+    read past its buffer: each symbol renormalises with at most one 32-bit word, and escape
+    (bypass) codes read at most ~16 bytes per byte of input."""
+    return s + bytes(4 * n_symbols + 16 * len(s) + 64)
+
+
+class RatCodec(Codec):
+    """Learned transform codec with region-adaptive transforms (see module doc)."""
+
+    name = "rat"
+    codec_id = 2
+    description = "learned hyperprior transform codec with region-adaptive transforms (CompressAI rANS)"
+    quality_range: ClassVar[tuple[int, int]] = (1, 4)
+    default_quality = 3
+
+    def parse_options(self, options: dict[str, Any]) -> tuple[int, int, int]:
+        """(model id, decoder id, grid cell) from -O model=rat|noregion, decoder=full|shallow, grid=N."""
+        from dappled.models.rat.store import MODEL_NAMES
+
+        opts = dict(options)
+        model = str(opts.pop("model", "rat"))
+        decoder = str(opts.pop("decoder", "full"))
+        try:
+            cell = int(opts.pop("grid", DEFAULT_CELL))
+        except ValueError:
+            raise OptionError("rat option grid wants an integer cell size in pixels") from None
+        if opts:
+            raise OptionError(f"unknown rat option(s): {', '.join(opts)} (known: model, decoder, grid)")
+        if model not in MODEL_NAMES:
+            raise OptionError(f"rat option model must be one of {', '.join(MODEL_NAMES)}, got {model!r}")
+        if decoder not in DECODER_IDS:
+            raise OptionError(f"rat option decoder must be full or shallow, got {decoder!r}")
+        if not CELL_RANGE[0] <= cell <= CELL_RANGE[1] or cell % 16:
+            raise OptionError(f"rat option grid must be a multiple of 16 in {CELL_RANGE[0]}..{CELL_RANGE[1]}")
+        return MODEL_NAMES[model], DECODER_IDS[decoder], cell
+
+    def encode_image(self, image: np.ndarray, params: EncodeParams) -> list[Packet]:
+        """Analysis, hyperprior, rANS; one FRAME packet. The encoder runs on the CPU."""
+        import torch
+        import torch.nn.functional as F
+
+        from dappled.models.rat.regions import grid_labels
+
+        model_id, decoder_id, cell = self.parse_options(params.options)
+        model = _model(model_id)
+        if decoder_id == DECODER_IDS["shallow"] and model.shallow is None:
+            raise OptionError("this rat model has no shallow decoder")
+        quality = params.quality if params.quality is not None else self.default_quality
+        h, w = image.shape[:2]
+        if h * w > MAX_PIXELS:
+            raise InputError(f"image of {w}x{h} is over the rat codec's limit of {MAX_PIXELS} pixels")
+        ph, pw = padded_size(h, w)
+        x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255.0
+        x = F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
+        labels = grid_labels(ph, pw, cell)[None]
+        comp = model.compress(x, quality - 1, labels)
+        head = _HEAD.pack(PAYLOAD_VERSION, model_id, quality - 1, decoder_id, cell)
+        payload = pack_chunks({"HEAD": head, "Z   ": comp.z_string, "Y   ": comp.y_string})
+        return [Packet(PacketType.FRAME, payload, 0, KEYFRAME)]
+
+    def decode_image(self, header: StreamHeader, packets: list[Packet], device: str = "cpu") -> np.ndarray:
+        """rANS decode (CPU), synthesis (CPU or CUDA), crop, round to 8 bits."""
+        import torch
+
+        from dappled.models.rat.regions import grid_labels
+        from dappled.models.rat.store import MODELS
+
+        frames = [p for p in packets if p.type == PacketType.FRAME]
+        if len(frames) != 1:
+            raise BitstreamError("rat image stream needs exactly one frame packet")
+        head, z_str, y_str = require(unpack_chunks(frames[0].payload), "HEAD", "Z   ", "Y   ")
+        if len(head) != _HEAD.size:
+            raise BitstreamError("rat header has the wrong size")
+        version, model_id, rate, decoder_id, cell = _HEAD.unpack(head)
+        if version != PAYLOAD_VERSION:
+            raise UnsupportedError(f"unsupported rat payload version {version}")
+        if model_id not in MODELS:
+            raise UnsupportedError(f"unknown rat model id {model_id}")
+        model = _model(model_id)
+        if rate >= model.config.n_rates:
+            raise BitstreamError(f"rat rate index {rate} out of range")
+        if decoder_id not in DECODER_IDS.values():
+            raise BitstreamError(f"unknown rat decoder id {decoder_id}")
+        decoder = "shallow" if decoder_id == DECODER_IDS["shallow"] else "full"
+        if decoder == "shallow" and model.shallow is None:
+            raise UnsupportedError("stream asks for a shallow decoder this model does not have")
+        if not CELL_RANGE[0] <= cell <= CELL_RANGE[1] or cell % 16:
+            raise BitstreamError(f"rat grid cell {cell} out of range")
+        h, w = header.height, header.width
+        if h * w > MAX_PIXELS:
+            raise LimitError(f"frame of {w}x{h} is over the rat codec's limit of {MAX_PIXELS} pixels")
+        ph, pw = padded_size(h, w)
+        z_shape = (ph // 64, pw // 64)
+        n_z = model.config.N * z_shape[0] * z_shape[1]
+        n_y = model.config.M * (ph // 16) * (pw // 16)
+        try:
+            y_hat = model.decode_latent(_padded_string(y_str, n_y), _padded_string(z_str, n_z), z_shape)
+        except (ValueError, RuntimeError, IndexError, OverflowError, TypeError) as exc:
+            raise BitstreamError(f"rat entropy decoding failed ({exc})") from None
+        if not torch.isfinite(y_hat).all() or y_hat.abs().max() > MAX_SYMBOL:
+            raise BitstreamError("rat latent out of range (corrupted stream)")
+        labels = grid_labels(ph, pw, cell)[None]
+        net = model if device == "cpu" else _synthesis_on(model_id, device)
+        with torch.no_grad():
+            x_hat = net.synthesis(y_hat.to(device), torch.tensor([rate], device=device),
+                                  labels.to(device), decoder)
+        x_hat = torch.nan_to_num(x_hat[0, :, :h, :w], nan=0.0).clamp(0.0, 1.0)
+        return (x_hat * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()

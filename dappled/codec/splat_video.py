@@ -1,0 +1,771 @@
+"""The splat codec over time (codec id 4, ``splatv``): intra frames fitted as images, predicted
+frames coded as quantized updates of the decoder's previous Gaussians (spec in docs/format.md).
+
+Frame payload = chunks. Every frame starts with ``VHED`` (version u8, frame type u8, reference
+count u32). An intra frame (type 0) then carries the image splat chunks HEAD/POS/SHAP/COLR
+(:mod:`dappled.codec.splat`) and resets the decoder's state. A predicted frame (type 1) codes,
+against the state left by the previous frame:
+
+    MOTN  block motion: a few motion vectors and, per block of the frame, which one moves the
+          reference Gaussians whose centers lie in it (applied first, clamped to the frame)
+    FLAG  one symbol per reference Gaussian: 0 kept as is, 1 updated, 2 dropped, 3 color updated
+          (categorical)
+    DPOS  chunks DX / DY: integer deltas of the fixed-point position of the updated (1) ones
+    DSHP  chunks DSX / DSY / DRHO: deltas of the quantized log-scales and correlation (1 only)
+    DCOL  chunks DCY / DCO / DCG: deltas of the quantized YCoCg color (flags 1 and 3)
+    ADD   a complete image splat payload (HEAD/POS/SHAP/COLR) of new Gaussians, appended
+
+All arithmetic on the state is on the quantizer's integers, and the encoder takes its next
+reference from decoding its own payload, so encoder and decoder never drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from dappled.codec.chunks import pack_chunks, require, unpack_chunks
+from dappled.codec.container import (
+    HEADER_SIZE,
+    KEYFRAME,
+    PACKET_HEADER_SIZE,
+    Packet,
+    PacketType,
+    StreamHeader,
+)
+from dappled.codec.registry import Codec, EncodeParams
+from dappled.codec.splat import (
+    MAX_COLOR_SYMBOL,
+    PRESETS,
+    fit_to_budget,
+    max_gaussians,
+    pack_gaussians,
+    render_image,
+    unpack_gaussians,
+)
+from dappled.entropy import decode_symbols, encode_symbols
+from dappled.errors import BitstreamError, LimitError, OptionError
+from dappled.models.splat.quantize import (
+    LOG_SCALE_MAX,
+    LOG_SCALE_MIN,
+    QuantConfig,
+    QuantizedGaussians,
+    dequantize,
+    quantize,
+)
+
+CODEC_ID = 4
+PAYLOAD_VERSION = 1
+FRAME_I, FRAME_P = 0, 1
+KEEP, UPDATE, DROP, COLOR = 0, 1, 2, 3
+_VHED = struct.Struct("<BBI")
+_MOTN = struct.Struct("<BB")  # block size, vector count
+_VEC = struct.Struct("<ii")
+MAX_VECTORS = 16
+MOTION_BLOCK = 32
+_CONFIG = struct.Struct("<BHI")  # version, group length, target kbps (informative)
+# quality preset -> mean bits per pixel per frame of the whole stream
+VIDEO_PRESETS: dict[int, float] = {1: 0.03, 2: 0.05, 3: 0.08, 4: 0.12, 5: 0.18, 6: 0.27, 7: 0.4, 8: 0.6}
+BITS_PER_GAUSSIAN_GUESS = 40.0
+MAX_GOP = 65535
+
+
+# ---------------------------------------------------------------- decoder state
+
+
+@dataclass
+class VideoState:
+    """What the decoder holds between frames: the quantized Gaussians and their quantizer."""
+
+    q: QuantizedGaussians
+    cfg: QuantConfig
+
+
+def _concat(a: QuantizedGaussians, b: QuantizedGaussians) -> QuantizedGaussians:
+    return QuantizedGaussians(*(np.concatenate([x, y]) for x, y in zip(
+        (a.x, a.y, a.log_sx, a.log_sy, a.rho, a.color), (b.x, b.y, b.log_sx, b.log_sy, b.rho, b.color),
+        strict=True)))
+
+
+def _decode_exact(data: bytes, n: int, what: str) -> np.ndarray:
+    out = decode_symbols(data, n).astype(np.int64)
+    if len(out) != n:
+        raise BitstreamError(f"{what}: {len(out)} symbols where {n} were declared")
+    return out
+
+
+def _check_ranges(q: QuantizedGaussians, cfg: QuantConfig, w: int, h: int) -> None:
+    """The same bounds unpack_gaussians enforces, for a state made by applying deltas."""
+    if not len(q):
+        return
+    scale = 1 << cfg.pos_frac_bits
+    if q.x.min() < 0 or q.y.min() < 0 or q.x.max() >= w * scale or q.y.max() >= h * scale:
+        raise BitstreamError("Gaussian position outside the frame")
+    lo, hi = np.floor(LOG_SCALE_MIN / cfg.log_scale_step), np.ceil(LOG_SCALE_MAX / cfg.log_scale_step)
+    if min(q.log_sx.min(), q.log_sy.min()) < lo or max(q.log_sx.max(), q.log_sy.max()) > hi:
+        raise BitstreamError("Gaussian scale out of range")
+    if np.abs(q.rho).max() >= cfg.rho_levels:
+        raise BitstreamError("Gaussian correlation out of range")
+    if np.abs(q.color).max() > MAX_COLOR_SYMBOL:
+        raise BitstreamError("Gaussian color out of range")
+
+
+def frame_type(payload: bytes) -> int:
+    """FRAME_I or FRAME_P of a frame payload (BitstreamError if it has no valid VHED)."""
+    (vhed,) = require(unpack_chunks(payload), "VHED")
+    return _parse_vhed(vhed)[0]
+
+
+def _parse_vhed(vhed: bytes) -> tuple[int, int]:
+    if len(vhed) != _VHED.size:
+        raise BitstreamError("video frame header has the wrong size")
+    version, ftype, nref = _VHED.unpack(vhed)
+    if version != PAYLOAD_VERSION:
+        raise BitstreamError(f"unsupported splat video payload version {version}")
+    if ftype not in (FRAME_I, FRAME_P):
+        raise BitstreamError(f"unknown video frame type {ftype}")
+    return ftype, nref
+
+
+def apply_frame(payload: bytes, state: VideoState | None, width: int, height: int) -> VideoState:
+    """Decode one frame payload against the previous state; returns the new state.
+
+    BitstreamError on anything inconsistent (a predicted frame with no reference, counts that
+    disagree, values out of range).
+    """
+    chunks = unpack_chunks(payload)
+    (vhed,) = require(chunks, "VHED")
+    ftype, nref = _parse_vhed(vhed)
+    if ftype == FRAME_I:
+        q, cfg = unpack_gaussians(chunks, width, height)
+        return VideoState(q, cfg)
+    if state is None:
+        raise BitstreamError("predicted frame without a preceding intra frame")
+    if nref != len(state.q):
+        raise BitstreamError(f"predicted frame refers to {nref} Gaussians, the decoder holds {len(state.q)}")
+    motn, flag_data, dpos, dshp, dcol, add = require(chunks, "MOTN", "FLAG", "DPOS", "DSHP", "DCOL", "ADD ")
+    flags = _decode_exact(flag_data, nref, "update flags")
+    if nref and (flags.min() < KEEP or flags.max() > COLOR):
+        raise BitstreamError("bad update flag")
+    motion = parse_motion(motn, state.cfg, width, height)
+    upd = np.flatnonzero(flags == UPDATE)
+    col = np.flatnonzero((flags == UPDATE) | (flags == COLOR))
+    nu, nc = len(upd), len(col)
+    dx, dy = (_decode_exact(c, nu, "position delta") for c in require(unpack_chunks(dpos), "DX  ", "DY  "))
+    dsx, dsy, drho = (_decode_exact(c, nu, "shape delta")
+                      for c in require(unpack_chunks(dshp), "DSX ", "DSY ", "DRHO"))
+    dcol_arrays = [_decode_exact(c, nc, "color delta")
+                   for c in require(unpack_chunks(dcol), "DCY ", "DCO ", "DCG ")]
+    for d in (dx, dy, dsx, dsy, drho, *dcol_arrays):  # bounded before adding: no int64 overflow
+        if len(d) and np.abs(d).max() > 4 * MAX_COLOR_SYMBOL:
+            raise BitstreamError("update delta out of range")
+    q = apply_motion(state.q, motion, state.cfg, width, height)
+    x, y, lsx, lsy = q.x.copy(), q.y.copy(), q.log_sx.copy(), q.log_sy.copy()
+    rho, color = q.rho.copy(), q.color.copy()
+    x[upd] += dx
+    y[upd] += dy
+    lsx[upd] += dsx
+    lsy[upd] += dsy
+    rho[upd] += drho
+    if nc:
+        color[col] += np.stack(dcol_arrays, axis=1)
+    keep = flags != DROP
+    kept = QuantizedGaussians(x[keep], y[keep], lsx[keep], lsy[keep], rho[keep], color[keep])
+    added, add_cfg = unpack_gaussians(unpack_chunks(add), width, height)
+    if add_cfg != state.cfg:
+        raise BitstreamError("added Gaussians use another quantizer than their group")
+    new = _concat(kept, added)
+    if len(new) > max_gaussians(width, height):
+        raise LimitError(f"{len(new)} Gaussians for a {width}x{height} frame")
+    _check_ranges(new, state.cfg, width, height)
+    return VideoState(new, state.cfg)
+
+
+@dataclass
+class Motion:
+    """A block motion field: vectors (K, 2) in position units, labels (rows, cols) of blocks."""
+
+    block: int
+    vectors: np.ndarray
+    labels: np.ndarray
+
+    def is_zero(self) -> bool:
+        """True when nothing moves."""
+        return not np.any(self.vectors[self.labels.ravel()])
+
+
+def _grid(width: int, height: int, block: int) -> tuple[int, int]:
+    return -(-height // block), -(-width // block)
+
+
+def no_motion(width: int, height: int, block: int = MOTION_BLOCK) -> Motion:
+    """The motion field that moves nothing."""
+    return Motion(block, np.zeros((1, 2), np.int64), np.zeros(_grid(width, height, block), np.int64))
+
+
+def pack_motion(m: Motion) -> bytes:
+    """MOTN chunk: block size u8, K u8, K x (dx i32, dy i32), then the block labels (categorical)."""
+    vecs = b"".join(_VEC.pack(int(x), int(y)) for x, y in m.vectors)
+    return _MOTN.pack(m.block, len(m.vectors)) + vecs + encode_symbols(m.labels.ravel())
+
+
+def parse_motion(data: bytes, cfg: QuantConfig, width: int, height: int) -> Motion:
+    """Parse and check a MOTN chunk."""
+    if len(data) < _MOTN.size:
+        raise BitstreamError("motion chunk too short")
+    block, k = _MOTN.unpack_from(data)
+    if block < 8 or not 1 <= k <= MAX_VECTORS or len(data) < _MOTN.size + k * _VEC.size:
+        raise BitstreamError("bad motion chunk header")
+    vecs = np.array([_VEC.unpack_from(data, _MOTN.size + i * _VEC.size) for i in range(k)], np.int64)
+    scale = 1 << cfg.pos_frac_bits
+    if np.any(np.abs(vecs[:, 0]) > width * scale) or np.any(np.abs(vecs[:, 1]) > height * scale):
+        raise BitstreamError("motion vector larger than the frame")
+    rows, cols = _grid(width, height, block)
+    labels = _decode_exact(data[_MOTN.size + k * _VEC.size:], rows * cols, "motion labels")
+    if labels.min() < 0 or labels.max() >= k:
+        raise BitstreamError("motion label out of range")
+    return Motion(block, vecs, labels.reshape(rows, cols))
+
+
+def _block_vectors(q: QuantizedGaussians, m: Motion, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = m.labels.shape
+    by = np.clip(q.y // (scale * m.block), 0, rows - 1)
+    bx = np.clip(q.x // (scale * m.block), 0, cols - 1)
+    v = m.vectors[m.labels[by, bx]]
+    return v[:, 0], v[:, 1]
+
+
+def apply_motion(q: QuantizedGaussians, m: Motion, cfg: QuantConfig, width: int,
+                 height: int) -> QuantizedGaussians:
+    """Move every Gaussian by the vector of the block its center lies in, clamped to the frame."""
+    if m.is_zero():
+        return q
+    scale = 1 << cfg.pos_frac_bits
+    vx, vy = _block_vectors(q, m, scale)
+    return replace(q, x=np.clip(q.x + vx, 0, width * scale - 1), y=np.clip(q.y + vy, 0, height * scale - 1))
+
+
+def leaves_frame(q: QuantizedGaussians, m: Motion, cfg: QuantConfig, width: int, height: int) -> np.ndarray:
+    """Which Gaussians the motion carries out of the frame (the encoder drops them)."""
+    scale = 1 << cfg.pos_frac_bits
+    vx, vy = _block_vectors(q, m, scale)
+    x, y = q.x + vx, q.y + vy
+    return (x < 0) | (x >= width * scale) | (y < 0) | (y >= height * scale)
+
+
+def _luma(img: np.ndarray) -> np.ndarray:
+    return img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def motion_candidates(prev: np.ndarray, cur: np.ndarray, k: int = 3,
+                      max_shift: float = 0.3) -> list[tuple[float, float]]:
+    """Up to k translations (dx, dy) in pixels that move parts of `prev` onto `cur`: the highest
+    peaks of the phase correlation of the luma, with parabolic sub-pixel refinement."""
+    a, b = _luma(prev), _luma(cur)
+    h, w = a.shape
+    win = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
+    r = np.fft.rfft2((b - b.mean()) * win) * np.conj(np.fft.rfft2((a - a.mean()) * win))
+    r /= np.abs(r) + 1e-6
+    corr = np.fft.irfft2(r, s=(h, w))
+    out: list[tuple[float, float]] = []
+    c = corr.copy()
+    for _ in range(k):
+        iy, ix = np.unravel_index(int(np.argmax(c)), c.shape)
+        if c[iy, ix] <= 0.02:
+            break
+
+        def sub(c_m: float, c_0: float, c_p: float) -> float:
+            den = c_m - 2 * c_0 + c_p
+            return 0.0 if den >= 0 else float(np.clip(0.5 * (c_m - c_p) / den, -0.5, 0.5))
+
+        dy = iy + sub(corr[iy - 1, ix], corr[iy, ix], corr[(iy + 1) % h, ix])
+        dx = ix + sub(corr[iy, ix - 1], corr[iy, ix], corr[iy, (ix + 1) % w])
+        dy = dy - h if dy > h / 2 else dy
+        dx = dx - w if dx > w / 2 else dx
+        if abs(dx) <= max_shift * w and abs(dy) <= max_shift * h:
+            out.append((float(dx), float(dy)))
+        ys = [(iy + d) % h for d in range(-3, 4)]
+        xs = [(ix + d) % w for d in range(-3, 4)]
+        c[np.ix_(ys, xs)] = -np.inf  # suppress the peak's neighbourhood
+    return out
+
+
+def estimate_motion(prev: np.ndarray, cur: np.ndarray, scale: int, block: int = MOTION_BLOCK) -> Motion:
+    """A block motion field from `prev` (the decoder's last frame) to `cur`: candidate vectors by
+    phase correlation (plus zero), each block takes the one with the least squared error."""
+    h, w = prev.shape[:2]
+    vecs = [(0, 0)]
+    for dx, dy in motion_candidates(prev, cur):
+        v = (round(dx * scale), round(dy * scale))
+        if v not in vecs:
+            vecs.append(v)
+    rows, cols = _grid(w, h, block)
+    if len(vecs) == 1:
+        return no_motion(w, h, block)
+    a, b = _luma(prev), _luma(cur)
+    cost = np.full((len(vecs), rows, cols), np.inf)
+    pad_r, pad_c = rows * block - h, cols * block - w
+    for i, (vx, vy) in enumerate(vecs):
+        ix, iy = round(vx / scale), round(vy / scale)
+        moved = np.full((h, w), np.nan, np.float32)  # moved(p) = prev(p - v)
+        ys, yd = slice(max(0, -iy), min(h, h - iy)), slice(max(0, iy), min(h, h + iy))
+        xs, xd = slice(max(0, -ix), min(w, w - ix)), slice(max(0, ix), min(w, w + ix))
+        moved[yd, xd] = a[ys, xs]
+        err = np.pad((moved - b) ** 2, ((0, pad_r), (0, pad_c)), constant_values=np.nan)
+        blocks = err.reshape(rows, block, cols, block)
+        valid = np.isfinite(blocks).sum(axis=(1, 3))
+        with np.errstate(invalid="ignore"):
+            mean = np.nansum(blocks, axis=(1, 3)) / np.maximum(valid, 1)
+        # the block's source must be mostly inside the previous frame
+        total = np.isfinite(np.pad(b, ((0, pad_r), (0, pad_c)), constant_values=np.nan)).reshape(
+            rows, block, cols, block).sum(axis=(1, 3))
+        cost[i] = np.where(valid >= 0.5 * total, mean, np.inf)
+    cost[0] *= 0.98  # ties go to "no motion"
+    labels = np.argmin(cost, axis=0)
+    used = np.unique(labels)
+    remap = np.zeros(len(vecs), np.int64)
+    remap[used] = np.arange(len(used))
+    return Motion(block, np.array(vecs, np.int64)[used], remap[labels])
+
+
+def render_state(state: VideoState, width: int, height: int, device: str = "cpu") -> np.ndarray:
+    """Rasterize a decoder state to an (H, W, 3) uint8 frame."""
+    means, chol, colors = dequantize(state.q, state.cfg)
+    return render_image(means, chol, colors, width, height, device)
+
+
+class SplatVideoDecoder:
+    """Decodes packets one at a time, as they arrive (from a file, a pipe, a socket).
+
+    ``decode(packet)`` returns the frame a FRAME packet holds, None for other packets. A stream
+    may start at any intra frame (after a seek); a predicted frame before one is an error.
+    """
+
+    def __init__(self, header: StreamHeader, device: str = "cpu") -> None:
+        if header.codec_id != CODEC_ID:
+            raise BitstreamError(f"not a splat video stream (codec id {header.codec_id})")
+        self.header = header
+        self.device = device
+        self.state: VideoState | None = None
+        self.last_frame: int | None = None
+
+    def reset(self) -> None:
+        """Forget the reference (before decoding from another intra frame)."""
+        self.state = None
+        self.last_frame = None
+
+    def decode(self, packet: Packet) -> np.ndarray | None:
+        """Decode one packet; the frame as (H, W, 3) uint8 for FRAME packets, else None."""
+        if packet.type != PacketType.FRAME:
+            return None
+        if self.state is not None and self.last_frame is not None and packet.frame != self.last_frame + 1 \
+                and not packet.keyframe:
+            raise BitstreamError(f"predicted frame {packet.frame} does not follow frame {self.last_frame}")
+        state = apply_frame(packet.payload, self.state, self.header.width, self.header.height)
+        self.state = state
+        self.last_frame = packet.frame
+        return render_state(state, self.header.width, self.header.height, self.device)
+
+
+def parse_config(payload: bytes) -> tuple[int, int]:
+    """(group length, target kbps) from a CONFIG payload."""
+    if len(payload) != _CONFIG.size:
+        raise BitstreamError("video config has the wrong size")
+    version, gop, kbps = _CONFIG.unpack(payload)
+    if version != PAYLOAD_VERSION or gop == 0:
+        raise BitstreamError("bad video config")
+    return gop, kbps
+
+
+def config_payload(gop: int, kbps: float) -> bytes:
+    """The CONFIG packet payload: version, group length, target kbps."""
+    return _CONFIG.pack(PAYLOAD_VERSION, gop, min(round(kbps), 2**32 - 1))
+
+
+# ---------------------------------------------------------------- encoder
+
+
+@dataclass
+class VideoEncodeOptions:
+    """Knobs of the video encoder (``-O key=value`` on the command line)."""
+
+    i_iterations: int = 120  # fit of the first intra frame
+    i_refit_iterations: int = 40  # later intra frames: warm start from the previous frame's fit
+    p_iterations: int = 10  # Adam steps of a predicted frame from the decoder's state
+    p_solve_iters: int = 4  # color least-squares steps of a predicted frame
+    add_fraction: float = 0.02  # new Gaussians per predicted frame, share of the count
+    add_share: float = 1.0  # most of a predicted frame's budget new Gaussians may take
+    i_weight: float = 3.0  # an intra frame's budget in units of a predicted frame's
+    lr_means: float = 0.5
+    lr_chol: float = 0.1
+    lr_colors: float = 0.02
+    seed: int = 0
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> VideoEncodeOptions:
+        """Parse string options; OptionError on unknown keys or bad values."""
+        out = cls()
+        for k, v in options.items():
+            if k not in cls.__dataclass_fields__:
+                raise OptionError(f"unknown splat video option {k!r} "
+                                  f"(known: {', '.join(cls.__dataclass_fields__)})")
+            typ = type(getattr(out, k))
+            try:
+                out = replace(out, **{k: typ(v)})
+            except ValueError:
+                raise OptionError(f"bad value for splat video option {k}: {v!r}") from None
+        return out
+
+
+@dataclass
+class FrameStats:
+    """What the encoder did for one frame."""
+
+    frame: int
+    type: int
+    bytes: int
+    budget: int
+    gaussians: int
+    updated: int = 0
+    added: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class _Gop:
+    budget: float
+    left: int
+    spent: int = 0
+
+
+def frame_budget_bytes(kbps: float, fps: float) -> float:
+    """Bytes per frame (whole packets) of a bit rate."""
+    return kbps * 1000.0 / 8.0 / fps
+
+
+def _importance(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor) -> np.ndarray:
+    a, c = chol[:, 0], chol[:, 2]
+    area = (a * c).abs() + 0.1
+    return ((colors**2).sum(-1) * area).numpy()
+
+
+class SplatVideoEncoder:
+    """Encodes frames one by one into FRAME packets, with rate control over each group.
+
+    The first frame of every group of ``gop`` frames is intra; the others are predicted from
+    the decoder's state. The target is ``kbps`` for the whole stream; each group gets its share
+    (plus what the previous group left unspent), its intra frame ``i_weight`` predicted frames'
+    worth, and each predicted frame what is left divided by the frames left.
+    """
+
+    def __init__(self, width: int, height: int, fps: float, kbps: float, gop: int,
+                 options: VideoEncodeOptions | None = None, device: str = "cpu") -> None:
+        if not 1 <= gop <= MAX_GOP:
+            raise OptionError(f"--gop must be in 1..{MAX_GOP}, got {gop}")
+        if not kbps > 0 or not math.isfinite(kbps):
+            raise OptionError(f"--kbps must be positive, got {kbps}")
+        if not fps > 0:
+            raise OptionError(f"frame rate must be positive, got {fps}")
+        self.w, self.h, self.fps, self.kbps, self.gop = width, height, fps, kbps, gop
+        self.opts = options or VideoEncodeOptions()
+        self.device = device
+        self.state: VideoState | None = None
+        self.float_g: Any = None  # the encoder's own last fit (warm start of intra refits)
+        self.index = 0
+        self.carry = 0.0
+        self.group: _Gop | None = None
+        self.rng = np.random.default_rng(self.opts.seed)
+        self.stats: list[FrameStats] = []
+        self.recon: np.ndarray | None = None  # the decoder's picture of the last frame
+
+    # -- rate control
+
+    def _start_group(self, frames_left: int) -> None:
+        n = min(self.gop, max(frames_left, 1))
+        per = frame_budget_bytes(self.kbps, self.fps)
+        carry = float(np.clip(self.carry, -0.5 * per * n, 0.5 * per * n))
+        self.group = _Gop(per * n + carry, n)
+
+    def _end_frame(self, nbytes: int) -> None:
+        assert self.group is not None
+        self.group.spent += nbytes
+        self.group.left -= 1
+        if self.group.left == 0:
+            self.carry = self.group.budget - self.group.spent
+            self.group = None
+
+    # -- encoding
+
+    def encode(self, frame: np.ndarray, frames_left: int | None = None,
+               progress: Callable[[int, int, float], None] | None = None) -> Packet:
+        """Encode the next frame; returns its FRAME packet. ``frames_left`` (this one included)
+        lets the last group be shorter than ``gop``."""
+        import time
+
+        t0 = time.perf_counter()
+        if frame.shape != (self.h, self.w, 3) or frame.dtype != np.uint8:
+            raise OptionError(f"frame {self.index} is {frame.shape} {frame.dtype}, "
+                              f"expected ({self.h}, {self.w}, 3) uint8")
+        if self.group is None:
+            self._start_group(frames_left if frames_left is not None else self.gop)
+        assert self.group is not None
+        g = self.group
+        if self.index % self.gop == 0 or self.state is None:
+            weight = self.opts.i_weight if g.left > 1 else 1.0
+            budget = g.budget * weight / (weight + g.left - 1)
+            payload, st = self._encode_intra(frame, int(budget) - PACKET_HEADER_SIZE, progress)
+            flags = KEYFRAME
+        else:
+            budget = (g.budget - g.spent) / g.left
+            payload, st = self._encode_predicted(frame, max(64, int(budget) - PACKET_HEADER_SIZE))
+            flags = 0
+        packet = Packet(PacketType.FRAME, payload, self.index, flags)
+        st.frame, st.budget, st.bytes = self.index, int(budget), len(payload) + PACKET_HEADER_SIZE
+        st.seconds = time.perf_counter() - t0
+        self.stats.append(st)
+        self._end_frame(st.bytes)
+        self.index += 1
+        return packet
+
+    def _accept(self, payload: bytes) -> VideoState:
+        """Take the next reference from our own payload, exactly as the decoder will."""
+        self.state = apply_frame(payload, self.state, self.w, self.h)
+        self.recon = render_state(self.state, self.w, self.h, self.device)
+        return self.state
+
+    def _encode_intra(self, frame: np.ndarray, budget: int,
+                      progress: Callable[[int, int, float], None] | None) -> tuple[bytes, FrameStats]:
+        from dappled.models.splat.fit import FitConfig, add_by_error, finetune, fit, image_to_tensor, prune
+
+        vhed_bytes = _VHED.size + 9 + 1  # VHED chunk inside the payload
+        budget -= vhed_bytes
+        if budget < 64:
+            raise OptionError(f"--kbps {self.kbps} leaves no room for an intra frame at {self.w}x{self.h}")
+        n_est = max(8, min(int(budget * 8 / BITS_PER_GAUSSIAN_GUESS), max_gaussians(self.w, self.h)))
+        cfg = FitConfig(n_gaussians=n_est, iterations=self.opts.i_iterations, seed=self.opts.seed)
+        if self.float_g is None:
+            g = fit(frame, cfg, progress=progress)
+        else:  # encoder-side warm start; the frame itself is coded without reference
+            g = self.float_g
+            if len(g) > n_est:
+                g = prune(g, n_est)
+            elif len(g) < n_est:
+                target = image_to_tensor(frame)
+                rendered = _render_t(g, self.w, self.h)
+                g = add_by_error(g, target, rendered, n_est - len(g), self.rng)
+            g = finetune(frame, g, cfg, self.opts.i_refit_iterations, None, progress)
+        _quant, chunks = fit_to_budget(frame, g, QuantConfig().canonical(), budget)
+        payload = pack_chunks({"VHED": _VHED.pack(PAYLOAD_VERSION, FRAME_I, 0), **chunks})
+        st = self._accept(payload)
+        self.float_g = _as_gaussians(st)
+        return payload, FrameStats(self.index, FRAME_I, 0, 0, len(st.q))
+
+    def _encode_predicted(self, frame: np.ndarray, budget: int) -> tuple[bytes, FrameStats]:
+        from dappled.models.splat.fit import FitConfig, add_by_error, finetune, image_to_tensor, solve_colors
+
+        assert self.state is not None
+        st = self.state
+        cfg = st.cfg
+        w, h = self.w, self.h
+        n_ref = len(st.q)
+        target = image_to_tensor(frame)
+        assert self.recon is not None
+        rq = st.q
+        rendered = torch.from_numpy(self.recon.astype(np.float32) / 255.0)
+        # block motion: Gaussians follow the vector of their block, kept when it lowers the error
+        scale = 1 << cfg.pos_frac_bits
+        motion = estimate_motion(self.recon, frame, scale)
+        gone = np.zeros(n_ref, dtype=bool)
+        if not motion.is_zero():
+            out = leaves_frame(rq, motion, cfg, w, h)  # dropped: not rendered, not coded
+            moved = apply_motion(rq, motion, cfg, w, h)
+            gs = _as_gaussians(VideoState(moved, cfg))
+            gs.colors[torch.from_numpy(out)] = 0.0
+            rs = _render_t(gs, w, h)
+            # compare away from the edges: the strips the motion uncovers are filled by new
+            # Gaussians either way, and the opposite edges lose the tails of the dropped ones
+            vmax = np.abs(motion.vectors).max(axis=0) // scale + 2
+            my_, mx_ = int(vmax[1]), int(vmax[0])
+            win = (slice(min(my_, h // 2 - 1), max(h - my_, h // 2)),
+                   slice(min(mx_, w // 2 - 1), max(w - mx_, w // 2)))
+            if float(((rs - target)[win] ** 2).mean()) < float(((rendered - target)[win] ** 2).mean()):
+                rq, rendered, gone = moved, rs, out
+            else:
+                motion = no_motion(w, h)
+        ref = _as_gaussians(VideoState(rq, cfg))
+        ref.colors[torch.from_numpy(gone)] = 0.0
+        n_add = round(max(n_ref * self.opts.add_fraction, 1.2 * gone.sum()))
+        n_add = min(n_add, max_gaussians(w, h) - n_ref)
+        g = ref
+        if n_add > 0:
+            g = add_by_error(ref, target, rendered, n_add, self.rng)
+            # new Gaussians overlap: solve all colors jointly rather than trust each one's residual
+            g.colors = solve_colors(g.means, g.chol, target, init=g.colors,
+                                    iters=max(2, self.opts.p_solve_iters))
+        fcfg = FitConfig(n_gaussians=len(g), lr_means=self.opts.lr_means, lr_chol=self.opts.lr_chol,
+                         lr_colors=self.opts.lr_colors, seed=self.opts.seed)
+        g = finetune(frame, g, fcfg, self.opts.p_iterations, None)
+        if self.opts.p_solve_iters > 0:
+            g.colors = solve_colors(g.means, g.chol, target, init=g.colors, iters=self.opts.p_solve_iters)
+        self.float_g = g
+        cand = quantize(g.means, g.chol, g.colors, cfg, w, h)
+        old = cand.take(np.arange(n_ref))
+        new = cand.take(np.arange(n_ref, len(cand)))
+
+        # which old Gaussians to drop: the least important, as many as were added
+        imp = _importance(g.means[:n_ref], g.chol[:n_ref], g.colors[:n_ref])
+        n_drop = min(len(new), n_ref // 2)
+        drop = gone.copy()
+        n_drop = max(0, n_drop - int(gone.sum()))
+        if n_drop:
+            cut = np.argsort(imp, kind="stable")[:n_drop]
+            drop[cut[imp[cut] < 0.25 * np.median(imp)]] = True
+
+        # which updates to keep: ranked by the change they make to the picture
+        geom = ((old.x != rq.x) | (old.y != rq.y) | (old.log_sx != rq.log_sx)
+                | (old.log_sy != rq.log_sy) | (old.rho != rq.rho))
+        changed = ~drop & (geom | (old.color != rq.color).any(1))
+        rm, rc, rcol = dequantize(rq, cfg)
+        cm, cc, ccol = dequantize(old, cfg)
+        area = (rc[:, 0] * rc[:, 2]).abs() + 0.1
+        dpos = ((cm - rm) ** 2).sum(-1) / area
+        dshape = ((cc - rc) ** 2).sum(-1) / area
+        dcolor = ((ccol - rcol) ** 2).sum(-1)
+        score = (area * (dcolor + (rcol**2).sum(-1) * torch.clamp(dpos + dshape, max=1.0))).numpy()
+        cand_idx = np.flatnonzero(changed)
+        cand_idx = cand_idx[np.argsort(-score[cand_idx], kind="stable")]
+        new_order = np.argsort(-_importance(*[t[n_ref:] for t in (g.means, g.chol, g.colors)]), kind="stable")
+
+        def build(k: int, n_new: int) -> bytes:
+            flags = np.where(drop, DROP, KEEP)
+            flags[cand_idx[:k]] = np.where(geom[cand_idx[:k]], UPDATE, COLOR)
+            added = new.take(np.sort(new_order[:n_new]))
+            return self._predicted_payload(flags, rq, old, added, cfg, motion)
+
+        n_new = len(new)
+        payload = build(0, n_new)
+        n_motion = int(gone.sum())  # new Gaussians that fill what the motion uncovered
+        while len(payload) > self.opts.add_share * budget and n_new > n_motion:
+            n_new = max(n_motion, int(n_new * 0.7))
+            payload = build(0, n_new)
+        while len(payload) > budget and n_new > 0:
+            n_new //= 2
+            payload = build(0, n_new)
+        if len(payload) <= budget and len(cand_idx):
+            lo, hi = 0, len(cand_idx)
+            best = payload
+            full = build(hi, n_new)
+            if len(full) <= budget:
+                best = full
+            else:  # bisection on the number of updates (payload size grows with it)
+                for _ in range(8):
+                    mid = (lo + hi + 1) // 2
+                    trial = build(mid, n_new)
+                    if len(trial) <= budget:
+                        lo, best = mid, trial
+                    else:
+                        hi = mid - 1
+                    if hi - lo <= max(2, len(cand_idx) // 100):
+                        break
+            payload = best
+        flags_n = _count_flags(payload)
+        self._accept(payload)
+        return payload, FrameStats(self.index, FRAME_P, 0, 0, len(self.state.q),
+                                   flags_n[UPDATE] + flags_n[COLOR],
+                                   len(self.state.q) - (n_ref - flags_n[DROP]), flags_n[DROP])
+
+    def _predicted_payload(self, flags: np.ndarray, rq: QuantizedGaussians, cand: QuantizedGaussians,
+                           added: QuantizedGaussians, cfg: QuantConfig, motion: Motion) -> bytes:
+        upd = np.flatnonzero(flags == UPDATE)
+        col = np.flatnonzero((flags == UPDATE) | (flags == COLOR))
+
+        def d(a: np.ndarray, b: np.ndarray, idx: np.ndarray = upd) -> bytes:
+            return encode_symbols(a[idx] - b[idx])
+
+        chunks = {
+            "VHED": _VHED.pack(PAYLOAD_VERSION, FRAME_P, len(rq)),
+            "MOTN": pack_motion(motion),
+            "FLAG": encode_symbols(flags),
+            "DPOS": pack_chunks({"DX  ": d(cand.x, rq.x), "DY  ": d(cand.y, rq.y)}),
+            "DSHP": pack_chunks({"DSX ": d(cand.log_sx, rq.log_sx), "DSY ": d(cand.log_sy, rq.log_sy),
+                                 "DRHO": d(cand.rho, rq.rho)}),
+            "DCOL": pack_chunks({"DCY ": d(cand.color[:, 0], rq.color[:, 0], col),
+                                 "DCO ": d(cand.color[:, 1], rq.color[:, 1], col),
+                                 "DCG ": d(cand.color[:, 2], rq.color[:, 2], col)}),
+            "ADD ": pack_chunks(pack_gaussians(added, cfg, self.w, self.h)),
+        }
+        return pack_chunks(chunks)
+
+
+def _count_flags(payload: bytes) -> dict[int, int]:
+    chunks = unpack_chunks(payload)
+    _, nref = _parse_vhed(chunks["VHED"])
+    flags = decode_symbols(chunks["FLAG"], nref)
+    return {k: int((flags == k).sum()) for k in (KEEP, UPDATE, DROP, COLOR)}
+
+
+def _as_gaussians(state: VideoState) -> Any:
+    from dappled.models.splat.fit import Gaussians
+
+    return Gaussians(*dequantize(state.q, state.cfg))
+
+
+def _render_t(g: Any, w: int, h: int) -> torch.Tensor:
+    from dappled.models.splat import render_numba_forward
+
+    out = render_numba_forward(g.means.numpy(), g.chol.numpy(), g.colors.numpy(), h, w)
+    return torch.from_numpy(out)
+
+
+# ---------------------------------------------------------------- registry entry
+
+
+class SplatVideoCodec(Codec):
+    """The splat codec for video streams (frame_count > 1); a still image is one intra frame."""
+
+    name = "splatv"
+    codec_id = CODEC_ID
+    description = "splat video: intra fits + predicted Gaussian updates (use --codec splat on a video)"
+    quality_range = (1, 8)
+    default_quality = 4
+    supports_bpp = True
+
+    def encode_image(self, image: np.ndarray, params: EncodeParams) -> list[Packet]:
+        """One intra frame at the image splat codec's bpp target."""
+        h, w = image.shape[:2]
+        bpp = params.bpp if params.bpp is not None else PRESETS[params.quality or self.default_quality]
+        nbytes = bpp * w * h / 8 - HEADER_SIZE - PACKET_HEADER_SIZE
+        enc = SplatVideoEncoder(w, h, 1.0, nbytes * 8 / 1000, 1,
+                                VideoEncodeOptions.from_options(dict(params.options)), params.device)
+        return [enc.encode(image, 1)]
+
+    def decode_image(self, header: StreamHeader, packets: list[Packet], device: str = "cpu") -> np.ndarray:
+        """Decode the one frame of a single-frame stream."""
+        dec = SplatVideoDecoder(header, device)
+        out = None
+        for p in packets:
+            img = dec.decode(p)
+            if img is not None:
+                out = img
+        if out is None:
+            raise BitstreamError("stream holds no frame")
+        return out
+
+
+__all__ = [
+    "CODEC_ID",
+    "SplatVideoCodec",
+    "SplatVideoDecoder",
+    "SplatVideoEncoder",
+    "VideoEncodeOptions",
+    "VideoState",
+    "apply_frame",
+    "render_state",
+]

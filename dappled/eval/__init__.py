@@ -1,0 +1,1 @@
+"""Metrics, BD-rate, rate-distortion sweeps, plots and benchmarks."""

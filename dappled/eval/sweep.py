@@ -1,0 +1,357 @@
+"""The resumable rate-distortion runner: every (codec series, rate point, image) encoded once.
+
+For each point it records the rate (8 x bytes of the whole container / pixels), PSNR (RGB,
+8-bit, whole image), MS-SSIM (see :func:`dappled.eval.metrics.ms_ssim`), encode seconds and
+decode seconds (the second of two decodes, so a first-call warm-up such as JIT compilation or a
+library import is not counted). Each finished point is added to ``DIR/results.json`` (the
+record a resumed run reads) and ``DIR/results.csv`` (the same rows for spreadsheets), both
+rewritten atomically, so an interrupted run loses at most the points in flight and a re-run
+skips every point already there. A point is identified by series label, rate parameters and
+the image's file name plus a hash of its bytes.
+
+Points run in parallel over ``jobs`` worker processes (spawned, so no forked torch state),
+each with ``max(1, cores // jobs)`` torch threads.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from dappled.errors import InputError, OptionError
+from dappled.fileio import atomic_write_bytes
+
+RESULTS_JSON = "results.json"
+RESULTS_CSV = "results.csv"
+RESULTS_VERSION = 1
+
+FIELDS = (
+    "series", "codec", "options", "params", "quality", "bpp_target", "image", "image_sha1",
+    "width", "height", "bytes", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s", "device",
+    "seed", "dataset", "finished_utc",
+)
+
+RATE_KEYS = ("quality", "bpp")
+
+
+def format_params(point: dict[str, Any]) -> str:
+    """Canonical text of a rate point, e.g. ``quality=20`` or ``bpp=0.43`` (part of the key)."""
+    return ",".join(f"{k}={point[k]:g}" if isinstance(point[k], float) else f"{k}={point[k]}"
+                    for k in sorted(point))
+
+
+@dataclass(frozen=True)
+class Series:
+    """One curve: a codec, fixed codec options, and the rate points to sweep."""
+
+    codec: str
+    points: tuple[tuple[tuple[str, Any], ...], ...]
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """Name used in tables and plots: the codec, plus its options if any."""
+        if not self.options:
+            return self.codec
+        return f"{self.codec}[{','.join(f'{k}={v}' for k, v in self.options)}]"
+
+    def point_dicts(self) -> list[dict[str, Any]]:
+        """The rate points as kwargs of ``api.encode_image``."""
+        return [dict(p) for p in self.points]
+
+
+def parse_param(text: str) -> tuple[str, str, list[str]]:
+    """Split ``CODEC:KEY=V1,V2`` into (codec, key, values); OptionError when malformed."""
+    if ":" not in text or "=" not in text.split(":", 1)[1]:
+        raise OptionError(f"--param wants CODEC:KEY=VALUE[,VALUE...], got {text!r}")
+    codec, rest = text.split(":", 1)
+    key, values = rest.split("=", 1)
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if not codec.strip() or not key.strip() or not items:
+        raise OptionError(f"--param wants CODEC:KEY=VALUE[,VALUE...], got {text!r}")
+    return codec.strip(), key.strip(), items
+
+
+def plan_series(codecs: Sequence[str], points: int, params: Sequence[str] = ()) -> list[Series]:
+    """Build the series of a run.
+
+    Each codec sweeps ``codec.rd_points(points)`` unless ``params`` gives its rate points
+    explicitly (``jpeg:quality=10,20,50`` or ``splat:bpp=0.43,0.72``); any other key is a fixed
+    codec option for every point of that codec (``jpeg:subsampling=444``).
+    """
+    from dappled.codec import registry
+    from dappled.codec.registry import EncodeParams
+
+    if not codecs:
+        raise OptionError("name at least one codec (--codec)")
+    if len(set(codecs)) != len(codecs):
+        raise OptionError("a codec is named twice in --codec")
+    explicit: dict[str, dict[str, list[str]]] = {c: {} for c in codecs}
+    options: dict[str, dict[str, str]] = {c: {} for c in codecs}
+    for text in params:
+        codec, key, values = parse_param(text)
+        if codec not in explicit:
+            raise OptionError(f"--param {text!r} names codec {codec!r}, which is not in --codec")
+        if key in RATE_KEYS:
+            explicit[codec][key] = values
+        else:
+            if len(values) != 1:
+                raise OptionError(f"--param {text!r}: codec option {key} takes one value")
+            options[codec][key] = values[0]
+    out = []
+    for name in codecs:
+        try:
+            impl = registry.get(name)
+        except ImportError as exc:  # a codec module that is broken or lacks a library
+            raise OptionError(f"codec {name} cannot be loaded ({exc})") from None
+        rate = explicit[name]
+        if len(rate) > 1:
+            raise OptionError(f"give quality or bpp points for {name}, not both")
+        if rate:
+            key, values = next(iter(rate.items()))
+            try:
+                pts = [{key: int(v) if key == "quality" else float(v)} for v in values]
+            except ValueError:
+                raise OptionError(f"--param {name}:{key}= wants numbers, got {','.join(values)}") from None
+        else:
+            if points < 1:
+                raise OptionError(f"--points must be at least 1, got {points}")
+            pts = impl.rd_points(points)
+        for p in pts:
+            impl.check_params(EncodeParams(quality=p.get("quality"), bpp=p.get("bpp")))
+        if len({format_params(p) for p in pts}) != len(pts):
+            raise OptionError(f"repeated rate point for {name}")
+        out.append(Series(name, tuple(tuple(sorted(p.items())) for p in pts),
+                          tuple(sorted(options[name].items()))))
+    return out
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An input image: its path, display name and content hash (part of each result's key)."""
+
+    path: Path
+    name: str
+    sha1: str
+
+
+def image_refs(paths: Iterable[str | os.PathLike[str]]) -> list[ImageRef]:
+    """Hash the image files of a run (their bytes, not decoded pixels)."""
+    refs = []
+    for p in paths:
+        path = Path(p)
+        try:
+            digest = hashlib.sha1(path.read_bytes()).hexdigest()[:16]
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+        refs.append(ImageRef(path, path.name, digest))
+    names = [r.name for r in refs]
+    if len(set(names)) != len(names):
+        raise InputError("two images of the run share a file name")
+    return refs
+
+
+def point_key(series_label: str, params: str, image: str, sha1: str) -> str:
+    """The identity of one result: what a resumed run looks up."""
+    return f"{series_label}|{params}|{image}|{sha1}"
+
+
+def row_key(row: dict[str, Any]) -> str:
+    """The key of a stored result row."""
+    return point_key(row["series"], row["params"], row["image"], row["image_sha1"])
+
+
+def load_results(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows already stored in ``DIR/results.json`` (empty when there is none yet)."""
+    path = Path(out_dir) / RESULTS_JSON
+    if not path.exists():
+        return []
+    try:
+        doc = json.loads(path.read_text())
+        rows = doc["results"]
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and "series" in r for r in rows):
+            raise ValueError("bad rows")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a results file of `dappled eval` ({exc})") from None
+    return rows
+
+
+def save_results(out_dir: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:
+    """Write results.json and results.csv atomically (whole files, so never a torn row)."""
+    out = Path(out_dir)
+    doc = {"format": "dappled-eval-results", "version": RESULTS_VERSION, "results": list(rows)}
+    atomic_write_bytes(out / RESULTS_JSON, (json.dumps(doc, indent=1) + "\n").encode())
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in FIELDS})
+    atomic_write_bytes(out / RESULTS_CSV, buf.getvalue().encode())
+
+
+@dataclass(frozen=True)
+class Task:
+    """One encode/decode/measure job, picklable for a worker process."""
+
+    series: str
+    codec: str
+    options: tuple[tuple[str, str], ...]
+    point: tuple[tuple[str, Any], ...]
+    image: ImageRef
+    device: str
+    seed: int
+    dataset: str
+
+    @property
+    def key(self) -> str:
+        return point_key(self.series, format_params(dict(self.point)), self.image.name, self.image.sha1)
+
+
+@lru_cache(maxsize=4)
+def _load(path: Path) -> Any:
+    from dappled.datasets.images import load_image
+
+    return load_image(path)
+
+
+def run_task(task: Task) -> dict[str, Any]:
+    """Encode, decode and measure one point; returns its result row."""
+    from dappled.codec.api import decode_image, encode_image
+    from dappled.eval.metrics import ms_ssim, psnr
+
+    image = _load(task.image.path)
+    h, w = image.shape[:2]
+    point = dict(task.point)
+    t0 = time.perf_counter()
+    data = encode_image(image, task.codec, quality=point.get("quality"), bpp=point.get("bpp"),
+                        device=task.device, progress=False, seed=task.seed, **dict(task.options))
+    encode_s = time.perf_counter() - t0
+    decode_image(data, device=task.device)  # warm-up: imports, JIT, caches
+    t0 = time.perf_counter()
+    decoded = decode_image(data, device=task.device)
+    decode_s = time.perf_counter() - t0
+    return {
+        "series": task.series,
+        "codec": task.codec,
+        "options": ",".join(f"{k}={v}" for k, v in task.options),
+        "params": format_params(point),
+        "quality": point.get("quality"),
+        "bpp_target": point.get("bpp"),
+        "image": task.image.name,
+        "image_sha1": task.image.sha1,
+        "width": w,
+        "height": h,
+        "bytes": len(data),
+        "bpp": 8.0 * len(data) / (w * h),
+        "psnr": psnr(image, decoded),
+        "ms_ssim": ms_ssim(image, decoded),
+        "encode_s": encode_s,
+        "decode_s": decode_s,
+        "device": task.device,
+        "seed": task.seed,
+        "dataset": task.dataset,
+        "finished_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def worker_threads(jobs: int) -> int:
+    """Torch threads per worker so that jobs x threads does not exceed the cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
+def _init_worker(threads: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep did: all rows of the run's points, and how many were new."""
+
+    rows: list[dict[str, Any]]
+    done_before: int
+    ran: int
+    all_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def plan_tasks(series: Sequence[Series], images: Sequence[ImageRef], device: str, seed: int,
+               dataset: str) -> list[Task]:
+    """Every point of the run, series by series, rate point by rate point, image by image."""
+    return [Task(s.label, s.codec, s.options, p, img, device, seed, dataset)
+            for s in series for p in s.points for img in images]
+
+
+def run_sweep(series: Sequence[Series], images: Sequence[ImageRef], out_dir: str | os.PathLike[str], *,
+              jobs: int = 1, device: str = "cpu", seed: int = 0, dataset: str = "",
+              progress: bool = True,
+              on_row: Callable[[dict[str, Any]], None] | None = None) -> SweepOutcome:
+    """Run the points of ``series`` x ``images`` not already stored in ``out_dir``.
+
+    Returns the rows of this run's points (stored and new). A DappledError from any point
+    stops the sweep after saving the rows finished so far, and is raised.
+    """
+    from tqdm import tqdm
+
+    if jobs < 1:
+        raise OptionError(f"--jobs must be at least 1, got {jobs}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stored = load_results(out)
+    by_key = {row_key(r): r for r in stored}
+    tasks = plan_tasks(series, images, device, seed, dataset)
+    todo = [t for t in tasks if t.key not in by_key]
+    done_before = len(tasks) - len(todo)
+    all_rows = list(stored)
+
+    def finish(row: dict[str, Any]) -> None:
+        all_rows.append(row)
+        by_key[row_key(row)] = row
+        save_results(out, all_rows)
+        if on_row is not None:
+            on_row(row)
+
+    bar = tqdm(total=len(tasks), initial=done_before, desc="eval", unit="pt", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        if todo and jobs == 1:
+            _init_worker(worker_threads(1))
+            for task in todo:
+                bar.set_postfix_str(f"{task.series} {format_params(dict(task.point))} {task.image.name}")
+                finish(run_task(task))
+                bar.update()
+        elif todo:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx,
+                                     initializer=_init_worker, initargs=(worker_threads(jobs),)) as pool:
+                pending: dict[Future[dict[str, Any]], Task] = {pool.submit(run_task, t): t for t in todo}
+                try:
+                    while pending:
+                        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                        for fut in finished:
+                            task = pending.pop(fut)
+                            finish(fut.result())
+                            bar.set_postfix_str(f"{task.series} {task.image.name}")
+                            bar.update()
+                except BaseException:
+                    for fut in pending:
+                        fut.cancel()
+                    raise
+    finally:
+        bar.close()
+    rows = [by_key[t.key] for t in tasks]
+    return SweepOutcome(rows, done_before, len(todo), all_rows)

@@ -1,0 +1,1 @@
+"""Neural model families used by the dappled codecs."""
