@@ -224,11 +224,19 @@ def test_cli_encode_decode_with_shallow_decoder(tmp_path: Path, crop: np.ndarray
     save_image(png, crop)
     runner = CliRunner()
     res = runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path / "a.dpl"), "--codec", "rat", "-q", "2",
-                              "-O", "decoder=shallow", "--quiet"])
+                              "--decoder", "shallow", "--quiet"])
     assert res.exit_code == 0, res.output
     res = runner.invoke(cli, ["decode", str(tmp_path / "a.dpl"), "-o", str(tmp_path / "a.png")])
     assert res.exit_code == 0, res.output
     assert load_image(tmp_path / "a.png").shape == crop.shape
+    # the flag and the codec option name the same thing: identical streams
+    res = runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path / "c.dpl"), "--codec", "rat", "-q", "2",
+                              "-O", "decoder=shallow", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "a.dpl").read_bytes() == (tmp_path / "c.dpl").read_bytes()
+    res = runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path / "d.dpl"), "--codec", "splat",
+                              "--decoder", "shallow", "--quiet"])
+    assert res.exit_code == 1 and "decoder" in res.output
     res = runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path / "b.dpl"), "--codec", "rat", "-q", "9"])
     assert res.exit_code == 1 and "quality" in res.output
 

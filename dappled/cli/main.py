@@ -62,10 +62,12 @@ def _codec_names() -> list[str]:
               help="Video: group length (an intra frame every N frames; default 25).")
 @click.option("--frames", "n_frames", type=int, default=None, help="Video: encode at most N frames.")
 @click.option("--start", type=int, default=0, show_default=True, help="Video: first frame to encode.")
+@click.option("--decoder", type=click.Choice(["full", "shallow"]), default=None,
+              help="rat: which synthesis transform the stream asks for (shallow: cheaper decode).")
 @friendly_errors
 def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | None, device: str,
            seed: int, options: tuple[str, ...], quiet: bool, kbps: float | None, gop: int | None,
-           n_frames: int | None, start: int) -> None:
+           n_frames: int | None, start: int, decoder: str | None) -> None:
     """Encode image or video SRC into a Dappled stream (video: mp4, mkv, webm, y4m, frames/%04d.png)."""
     from dappled.codec.api import encode_file
     from dappled.datasets.video import is_video_path
@@ -77,6 +79,8 @@ def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | Non
             raise OptionError(f"--option wants KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         opts[k.strip()] = v.strip()
+    if decoder is not None:
+        opts["decoder"] = decoder
     if is_video_path(src):
         from dappled.codec.api import encode_video_file
 
