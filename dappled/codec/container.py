@@ -222,6 +222,20 @@ class ContainerReader:
         self._offset = HEADER_SIZE
         self._ended = False
 
+    @property
+    def offset(self) -> int:
+        """Byte offset of the next packet header in the stream."""
+        return self._offset
+
+    def seek(self, offset: int) -> None:
+        """Continue reading at the packet that starts at byte `offset` (a seekable stream only:
+        a file, or an HTTP body opened with range requests); clears the end-of-stream state."""
+        if offset < HEADER_SIZE or (self._size_hint is not None and offset > self._size_hint):
+            raise BitstreamError(f"seek to byte {offset} outside the stream")
+        self._stream.seek(offset)
+        self._offset = offset
+        self._ended = False
+
     def read_packet(self) -> Packet | None:
         """Return the next packet, or None at a clean end of stream (END packet or EOF)."""
         if self._ended:

@@ -21,9 +21,10 @@ reference from decoding its own payload, so encoder and decoder never drift apar
 
 from __future__ import annotations
 
+import contextlib
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -74,6 +75,10 @@ _CONFIG = struct.Struct("<BHI")  # version, group length, target kbps (informati
 VIDEO_PRESETS: dict[int, float] = {1: 0.03, 2: 0.05, 3: 0.08, 4: 0.12, 5: 0.18, 6: 0.27, 7: 0.4, 8: 0.6}
 BITS_PER_GAUSSIAN_GUESS = 40.0
 MAX_GOP = 65535
+# numba threads of the CPU decoder: a frame is a few ms of work, where thread start-up and the
+# tile pass's imbalance cost more than a second core gains (docs/results.md: at 640x272,
+# 52.6 fps with 1 thread against 22.7 fps with 2)
+DECODE_THREADS = 1
 
 
 # ---------------------------------------------------------------- decoder state
@@ -345,13 +350,16 @@ class SplatVideoDecoder:
 
     ``decode(packet)`` returns the frame a FRAME packet holds, None for other packets. A stream
     may start at any intra frame (after a seek); a predicted frame before one is an error.
+    ``threads``: numba threads for the CPU renderer (None: leave numba's setting alone).
     """
 
-    def __init__(self, header: StreamHeader, device: str = "cpu") -> None:
+    def __init__(self, header: StreamHeader, device: str = "cpu",
+                 threads: int | None = DECODE_THREADS) -> None:
         if header.codec_id != CODEC_ID:
             raise BitstreamError(f"not a splat video stream (codec id {header.codec_id})")
         self.header = header
         self.device = device
+        self.threads = threads
         self.state: VideoState | None = None
         self.last_frame: int | None = None
 
@@ -370,7 +378,24 @@ class SplatVideoDecoder:
         state = apply_frame(packet.payload, self.state, self.header.width, self.header.height)
         self.state = state
         self.last_frame = packet.frame
-        return render_state(state, self.header.width, self.header.height, self.device)
+        with _numba_threads(self.threads if self.device == "cpu" else None):
+            return render_state(state, self.header.width, self.header.height, self.device)
+
+
+@contextlib.contextmanager
+def _numba_threads(n: int | None) -> Iterator[None]:
+    """Run the block with `n` numba threads (this thread only; numba's setting is per thread)."""
+    if n is None:
+        yield
+        return
+    import numba
+
+    old = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
 
 
 def parse_config(payload: bytes) -> tuple[int, int]:

@@ -248,8 +248,7 @@ class VideoReader:
             start = end - (n * _INDEX_ENTRY.size + 4) - PACKET_HEADER_SIZE
             if n > self.header.frame_count or start < HEADER_SIZE:
                 raise BitstreamError("no index")
-            self._f.seek(start)
-            self._reader._offset = start
+            self._reader.seek(start)
             p = self._reader.read_packet()
             if p is None or p.type != PacketType.INDEX:
                 raise BitstreamError("no index")
@@ -257,7 +256,7 @@ class VideoReader:
         except (BitstreamError, struct.error):
             return self._scan_index()
         finally:
-            self._reader._ended = False
+            self._reader.seek(HEADER_SIZE)
 
     def _scan_index(self) -> list[tuple[int, int]]:
         """Walk the packet headers (payloads are skipped, not read) up to INDEX or END."""
@@ -274,9 +273,7 @@ class VideoReader:
         return entries
 
     def _seek(self, offset: int) -> None:
-        self._f.seek(offset)
-        self._reader._offset = offset
-        self._reader._ended = False
+        self._reader.seek(offset)
 
     def keyframe_before(self, frame: int) -> tuple[int, int]:
         """(frame, byte offset) of the last intra frame at or before `frame`."""
