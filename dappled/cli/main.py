@@ -193,7 +193,8 @@ def _add_optional_commands() -> None:
     """Attach command groups that live in other modules (eval, bench ...), if present."""
     import importlib
 
-    for module in ("dappled.cli.eval_cmds", "dappled.cli.train_cmds", "dappled.cli.video_cmds"):
+    for module in ("dappled.cli.eval_cmds", "dappled.cli.train_cmds", "dappled.cli.video_cmds",
+                   "dappled.cli.play_cmds"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
