@@ -121,7 +121,7 @@ def decode(src: str, dst: str, device: str, vcodec: str, crf: int) -> None:
         click.echo(f"{dst}: {vr.frames} frames decoded in {vr.seconds:.2f} s ({vr.fps:.1f} frames/s)")
         return
     seconds = decode_file(src, dst, device=device)
-    click.echo(f"{dst}: decoded in {seconds * 1000:.1f} ms")
+    click.echo(f"{dst}: decoded in {seconds * 1000:.1f} ms (one-shot: includes loading the codec)")
 
 
 @cli.command()
