@@ -1,0 +1,227 @@
+// The browser player: fetches a .dpl stream, parses packets as bytes arrive, decodes frames on
+// the stream's clock and renders them with WebGL2. Same timing rules as `dappled play`: the
+// clock starts at the first frame; a frame still downloading stalls the clock; a frame more than
+// one period late is decoded but not drawn (dropped). window.dappled exposes the state.
+
+import { BitstreamError, PACKET, SplatVideoDecoder, StreamParser, gaussianInstances } from "./dpl.js";
+import { SplatRenderer } from "./gl.js";
+
+const FPS_WINDOW = 30; // frames the shown rate is measured over
+
+class WebPlayer {
+  constructor(src, canvas, ui) {
+    this.src = src;
+    this.canvas = canvas;
+    this.ui = ui;
+    this.frames = []; // FRAME packets by frame index, as they arrive
+    this.keyframes = []; // indices of intra frames received
+    this.instances = null;
+    this.state = {
+      src, width: 0, height: 0, frameCount: 0, fps: 0, bytes: 0, downloaded: false, playing: true,
+      frame: -1, shown: 0, dropped: 0, decoded: 0, stalls: 0, measuredFps: 0, ended: false, error: null,
+      firstFrameMs: null, renderFormat: null,
+    };
+    this.t0 = performance.now();
+    this.next = 0;
+    this.origin = null;
+    this.base = 0;
+    this.stalled = false;
+    this.shownTimes = [];
+  }
+
+  fail(msg) {
+    if (!this.state.error) this.state.error = msg;
+    this.ui.message.textContent = msg;
+  }
+
+  async load() {
+    const parser = new StreamParser();
+    let resp;
+    try {
+      resp = await fetch(this.src);
+    } catch (e) {
+      this.fail(`${this.src}: cannot fetch (${e.message})`);
+      this.state.downloaded = true;
+      return;
+    }
+    if (!resp.ok) {
+      this.fail(`${this.src}: HTTP ${resp.status}`);
+      this.state.downloaded = true;
+      return;
+    }
+    const reader = resp.body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        this.state.bytes += value.length;
+        parser.push(value);
+        let p;
+        while ((p = parser.next()) !== null) this.onPacket(parser, p);
+      }
+      if (!parser.header) throw new BitstreamError(`stream too short for a header (${this.state.bytes} bytes)`);
+      if (this.frames.length < this.state.frameCount || !parser.ended) {
+        throw new BitstreamError(`stream ends after frame ${this.frames.length} of ${this.state.frameCount}`);
+      }
+    } catch (e) {
+      const where = this.frames.length ? `after frame ${this.frames.length - 1}` : "before the first frame";
+      this.fail(`${this.src}: stream breaks ${where}: ${e.message}`);
+      reader.cancel().catch(() => {});
+    } finally {
+      this.state.downloaded = true;
+    }
+  }
+
+  onPacket(parser, p) {
+    if (!this.renderer) this.start(parser.header);
+    if (p.type !== PACKET.FRAME) return;
+    if (p.frame !== this.frames.length) throw new BitstreamError(`frame ${p.frame} where frame ${this.frames.length} was expected`);
+    this.frames.push(p);
+    if (p.keyframe) this.keyframes.push(p.frame);
+  }
+
+  start(header) {
+    this.header = header;
+    Object.assign(this.state, { width: header.width, height: header.height, frameCount: header.frameCount, fps: header.fps });
+    this.decoder = new SplatVideoDecoder(header);
+    this.renderer = new SplatRenderer(this.canvas, header.width, header.height);
+    this.state.renderFormat = this.renderer.format;
+    const zoom = Math.max(1, Math.min(4, Math.floor(960 / header.width)));
+    this.canvas.style.width = `${header.width * zoom}px`;
+    this.canvas.style.height = `${header.height * zoom}px`;
+    this.ui.seek.max = String(header.frameCount - 1);
+    this.period = 1000 / header.fps;
+    requestAnimationFrame((t) => this.tick(t));
+  }
+
+  // decode frame i, from the intra frame before it when i does not follow the last one
+  decodeFrame(i) {
+    if (this.decoder.lastFrame === null || this.decoder.lastFrame !== i - 1) {
+      let k = -1;
+      for (const f of this.keyframes) if (f <= i) k = f;
+      if (k < 0) throw new BitstreamError(`no intra frame at or before frame ${i}`);
+      this.decoder.reset();
+      for (let j = k; j < i; j++) this.decoder.decode(this.frames[j]);
+    }
+    const st = this.decoder.decode(this.frames[i]);
+    this.state.decoded++;
+    return st;
+  }
+
+  draw(st) {
+    const { data, count } = gaussianInstances(st, this.header.width, this.header.height, this.instances);
+    this.instances = data;
+    this.renderer.draw(data, count);
+  }
+
+  tick(now) {
+    try {
+      this.step(now);
+    } catch (e) {
+      this.fail(`${this.src}: stream breaks after frame ${this.next - 1}: ${e.message}`);
+      this.state.playing = false;
+    }
+    this.updateUi();
+    requestAnimationFrame((t) => this.tick(t));
+  }
+
+  step(now) {
+    const s = this.state;
+    if (!s.playing || s.ended) return;
+    for (;;) {
+      const i = this.next;
+      if (i >= s.frameCount || (s.downloaded && i >= this.frames.length)) {
+        s.ended = true;
+        s.playing = false;
+        return;
+      }
+      if (this.origin === null) { this.origin = now; this.base = i; }
+      let due = this.origin + (i - this.base) * this.period;
+      if (i >= this.frames.length) { // still downloading: the clock waits for it
+        if (now > due) this.stalled = true;
+        return;
+      }
+      if (this.stalled) {
+        if (now > due) { this.origin += now - due; due = now; s.stalls++; }
+        this.stalled = false;
+      }
+      if (now < due - 2) return; // rAF fires a little early at times
+      const st = this.decodeFrame(i);
+      this.next = i + 1;
+      if (now > due + this.period) { // too late: decoded (the next frames need it), not drawn
+        s.dropped++;
+        continue;
+      }
+      this.draw(st);
+      s.frame = i;
+      s.shown++;
+      if (s.firstFrameMs === null) s.firstFrameMs = performance.now() - this.t0;
+      this.shownTimes.push(now);
+      if (this.shownTimes.length > FPS_WINDOW) this.shownTimes.shift();
+      const n = this.shownTimes.length;
+      if (n > 1) s.measuredFps = (1000 * (n - 1)) / (this.shownTimes[n - 1] - this.shownTimes[0]);
+      return;
+    }
+  }
+
+  updateUi() {
+    const s = this.state;
+    this.ui.counter.textContent = `frame ${s.frame + 1} / ${s.frameCount}`;
+    this.ui.fps.textContent = `${s.measuredFps.toFixed(1)} fps`;
+    this.ui.stats.textContent = `shown ${s.shown}, dropped ${s.dropped}, stalls ${s.stalls}, ${s.bytes} bytes` + (s.downloaded ? "" : " (loading)");
+    if (document.activeElement !== this.ui.seek) this.ui.seek.value = String(Math.max(0, s.frame));
+    this.ui.play.textContent = s.playing ? "pause" : "play";
+  }
+
+  togglePlay() {
+    const s = this.state;
+    if (s.playing) { s.playing = false; return; }
+    if (s.ended) { s.ended = false; this.seek(0); }
+    s.playing = true;
+    this.origin = null;
+    this.shownTimes = [];
+  }
+
+  // continue from the intra frame at or before `target` (among the frames received)
+  seek(target) {
+    let k = 0;
+    for (const f of this.keyframes) if (f <= target) k = f;
+    this.next = k;
+    this.origin = null;
+    this.shownTimes = [];
+    this.decoder.reset();
+    this.state.ended = false;
+  }
+
+  // Decode and draw frame i now (pauses playback); RGB bytes, top row first, as base64.
+  captureFrame(i) {
+    this.state.playing = false;
+    if (!(i >= 0 && i < this.frames.length)) throw new Error(`frame ${i} not received`);
+    const st = this.decodeFrame(i);
+    this.draw(st);
+    this.state.frame = i;
+    const rgb = this.renderer.readRGB();
+    let bin = "";
+    for (let j = 0; j < rgb.length; j += 0x8000) bin += String.fromCharCode.apply(null, rgb.subarray(j, j + 0x8000));
+    return btoa(bin);
+  }
+}
+
+const params = new URLSearchParams(location.search);
+const src = params.get("src");
+const ui = {
+  play: document.getElementById("play"), seek: document.getElementById("seek"),
+  counter: document.getElementById("counter"), fps: document.getElementById("fps"),
+  stats: document.getElementById("stats"), message: document.getElementById("message"),
+};
+document.getElementById("name").textContent = src || "";
+if (!src) {
+  ui.message.textContent = "no stream given (player?src=/files/NAME.dpl)";
+} else {
+  const player = new WebPlayer(src, document.getElementById("screen"), ui);
+  window.dappled = player;
+  ui.play.addEventListener("click", () => player.togglePlay());
+  ui.seek.addEventListener("input", () => player.seek(Number(ui.seek.value)));
+  document.addEventListener("keydown", (e) => { if (e.key === " ") { e.preventDefault(); player.togglePlay(); } });
+  player.load().catch((e) => player.fail(`${src}: ${e.message}`));
+}
