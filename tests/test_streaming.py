@@ -1,0 +1,434 @@
+"""Streaming playback: `dappled play` (headless and in an SDL window), `dappled serve`, and the
+browser player in a real headless Chromium. Real parts throughout: a real encoded clip, real
+pipes, a real HTTP server on a loopback port, a real browser with software WebGL2.
+
+A 10-frame 64x48 synthetic clip (intra frames at 0, 4 and 8) is encoded once per module.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dappled.codec.container import HEADER_SIZE, ContainerReader, PacketType
+from dappled.codec.video import decode_video, encode_video
+from dappled.eval.metrics import psnr
+
+FAST = {"i_iterations": 60, "i_refit_iterations": 10, "p_iterations": 4, "p_solve_iters": 2}
+N_FRAMES = 10
+GOP = 4
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _clip(n: int = N_FRAMES, w: int = 64, h: int = 48) -> list[np.ndarray]:
+    yy, xx = np.mgrid[0:h, 0:w]
+    frames = []
+    for t in range(n):
+        img = np.zeros((h, w, 3), np.uint8)
+        img[..., 0] = (xx * 4 + t * 3) % 256
+        img[..., 1] = (yy * 5) % 256
+        img[..., 2] = 90
+        img[10 + t : 22 + t, 12 + 3 * t : 26 + 3 * t] = (240, 200, 30)
+        frames.append(img)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with the clip's stream, a truncated copy, and things that must not be served."""
+    root = tmp_path_factory.mktemp("serve")
+    data = encode_video(_clip(), Fraction(25), kbps=200, gop=GOP, **FAST).data
+    (root / "clip.dpl").write_bytes(data)
+    packets = _packet_ends(data)
+    (root / "cut.dpl").write_bytes(data[: packets[5] + 40])  # inside frame 6's packet
+    (root / "notes.txt").write_text("not a stream")
+    (root / "sub").mkdir()
+    (root / "sub" / "two.dpl").write_bytes(data)
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret.dpl").write_bytes(data)
+    (root / "link.dpl").symlink_to(outside / "secret.dpl")
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(stream_dir: Path) -> bytes:
+    return (stream_dir / "clip.dpl").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def offline(data: bytes) -> list[np.ndarray]:
+    return decode_video(data)
+
+
+def _packet_ends(data: bytes) -> list[int]:
+    """Byte offset where each FRAME packet ends, in frame order."""
+    reader = ContainerReader(io.BytesIO(data))
+    ends = []
+    for p in reader:
+        if p.type == PacketType.FRAME:
+            ends.append(reader.offset)
+    return ends
+
+
+def _sha(img: np.ndarray) -> str:
+    return hashlib.sha256(img.tobytes()).hexdigest()
+
+
+def _dappled_cmd() -> list[str]:
+    exe = shutil.which("dappled", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "dappled.cli.main"]
+
+
+def _run(*args: str, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*_dappled_cmd(), *args], capture_output=True, text=True, timeout=300, **kw)
+
+
+def _checksums(path: Path) -> dict[int, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        i, h = line.split()
+        out[int(i)] = h
+    return out
+
+
+def _summary(stdout: str) -> dict[str, int]:
+    m = re.search(r"shown (\d+), dropped (\d+), decoded (\d+) of (\d+)", stdout)
+    assert m, stdout
+    return dict(zip(("shown", "dropped", "decoded", "count"), map(int, m.groups()), strict=True))
+
+
+def _one_line_error(res: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dappled: error:"), res.stderr
+    assert "Traceback" not in res.stderr
+    for n in needles:
+        assert n in err[0], err[0]
+
+
+# ---------------------------------------------------------------- container seek
+
+
+def test_container_reader_seek_goes_to_a_packet(data: bytes) -> None:
+    ends = _packet_ends(data)
+    reader = ContainerReader(io.BytesIO(data), size_hint=len(data))
+    assert reader.offset == HEADER_SIZE
+    reader.seek(ends[3])  # the packet of frame 4 (an intra frame) starts where frame 3's ends
+    p = reader.read_packet()
+    assert p is not None and p.frame == 4 and p.keyframe
+    assert reader.offset == ends[4]
+    list(reader)
+    assert reader.read_packet() is None
+    reader.seek(ends[7])  # clears the end-of-stream state
+    p = reader.read_packet()
+    assert p is not None and p.frame == 8
+    from dappled.errors import BitstreamError
+
+    with pytest.raises(BitstreamError):
+        reader.seek(len(data) + 1)
+
+
+# ---------------------------------------------------------------- dappled play
+
+
+def test_play_through_a_slow_pipe_starts_early_and_matches_the_offline_decoder(
+        data: bytes, offline: list[np.ndarray], tmp_path: Path) -> None:
+    sums = tmp_path / "sums.txt"
+    proc = subprocess.Popen([*_dappled_cmd(), "play", "--headless", "-v", "--checksums", str(sums), "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
+    assert proc.stdin is not None and proc.stdout is not None
+    first_part = _packet_ends(data)[1]  # header, CONFIG and the first two frames only
+    proc.stdin.write(data[:first_part])
+    proc.stdin.flush()
+    lines: list[str] = []
+    shown_first = threading.Event()
+
+    def read_stdout() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            lines.append(raw.decode())
+            if raw.startswith(b"shown 0"):
+                shown_first.set()
+
+    reader = threading.Thread(target=read_stdout)
+    reader.start()
+    # the rest of the stream is held back until the player has shown frame 0
+    assert shown_first.wait(120), "no frame shown while the stream was incomplete: " + "".join(lines)
+    for k in range(first_part, len(data), 97):  # then trickle: the player must stall, not fail
+        proc.stdin.write(data[k : k + 97])
+        proc.stdin.flush()
+        time.sleep(0.03)
+    proc.stdin.close()
+    assert proc.wait(120) == 0, proc.stderr.read() if proc.stderr else ""
+    reader.join()
+    out = "".join(lines)
+    s = _summary(out)
+    assert s["decoded"] == s["count"] == N_FRAMES and s["shown"] + s["dropped"] == N_FRAMES
+    got = _checksums(sums)
+    assert got == {i: _sha(f) for i, f in enumerate(offline)}  # bit for bit, every frame
+
+
+def test_play_file_from_a_later_frame_seeks_to_the_intra_frame(stream_dir: Path, offline, tmp_path) -> None:
+    sums = tmp_path / "sums.txt"
+    res = _run("play", "--headless", "--start", "6", "--checksums", str(sums), str(stream_dir / "clip.dpl"))
+    assert res.returncode == 0, res.stderr
+    assert "time to first frame" in res.stdout and "rate" in res.stdout
+    got = _checksums(sums)
+    assert sorted(got) == [4, 5, 6, 7, 8, 9]  # from the intra frame at or before 6
+    assert all(got[i] == _sha(offline[i]) for i in got)
+
+
+def test_play_in_a_window_with_sdl_dummy_driver(stream_dir: Path) -> None:
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+    res = _run("play", str(stream_dir / "clip.dpl"), env=env)
+    assert res.returncode == 0, res.stderr
+    assert _summary(res.stdout)["decoded"] == N_FRAMES
+
+
+def test_play_truncated_stream_stops_after_the_last_good_frame(stream_dir: Path, offline, tmp_path) -> None:
+    cut = stream_dir / "cut.dpl"
+    for source, stdin in ((str(cut), None), ("-", cut.read_bytes())):
+        sums = tmp_path / "sums.txt"
+        res = subprocess.run([*_dappled_cmd(), "play", "--headless", "--checksums", str(sums), source],
+                             input=stdin, capture_output=True, timeout=300)
+        err = res.stderr.decode()
+        _one_line_error(subprocess.CompletedProcess(res.args, res.returncode, res.stdout.decode(), err),
+                        "after frame 5")
+        s = _summary(res.stdout.decode())
+        assert s["decoded"] == 6  # frames 0..5 arrived whole; frame 6 was cut
+        got = _checksums(sums)
+        assert got == {i: _sha(offline[i]) for i in range(6)}
+
+
+def test_play_bad_inputs_are_one_line_errors(stream_dir: Path, tmp_path: Path) -> None:
+    _one_line_error(_run("play", "--headless", str(tmp_path / "missing.dpl")), "missing.dpl")
+    _one_line_error(_run("play", "--headless", str(stream_dir / "notes.txt")), "notes.txt", "not a Dappled")
+    _one_line_error(_run("play", "--headless", str(stream_dir)), "directory")
+    _one_line_error(_run("play", "--headless", "ftp://example.org/a.dpl"), "ftp://")
+    _one_line_error(_run("play", "--headless", "http://127.0.0.1:9/a.dpl"), "127.0.0.1:9")
+    _one_line_error(_run("play", "--headless", "--start", "99", str(stream_dir / "clip.dpl")), "--start")
+    res = subprocess.run([*_dappled_cmd(), "play", "--headless", "--start", "3", "-"],
+                         input=(stream_dir / "clip.dpl").read_bytes(), capture_output=True, timeout=300)
+    assert res.returncode == 1 and b"cannot seek in a pipe" in res.stderr
+    # an image stream is not a video
+    from dappled.codec.api import encode_image
+
+    img = tmp_path / "still.dpl"
+    img.write_bytes(encode_image(_clip(1)[0], "jpeg", quality=50))
+    _one_line_error(_run("play", "--headless", str(img)), "still.dpl", "not a video stream")
+
+
+# ---------------------------------------------------------------- dappled serve
+
+
+@pytest.fixture(scope="module")
+def server(stream_dir: Path) -> Iterator[str]:
+    proc = subprocess.Popen([*_dappled_cmd(), "serve", str(stream_dir), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+    assert m, (line, proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
+    yield m.group(1)
+    proc.terminate()
+    proc.wait(30)
+
+
+def _get(base: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("GET", path, headers=headers or {})  # the path goes out as is (no normalising)
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+
+
+def test_serve_lists_streams_and_the_player_page(server: str, data: bytes) -> None:
+    status, _, body = _get(server, "/")
+    page = body.decode()
+    assert status == 200 and "clip.dpl" in page and "sub/two.dpl" in page and "cut.dpl" in page
+    assert "notes.txt" not in page and "secret" not in page and "link.dpl" not in page
+    status, _, body = _get(server, "/api/streams")
+    listed = {e["name"]: e for e in json.loads(body)}
+    assert listed["clip.dpl"]["bytes"] == len(data) and listed["clip.dpl"]["url"] == "/files/clip.dpl"
+    status, _, body = _get(server, "/player?src=/files/clip.dpl")
+    assert status == 200 and b"player.js" in body
+    for name in ("player.js", "dpl.js", "gl.js"):
+        status, headers, body = _get(server, f"/web/{name}")
+        assert status == 200 and "javascript" in headers["content-type"] and len(body) > 1000
+
+
+def test_serve_range_requests(server: str, data: bytes) -> None:
+    status, headers, body = _get(server, "/files/clip.dpl")
+    assert status == 200 and body == data and headers.get("accept-ranges") == "bytes"
+    status, headers, body = _get(server, "/files/clip.dpl", {"Range": "bytes=32-47"})
+    assert status == 206 and body == data[32:48]
+    assert headers["content-range"] == f"bytes 32-47/{len(data)}"
+    status, _, body = _get(server, "/files/clip.dpl", {"Range": f"bytes={len(data) - 20}-"})
+    assert status == 206 and body == data[-20:]
+    status, _, body = _get(server, "/files/clip.dpl", {"Range": "bytes=-16"})
+    assert status == 206 and body == data[-16:]
+    status, _, _ = _get(server, "/files/clip.dpl", {"Range": f"bytes={len(data) + 10}-"})
+    assert status == 416
+
+
+def test_serve_refuses_paths_outside_the_folder(server: str) -> None:
+    for path in ("/files/../outside/secret.dpl", "/files/%2e%2e/%2e%2e/etc/passwd",
+                 "/files/..%2f..%2fpyproject.toml", "/files/link.dpl", "/files//etc/hosts",
+                 "/files/notes.txt", "/files/sub/../../clip.dpl", "/files/.hidden.dpl",
+                 "/web/../server.py", "/web/%2e%2e%2fserver.py", "/files/nothere.dpl"):
+        status, _, body = _get(server, path)
+        assert status in (400, 403, 404), (path, status)
+        assert b"DPLD" not in body and b"root:" not in body, path
+    assert _get(server, "/files/sub/two.dpl")[0] == 200
+
+
+def test_play_over_http_with_seek(server: str, offline, tmp_path: Path) -> None:
+    sums = tmp_path / "sums.txt"
+    res = _run("play", "--headless", "--start", "9", "--checksums", str(sums), f"{server}/files/clip.dpl")
+    assert res.returncode == 0, res.stderr
+    got = _checksums(sums)
+    assert sorted(got) == [8, 9] and all(got[i] == _sha(offline[i]) for i in got)
+    res = _run("play", "--headless", f"{server}/files/cut.dpl")
+    _one_line_error(res, "after frame 5")
+    _one_line_error(_run("play", "--headless", f"{server}/files/nothere.dpl"), "404")
+
+
+# ---------------------------------------------------------------- the browser player
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+                 "--disable-gpu-sandbox"]
+
+
+def ensure_chromium() -> str:
+    """Debian's chromium at CHROMIUM, installed with apt-get when missing; fails (never skips)
+    when it cannot be had."""
+    if not Path(CHROMIUM).exists():
+        apt = shutil.which("apt-get")
+        if apt is None:
+            pytest.fail(f"{CHROMIUM} is missing and there is no apt-get to install it")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        for cmd in ([*sudo, apt, "update"], [*sudo, apt, "install", "-y", "chromium"]):
+            res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+            if res.returncode != 0:
+                pytest.fail(f"cannot install chromium ({' '.join(cmd)}): {res.stderr[-500:]}")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} still missing after apt-get install chromium")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def browser():
+    exe = ensure_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _open_player(browser, server: str, name: str):
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{server}/player?src=/files/{name}")
+    page.wait_for_function("window.dappled && (window.dappled.state.ended || window.dappled.state.error)",
+                           timeout=120_000)
+    return page, errors
+
+
+@pytest.mark.slow
+def test_browser_player_plays_and_matches_the_python_decoder(browser, server: str, offline) -> None:
+    page, errors = _open_player(browser, server, "clip.dpl")
+    st = page.evaluate("window.dappled.state")
+    assert not errors and st["error"] is None, (errors, st)
+    assert st["ended"] and st["frameCount"] == N_FRAMES and st["decoded"] >= N_FRAMES
+    assert st["shown"] + st["dropped"] == N_FRAMES and st["shown"] > 0
+    assert re.fullmatch(r"frame 10 / 10", page.inner_text("#counter"))
+    assert re.fullmatch(r"\d+\.\d fps", page.inner_text("#fps"))
+    for k in (6, 0, 9):  # a predicted frame first: decoded from the intra frame at 4
+        rgb = base64.b64decode(page.evaluate(f"window.dappled.captureFrame({k})"))
+        img = np.frombuffer(rgb, np.uint8).reshape(offline[k].shape)
+        assert psnr(offline[k], img) >= 35.0, k
+    # play again from the start with the button: the frame counter moves
+    page.click("#play")
+    page.wait_for_function("window.dappled.state.ended", timeout=60_000)
+    page.close()
+
+
+@pytest.mark.slow
+def test_browser_player_stops_a_truncated_stream_after_the_last_good_frame(browser, server: str) -> None:
+    page, errors = _open_player(browser, server, "cut.dpl")
+    page.wait_for_function("window.dappled.state.ended", timeout=60_000)
+    st = page.evaluate("window.dappled.state")
+    assert not errors
+    assert st["error"] and "after frame 5" in st["error"]
+    assert st["frame"] == 5 and st["decoded"] == 6
+    assert "after frame 5" in page.inner_text("#message")
+    page.close()
+
+
+@pytest.mark.slow
+def test_browser_entropy_decoder_is_bit_exact(browser, server: str) -> None:
+    """The JavaScript categorical/rANS and Exp-Golomb decoders against the Python encoders, on
+    symbol sets that take every path: escape slot, negative values, one value, none."""
+    from dappled.entropy import encode_symbols
+    from dappled.entropy.golomb import encode_nonneg
+
+    rng = np.random.default_rng(7)
+    cases = {
+        "laplace": np.rint(rng.laplace(0, 3, 3000)).astype(np.int64),
+        "wide": rng.integers(-(1 << 20), 1 << 20, 6000),  # > 4096 distinct: escape slot
+        "skewed": np.concatenate([np.zeros(5000, np.int64), rng.integers(0, 1 << 30, 50)]),
+        "const": np.full(17, -5, np.int64),
+        "empty": np.zeros(0, np.int64),
+        "tiny": np.array([3, 1], np.int64),
+    }
+    page = browser.new_page()
+    page.goto(f"{server}/player")
+    for name, sym in cases.items():
+        coded = base64.b64encode(encode_symbols(sym)).decode()
+        got = page.evaluate("""async ([b64, n]) => {
+            const m = await import('/web/dpl.js');
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            return Array.from(m.decodeSymbols(bytes, n));
+        }""", [coded, len(sym)])
+        assert np.array_equal(np.array(got, np.int64), sym), name
+    gaps = rng.geometric(0.01, 2000).astype(np.int64)
+    coded = base64.b64encode(encode_nonneg(gaps)).decode()
+    got = page.evaluate("""async ([b64, n]) => {
+        const m = await import('/web/dpl.js');
+        return Array.from(m.decodeNonneg(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), n));
+    }""", [coded, len(gaps)])
+    assert np.array_equal(np.array(got, np.int64), gaps)
+    # a corrupted stream throws BitstreamError rather than returning garbage silently
+    bad = bytearray(encode_symbols(cases["laplace"]))
+    bad.append(0)
+    msg = page.evaluate("""async (b64) => {
+        const m = await import('/web/dpl.js');
+        try { m.decodeSymbols(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), 3000); return 'ok'; }
+        catch (e) { return e.name + ': ' + e.message; }
+    }""", base64.b64encode(bytes(bad)).decode())
+    assert msg.startswith("BitstreamError"), msg
+    page.close()
+
