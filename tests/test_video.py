@@ -296,3 +296,34 @@ def test_block_motion_field_finds_a_moving_region_and_round_trips() -> None:
     assert moved.x[2] <= 4 * 128 - 1 and moved.y[2] <= 4 * 96 - 1  # clamped to the frame
     with pytest.raises(BitstreamError):
         parse_motion(pack_motion(m)[:5], cfg, 128, 96)
+
+
+def test_scene_cut_is_coded_as_an_intra_frame() -> None:
+    """A cut to unrelated content mid-group: the encoder codes that frame intra (flagged, in
+    the index, seekable) and it is far better than the predicted frame it replaces."""
+    yy, xx = np.mgrid[0:48, 0:64]
+    a, b = [], []
+    for t in range(3):  # a smooth scene with a block moving one pixel a frame: easy to predict
+        img = np.zeros((48, 64, 3), np.uint8)
+        img[..., 0] = xx * 3
+        img[..., 1] = yy * 4
+        img[..., 2] = 90
+        img[12:24, 20 + t : 32 + t] = (240, 200, 30)
+        a.append(img)
+    for t in range(3):  # then something else entirely
+        img = np.zeros((48, 64, 3), np.uint8)
+        img[..., 0] = 30
+        img[..., 1] = (xx * 3 + yy * 6 + t) % 256
+        img[..., 2] = ((yy // 8 + xx // 8) % 2) * 200 + 20
+        b.append(img)
+    clip = a + b
+    cut = encode_video(clip, Fraction(25), kbps=200, gop=6, keep_recon=True, **FAST)
+    off = encode_video(clip, Fraction(25), kbps=200, gop=6, keep_recon=True, cut_drop_db=0, **FAST)
+    assert [s.type for s in off.stats] == [FRAME_I] + [FRAME_P] * 5
+    assert [s.type for s in cut.stats] == [FRAME_I, FRAME_P, FRAME_P, FRAME_I, FRAME_P, FRAME_P]
+    out = decode_video(cut.data)
+    assert all(np.array_equal(x, y) for x, y in zip(out, cut.recon, strict=True))
+    assert psnr(clip[3], out[3]) > psnr(clip[3], off.recon[3]) + 3
+    with VideoReader(io.BytesIO(cut.data)) as reader:
+        assert reader.keyframe_before(4)[0] == 3
+        assert np.array_equal(reader.frame(4), out[4])

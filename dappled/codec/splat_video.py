@@ -58,6 +58,7 @@ from dappled.models.splat.quantize import (
     QuantConfig,
     QuantizedGaussians,
     dequantize,
+    dequantize_numpy,
     quantize,
 )
 
@@ -340,9 +341,17 @@ def estimate_motion(prev: np.ndarray, cur: np.ndarray, scale: int, block: int = 
 
 
 def render_state(state: VideoState, width: int, height: int, device: str = "cpu") -> np.ndarray:
-    """Rasterize a decoder state to an (H, W, 3) uint8 frame."""
-    means, chol, colors = dequantize(state.q, state.cfg)
-    return render_image(means, chol, colors, width, height, device)
+    """Rasterize a decoder state to an (H, W, 3) uint8 frame.
+
+    On the CPU this stays in numpy and numba (:func:`dequantize_numpy`, bit-identical to the
+    torch path) so that a frame costs no torch dispatch overhead: playback's hot path."""
+    if device == "cpu":
+        from dappled.models.splat.numba_cpu import render_numba_forward, to_uint8
+
+        means, chol, colors = dequantize_numpy(state.q, state.cfg)
+        return to_uint8(render_numba_forward(means, chol, colors, height, width))
+    means_t, chol_t, colors_t = dequantize(state.q, state.cfg)
+    return render_image(means_t, chol_t, colors_t, width, height, device)
 
 
 class SplatVideoDecoder:
@@ -427,6 +436,10 @@ class VideoEncodeOptions:
     add_fraction: float = 0.02  # new Gaussians per predicted frame, share of the count
     add_share: float = 1.0  # most of a predicted frame's budget new Gaussians may take
     i_weight: float = 3.0  # an intra frame's budget in units of a predicted frame's
+    # scene cuts: when a predicted frame comes out this many dB below the previous (predicted) frame, an
+    # intra frame is tried in its place and kept if it is at least `cut_gain_db` better (0: off)
+    cut_drop_db: float = 6.0
+    cut_gain_db: float = 1.0
     lr_means: float = 0.5
     lr_chol: float = 0.1
     lr_colors: float = 0.02
@@ -475,6 +488,12 @@ def frame_budget_bytes(kbps: float, fps: float) -> float:
     return kbps * 1000.0 / 8.0 / fps
 
 
+def _psnr(a: np.ndarray | None, b: np.ndarray) -> float:
+    assert a is not None
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
+
+
 def _importance(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor) -> np.ndarray:
     a, c = chol[:, 0], chol[:, 2]
     area = (a * c).abs() + 0.1
@@ -509,6 +528,7 @@ class SplatVideoEncoder:
         self.rng = np.random.default_rng(self.opts.seed)
         self.stats: list[FrameStats] = []
         self.recon: np.ndarray | None = None  # the decoder's picture of the last frame
+        self.last_psnr: float | None = None  # PSNR of that picture against its source frame
 
     # -- rate control
 
@@ -549,8 +569,17 @@ class SplatVideoEncoder:
             flags = KEYFRAME
         else:
             budget = (g.budget - g.spent) / g.left
+            before = (self.state, self.recon, self.float_g)
             payload, st = self._encode_predicted(frame, max(64, int(budget) - PACKET_HEADER_SIZE))
             flags = 0
+            quality = _psnr(self.recon, frame)
+            # measured against the last predicted frame (intra frames get a larger budget, so
+            # the first predicted frame after one always drops), as x264's min-keyint does
+            if (self.opts.cut_drop_db > 0 and g.left > 1 and self.last_psnr is not None
+                    and self.stats[-1].type == FRAME_P
+                    and quality < self.last_psnr - self.opts.cut_drop_db):
+                payload, st, flags, budget = self._try_cut(frame, before, (payload, st, budget), quality)
+        self.last_psnr = _psnr(self.recon, frame)
         packet = Packet(PacketType.FRAME, payload, self.index, flags)
         st.frame, st.budget, st.bytes = self.index, int(budget), len(payload) + PACKET_HEADER_SIZE
         st.seconds = time.perf_counter() - t0
@@ -558,6 +587,29 @@ class SplatVideoEncoder:
         self._end_frame(st.bytes)
         self.index += 1
         return packet
+
+    def _try_cut(self, frame: np.ndarray, before: tuple[Any, Any, Any],
+                 predicted: tuple[bytes, FrameStats, float],
+                 quality: float) -> tuple[bytes, FrameStats, int, float]:
+        """A predicted frame fell far below the last one (new content, a scene cut): code the
+        frame as intra (a fresh fit, on an intra frame's share of what the group has left, at most
+        ``i_weight`` predicted frames' worth) instead, if that is at least ``cut_gain_db`` better;
+        otherwise keep the predicted frame."""
+        assert self.group is not None
+        g = self.group
+        after = (self.state, self.recon, self.float_g)
+        self.state, self.recon, _ = before
+        self.float_g = None  # the old content is no help to a fit of the new one
+        weight = self.opts.i_weight
+        budget = min((g.budget - g.spent) * weight / (weight + g.left - 1), weight * predicted[2])
+        try:
+            payload, st = self._encode_intra(frame, int(budget) - PACKET_HEADER_SIZE, None)
+        except OptionError:  # the budget has no room for an intra frame
+            payload = b""
+        if payload and _psnr(self.recon, frame) >= quality + self.opts.cut_gain_db:
+            return payload, st, KEYFRAME, budget
+        self.state, self.recon, self.float_g = after
+        return predicted[0], predicted[1], 0, predicted[2]
 
     def _accept(self, payload: bytes) -> VideoState:
         """Take the next reference from our own payload, exactly as the decoder will."""
