@@ -432,3 +432,27 @@ def test_browser_entropy_decoder_is_bit_exact(browser, server: str) -> None:
     assert msg.startswith("BitstreamError"), msg
     page.close()
 
+
+
+# ---------------------------------------------------------------- the decoder's fast path
+
+
+def test_fast_dequantize_and_uint8_are_bit_identical_to_the_torch_path() -> None:
+    from dappled.models.splat.numba_cpu import to_uint8
+    from dappled.models.splat.quantize import QuantConfig, QuantizedGaussians, dequantize, dequantize_numpy
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    for cfg in (QuantConfig().canonical(), QuantConfig(3, 0.07, 11, 1 / 50, 1.5).canonical()):
+        lo, hi = int(np.floor(-4 / cfg.log_scale_step)), int(np.ceil(7 / cfg.log_scale_step))
+        q = QuantizedGaussians(rng.integers(0, 640 << cfg.pos_frac_bits, n), rng.integers(0, 272 << 3, n),
+                               rng.integers(lo, hi + 1, n), rng.integers(lo, hi + 1, n),
+                               rng.integers(-cfg.rho_levels + 1, cfg.rho_levels, n),
+                               rng.integers(-(1 << 20), 1 << 20, (n, 3)))
+        ref = [t.numpy() for t in dequantize(q, cfg)]
+        fast = dequantize_numpy(q, cfg)
+        for a, b in zip(ref, fast, strict=True):
+            assert a.dtype == b.dtype == np.float32 and np.array_equal(a, b)
+    img = rng.uniform(-0.2, 1.2, (37, 41, 3)).astype(np.float32)
+    img.flat[:256] = (np.arange(256) + 0.5) / np.float32(255)  # halfway cases
+    assert np.array_equal(to_uint8(img), np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8))

@@ -443,6 +443,26 @@ def render_numba_forward(
     return _forward_np(means, chol, colors, int(height), int(width))[0]
 
 
+@njit(**_jit)
+def _to_uint8(img, out):
+    flat = img.ravel()
+    o = out.ravel()
+    k = img.dtype.type(255.0)
+    for i in range(flat.size):
+        v = np.rint(flat[i] * k)
+        o[i] = np.uint8(0.0 if v < 0.0 else (255.0 if v > 255.0 else v))
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """``clip(rint(img * 255), 0, 255)`` as uint8 in one pass: the same bits as the numpy
+    expression (the product rounds in the image's own float type), 4x less memory traffic."""
+    img = np.ascontiguousarray(img)
+    out = np.empty(img.shape, dtype=np.uint8)
+    if img.size:
+        _to_uint8(img, out)
+    return out
+
+
 def project_numba(
     means: np.ndarray, chol: np.ndarray, height: int, width: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ Each attribute gets the representation and step that suit it:
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -150,6 +151,52 @@ def dequantize(q: QuantizedGaussians, cfg: QuantConfig) -> tuple[torch.Tensor, t
     chol = shape_to_chol(lsx, lsy, rho)
     colors = ycocg_to_rgb(torch.from_numpy(q.color).double().reshape(-1, 3) * _color_steps(cfg))
     return means.float(), chol.float(), colors.float()
+
+
+@functools.lru_cache(maxsize=64)
+def _exp_table(step: float, lo: int, hi: int) -> np.ndarray:
+    """exp(k * step) for integer k in [lo, hi], computed by torch exactly as :func:`dequantize`
+    computes it (float64), so that a table lookup gives the same bits."""
+    k = torch.arange(lo, hi + 1, dtype=torch.float64)
+    return torch.exp(k * step).numpy()
+
+
+def dequantize_numpy(q: QuantizedGaussians, cfg: QuantConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`dequantize` as float32 numpy arrays, bit-identical to it, for the decoder's hot path.
+
+    Every operation but exp is exact or correctly rounded IEEE arithmetic, identical in numpy and
+    torch: positions and colors are integers times powers of two (the YCoCg inverse is the integer
+    matrix [[1, 1, -1], [1, 0, 1], [1, -1, -1]]), sqrt is correctly rounded. The log-scales are
+    integers in a small range, so exp comes from a table that torch computes once per quantizer.
+    At 1,500 Gaussians this takes ~0.3 ms where the torch version spends ~10-20 ms in per-call
+    overhead.
+    """
+    n = len(q)
+    if n == 0:
+        z = np.zeros((0, 2), np.float32)
+        return z, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)
+    scale = float(1 << cfg.pos_frac_bits)
+    means = np.empty((n, 2), np.float32)
+    means[:, 0] = q.x / scale
+    means[:, 1] = q.y / scale
+    lo = int(min(q.log_sx.min(), q.log_sy.min()))
+    hi = int(max(q.log_sx.max(), q.log_sy.max()))
+    table = _exp_table(cfg.log_scale_step, lo, hi)
+    sx = table[q.log_sx - lo]
+    sy = table[q.log_sy - lo]
+    rho = np.clip(q.rho.astype(np.float64) / cfg.rho_levels, -1.0, 1.0)
+    chol = np.empty((n, 3), np.float32)
+    chol[:, 0] = sx
+    chol[:, 1] = rho * sy
+    chol[:, 2] = sy * np.sqrt(np.maximum(1.0 - rho * rho, 0.0))
+    s = cfg.color_step
+    c = q.color.astype(np.float64).reshape(-1, 3)
+    y, co, cg = c[:, 0] * s, c[:, 1] * (s * cfg.chroma_factor), c[:, 2] * (s * cfg.chroma_factor)
+    colors = np.empty((n, 3), np.float32)
+    colors[:, 0] = y + co - cg
+    colors[:, 1] = y + cg
+    colors[:, 2] = y - co - cg
+    return means, chol, colors
 
 
 def snap_colors(colors: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
