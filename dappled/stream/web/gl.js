@@ -147,6 +147,18 @@ export class SplatRenderer {
     gl.bindVertexArray(null);
   }
 
+  // Compile and run both passes once on a dummy Gaussian, and wait for the GPU.
+  warmUp() {
+    const d = new Float32Array([0.5, 0.5, 1, 0, 1, 0, 0, 0, 0, 0, 1, 1]);
+    this.draw(d, 1);
+    this.finish();
+  }
+
+  finish() {
+    const px = new Uint8Array(4);
+    this.gl.readPixels(0, 0, 1, 1, this.gl.RGBA, this.gl.UNSIGNED_BYTE, px); // waits for the frame
+  }
+
   // The frame on screen as RGB rows, top row first (for tests and snapshots).
   readRGB() {
     const gl = this.gl, w = this.width, h = this.height;

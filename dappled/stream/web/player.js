@@ -19,7 +19,7 @@ class WebPlayer {
     this.state = {
       src, width: 0, height: 0, frameCount: 0, fps: 0, bytes: 0, downloaded: false, playing: true,
       frame: -1, shown: 0, dropped: 0, decoded: 0, stalls: 0, measuredFps: 0, ended: false, error: null,
-      firstFrameMs: null, renderFormat: null,
+      firstFrameMs: null, renderFormat: null, playFps: 0, droppedAt: [], decodeMs: 0, drawMs: 0,
     };
     this.t0 = performance.now();
     this.next = 0;
@@ -86,6 +86,7 @@ class WebPlayer {
     this.decoder = new SplatVideoDecoder(header);
     this.renderer = new SplatRenderer(this.canvas, header.width, header.height);
     this.state.renderFormat = this.renderer.format;
+    this.renderer.warmUp(); // shader compilation happens here, not on the clock
     const zoom = Math.max(1, Math.min(4, Math.floor(960 / header.width)));
     this.canvas.style.width = `${header.width * zoom}px`;
     this.canvas.style.height = `${header.height * zoom}px`;
@@ -103,15 +104,19 @@ class WebPlayer {
       this.decoder.reset();
       for (let j = k; j < i; j++) this.decoder.decode(this.frames[j]);
     }
+    const t = performance.now();
     const st = this.decoder.decode(this.frames[i]);
+    this.state.decodeMs += performance.now() - t;
     this.state.decoded++;
     return st;
   }
 
   draw(st) {
+    const t = performance.now();
     const { data, count } = gaussianInstances(st, this.header.width, this.header.height, this.instances);
     this.instances = data;
     this.renderer.draw(data, count);
+    this.state.drawMs += performance.now() - t;
   }
 
   tick(now) {
@@ -150,12 +155,20 @@ class WebPlayer {
       this.next = i + 1;
       if (now > due + this.period) { // too late: decoded (the next frames need it), not drawn
         s.dropped++;
+        if (s.droppedAt.length < 100) s.droppedAt.push(i);
         continue;
       }
       this.draw(st);
+      if (s.shown === 0) { // the clock starts once the first frame is really drawn
+        this.renderer.finish();
+        this.origin = performance.now();
+        this.base = i;
+      }
       s.frame = i;
       s.shown++;
-      if (s.firstFrameMs === null) s.firstFrameMs = performance.now() - this.t0;
+      if (s.firstFrameMs === null) { s.firstFrameMs = performance.now() - this.t0; this.firstShown = now; this.playShown = 0; }
+      this.playShown++;
+      if (this.playShown > 1) s.playFps = (1000 * (this.playShown - 1)) / (now - this.firstShown);
       this.shownTimes.push(now);
       if (this.shownTimes.length > FPS_WINDOW) this.shownTimes.shift();
       const n = this.shownTimes.length;
