@@ -84,4 +84,77 @@ def train_rat(out_dir: str, stage: str, steps: int, batch: int, crop: int, lr: f
         click.echo(f"weights: {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
 
+@train_group.command("tokens")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Run folder: last.pt (resumable checkpoint) and log.csv.")
+@click.option("--steps", type=int, default=8000, show_default=True)
+@click.option("--batch", type=int, default=16, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate (cosine decay).")
+@click.option("--tile", type=int, default=64, show_default=True, help="Tile side in pixels.")
+@click.option("--patch", type=int, default=8, show_default=True, help="ViT patch side in pixels.")
+@click.option("--width", type=int, default=128, show_default=True, help="Transformer width.")
+@click.option("--enc-layers", type=int, default=3, show_default=True)
+@click.option("--dec-layers", type=int, default=3, show_default=True)
+@click.option("--tokens", "n_tokens", type=int, default=64, show_default=True, help="K, tokens per tile.")
+@click.option("--scale", type=int, default=1, show_default=True,
+              help="Downscale BSDS500 by this factor (1: full size, closest to Kodak's detail per tile).")
+@click.option("--levels", default="8,5,5,5", show_default=True, help="FSQ levels per token dimension.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--threads", type=int, default=0, help="Torch CPU threads (default: torch's choice).")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Folder holding bsds500/ (default $DAPPLED_DATA or ../shared/data).")
+@click.option("--max-minutes", type=float, default=0.0,
+              help="Stop (checkpointed, resumable) after this wall time.")
+@click.option("--export", type=click.Path(dir_okay=False), default=None,
+              help="After training, write the weights file (with the token prior) the codec loads "
+                   "(e.g. dappled/models/tokens/weights/tokens.pt).")
+@click.option("--prior-tiles", type=int, default=8192, show_default=True,
+              help="BSDS500 tiles whose token ids make the shipped prior (with --export).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def train_tokens(out_dir: str, steps: int, batch: int, lr: float, tile: int, patch: int, width: int,
+                 enc_layers: int, dec_layers: int, n_tokens: int, scale: int, levels: str, seed: int,
+                 device: str,
+                 threads: int, data_root: str | None, max_minutes: float, export: str | None,
+                 prior_tiles: int, quiet: bool) -> None:
+    """Train the tokens codec's 1D tokenizer (FSQ, tail-token drop) on BSDS500 tiles."""
+    from dappled.codec.api import check_device
+    from dappled.errors import OptionError
+    from dappled.models.tokens.model import TokenizerConfig
+    from dappled.models.tokens.train import TrainConfig, Trainer
+
+    check_device(device)
+    try:
+        lv = tuple(int(v) for v in levels.split(","))
+    except ValueError:
+        raise OptionError(f"--levels wants integers separated by commas, got {levels!r}") from None
+    if not lv or any(v < 2 for v in lv) or tile % patch or width % 4 or n_tokens < 1 or scale < 1:
+        raise OptionError("need levels >= 2, tile a multiple of patch, width a multiple of 4, tokens >= 1, "
+                          "scale >= 1")
+    mcfg = TokenizerConfig(tile=tile, patch=patch, width=width, enc_layers=enc_layers, dec_layers=dec_layers,
+                           tokens=n_tokens, levels=lv)
+    cfg = TrainConfig(out_dir=out_dir, steps=steps, batch=batch, lr=lr, seed=seed, device=device,
+                      threads=threads, model=mcfg.to_dict(), data_root=data_root, max_minutes=max_minutes,
+                      scale=scale)
+    trainer = Trainer(cfg, progress=not quiet)
+    model = trainer.run()
+    click.echo(f"{out_dir}: step {trainer.step}/{steps}, checkpoint {trainer.checkpoint_path()}")
+    if export:
+        from dappled.datasets.bsds import BsdsCrops
+        from dappled.models.tokens.store import export_model, round_half, token_counts
+
+        if trainer.step < steps:
+            click.echo(f"note: stopped at step {trainer.step} of {steps} (--max-minutes); exporting that "
+                       "checkpoint (run again without --max-minutes to resume)")
+        data = trainer.data if trainer.data is not None else BsdsCrops.load(
+            ("train", "val"), data_root, cfg.scale, progress=not quiet)
+        model = round_half(model.cpu())
+        counts = token_counts(model, data, prior_tiles)
+        meta = {"command": shlex.join(["dappled", *sys.argv[1:]]), "steps": trainer.step,
+                "planned_steps": steps, "seed": seed, "batch": batch, "prior_tiles": prior_tiles}
+        path = export_model(model, export, counts, meta)
+        click.echo(f"weights: {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
 commands = [train_group]

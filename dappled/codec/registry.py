@@ -102,6 +102,7 @@ class Codec(ABC):
 _TABLE: dict[str, tuple[int, str]] = {
     "splat": (1, "dappled.codec.splat:SplatCodec"),
     "rat": (2, "dappled.codec.rat:RatCodec"),
+    "tokens": (3, "dappled.codec.tokens:TokensCodec"),
     # The splat codec over time (video streams; `--codec splat` on a video input picks it).
     "splatv": (4, "dappled.codec.splat_video:SplatVideoCodec"),
     # Classical baselines (dappled/codec/classical.py).
