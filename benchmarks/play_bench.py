@@ -61,7 +61,7 @@ def play_run(path: str) -> dict[str, Any]:
             "launch_to_first_frame_ms": launch_to_first, "load": _load()}
 
 
-def browser_run(path: str) -> dict[str, Any]:
+def browser_run(path: str, zoom: int = 0) -> dict[str, Any]:
     """Serve the stream's folder, play it in a fresh headless Chromium page, return its state."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from playwright.sync_api import sync_playwright
@@ -77,7 +77,7 @@ def browser_run(path: str) -> dict[str, Any]:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=ensure_chromium(), args=CHROMIUM_ARGS)
             page = browser.new_page()
-            page.goto(f"{m.group(1)}/player?src=/files/{name}")
+            page.goto(f"{m.group(1)}/player?src=/files/{name}" + (f"&zoom={zoom}" if zoom else ""))
             done = "window.dappled && (window.dappled.state.ended || window.dappled.state.error)"
             page.wait_for_function(done, timeout=600_000)
             st = page.evaluate("window.dappled.state")
@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--play", help="stream for `dappled play --headless`")
     ap.add_argument("--browser", help="stream for the browser player")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--zoom", type=int, default=0, help="browser: display zoom (0: the player's default)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -113,9 +114,10 @@ def main() -> None:
     if args.browser:
         runs = []
         for i in range(args.runs):
-            r = browser_run(args.browser)
+            r = browser_run(args.browser, args.zoom)
             keys = ("shown", "dropped", "decoded", "stalls", "measuredFps", "playFps", "droppedAt",
-                    "decodeMs", "drawMs", "page_fps_text", "firstFrameMs", "renderFormat", "gl_renderer",
+                    "decodeMs", "drawMs", "ticks", "tickMs", "page_fps_text", "firstFrameMs", "renderFormat",
+                    "gl_renderer",
                     "error", "load")
             print(f"browser run {i}: " + ", ".join(f"{k}={r[k]}" for k in keys), flush=True)
             runs.append(r)

@@ -201,6 +201,42 @@ def test_play_in_a_window_with_sdl_dummy_driver(stream_dir: Path) -> None:
     assert _summary(res.stdout)["decoded"] == N_FRAMES
 
 
+def test_window_keys_pause_seek_and_quit(stream_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real SDL events (dummy video driver) through the window's key handling."""
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
+    import pygame
+
+    from dappled.stream.player import Player
+    from dappled.stream.source import open_source
+    from dappled.stream.window import WindowDisplay
+
+    shown: list[int] = []
+    events: list[str] = []
+
+    class Scripted(WindowDisplay):
+        def show(self, index: int, frame: np.ndarray) -> None:
+            super().show(index, frame)
+            shown.append(index)
+            key = {0: pygame.K_SPACE, 1: pygame.K_RIGHT, 2: pygame.K_LEFT, 4: pygame.K_q}.get(len(shown) - 1)
+            if key is not None:
+                pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key, mod=0, unicode="", scancode=0))
+            if len(shown) == 1:  # resume after a moment of pause
+                threading.Timer(0.3, lambda: pygame.event.post(pygame.event.Event(
+                    pygame.KEYDOWN, key=pygame.K_SPACE, mod=0, unicode="", scancode=0))).start()
+
+    src = open_source(str(stream_dir / "clip.dpl"))
+    try:
+        stats = Player(src, lambda w, h, t: Scripted(w, h, t), on_event=events.append).play()
+    finally:
+        src.close()
+    assert "paused" in events and "resumed" in events
+    assert "seek to frame 8" in events  # 5 s forward from frame 1 clamps to the last intra frame
+    assert "seek to frame 0" in events  # and 5 s back from frame 8 to the first
+    assert shown == [0, 1, 8, 0, 1] and stats.seeks == 2  # q quits after the fifth frame
+    assert stats.error is None
+
+
 def test_play_truncated_stream_stops_after_the_last_good_frame(stream_dir: Path, offline, tmp_path) -> None:
     cut = stream_dir / "cut.dpl"
     for source, stdin in ((str(cut), None), ("-", cut.read_bytes())):
@@ -370,9 +406,15 @@ def test_browser_player_plays_and_matches_the_python_decoder(browser, server: st
         rgb = base64.b64decode(page.evaluate(f"window.dappled.captureFrame({k})"))
         img = np.frombuffer(rgb, np.uint8).reshape(offline[k].shape)
         assert psnr(offline[k], img) >= 35.0, k
-    # play again from the start with the button: the frame counter moves
+    # the seek bar goes to the intra frame at or before its position; play runs on from there
+    before = st["shown"] + st["dropped"]
+    page.evaluate("""() => { const s = document.getElementById('seek'); s.value = '7';
+                             s.dispatchEvent(new Event('input')); }""")
     page.click("#play")
     page.wait_for_function("window.dappled.state.ended", timeout=60_000)
+    st = page.evaluate("window.dappled.state")
+    assert st["frame"] == 9 and st["shown"] + st["dropped"] - before == 6  # frames 4..9
+    assert page.inner_text("#counter") == "frame 10 / 10" and st["error"] is None
     page.close()
 
 

@@ -69,7 +69,7 @@ export class SplatRenderer {
   constructor(canvas, width, height) {
     canvas.width = width;
     canvas.height = height;
-    const gl = canvas.getContext("webgl2", { antialias: false, alpha: false, depth: false, preserveDrawingBuffer: true });
+    const gl = canvas.getContext("webgl2", { antialias: false, alpha: false, depth: false, preserveDrawingBuffer: false });
     if (!gl) throw new Error("this browser has no WebGL2");
     this.gl = gl;
     this.width = width;

@@ -7,6 +7,7 @@ import { BitstreamError, PACKET, SplatVideoDecoder, StreamParser, gaussianInstan
 import { SplatRenderer } from "./gl.js";
 
 const FPS_WINDOW = 30; // frames the shown rate is measured over
+const PREROLL_TICKS = 3; // display ticks the first frame stays up before the clock starts
 
 class WebPlayer {
   constructor(src, canvas, ui) {
@@ -19,7 +20,7 @@ class WebPlayer {
     this.state = {
       src, width: 0, height: 0, frameCount: 0, fps: 0, bytes: 0, downloaded: false, playing: true,
       frame: -1, shown: 0, dropped: 0, decoded: 0, stalls: 0, measuredFps: 0, ended: false, error: null,
-      firstFrameMs: null, renderFormat: null, playFps: 0, droppedAt: [], decodeMs: 0, drawMs: 0,
+      firstFrameMs: null, renderFormat: null, playFps: 0, droppedAt: [], decodeMs: 0, drawMs: 0, ticks: 0, tickMs: 0,
     };
     this.t0 = performance.now();
     this.next = 0;
@@ -87,7 +88,8 @@ class WebPlayer {
     this.renderer = new SplatRenderer(this.canvas, header.width, header.height);
     this.state.renderFormat = this.renderer.format;
     this.renderer.warmUp(); // shader compilation happens here, not on the clock
-    const zoom = Math.max(1, Math.min(4, Math.floor(960 / header.width)));
+    const asked = Number(params.get("zoom"));
+    const zoom = asked >= 1 && asked <= 8 ? asked : Math.max(1, Math.min(3, Math.floor(640 / header.width)));
     this.canvas.style.width = `${header.width * zoom}px`;
     this.canvas.style.height = `${header.height * zoom}px`;
     this.ui.seek.max = String(header.frameCount - 1);
@@ -97,6 +99,8 @@ class WebPlayer {
 
   // decode frame i, from the intra frame before it when i does not follow the last one
   decodeFrame(i) {
+    if (this.ahead && this.ahead.i === i) { const st = this.ahead.st; this.ahead = null; return st; }
+    this.ahead = null;
     if (this.decoder.lastFrame === null || this.decoder.lastFrame !== i - 1) {
       let k = -1;
       for (const f of this.keyframes) if (f <= i) k = f;
@@ -120,6 +124,9 @@ class WebPlayer {
   }
 
   tick(now) {
+    if (this.lastTick !== undefined && this.state.playing) { this.state.ticks++; this.state.tickMs += now - this.lastTick; }
+    this.lastTickBefore = this.lastTick;
+    this.lastTick = now;
     try {
       this.step(now);
     } catch (e) {
@@ -140,7 +147,13 @@ class WebPlayer {
         s.playing = false;
         return;
       }
-      if (this.origin === null) { this.origin = now; this.base = i; }
+      if (this.origin === "pending") { // the first frame after a (re)start is on screen:
+        if (++this.preroll < PREROLL_TICKS) return; // hold it a few display ticks (page settles)
+        this.origin = now + this.period;
+        this.base = i;
+        this.clockFirst = null;
+      }
+      if (this.origin === null) { this.origin = now; this.base = i; this.restart = true; }
       let due = this.origin + (i - this.base) * this.period;
       if (i >= this.frames.length) { // still downloading: the clock waits for it
         if (now > due) this.stalled = true;
@@ -155,35 +168,38 @@ class WebPlayer {
       this.next = i + 1;
       if (now > due + this.period) { // too late: decoded (the next frames need it), not drawn
         s.dropped++;
-        if (s.droppedAt.length < 100) s.droppedAt.push(i);
+        if (s.droppedAt.length < 100) s.droppedAt.push([i, Math.round(now - due), Math.round(now - this.lastTickBefore)]);
         continue;
       }
       this.draw(st);
-      if (s.shown === 0) { // the clock starts once the first frame is really drawn
-        this.renderer.finish();
-        this.origin = performance.now();
-        this.base = i;
-      }
+      if (this.restart) { this.origin = "pending"; this.preroll = 0; this.restart = false; }
       s.frame = i;
       s.shown++;
-      if (s.firstFrameMs === null) { s.firstFrameMs = performance.now() - this.t0; this.firstShown = now; this.playShown = 0; }
-      this.playShown++;
-      if (this.playShown > 1) s.playFps = (1000 * (this.playShown - 1)) / (now - this.firstShown);
+      if (s.firstFrameMs === null) s.firstFrameMs = performance.now() - this.t0;
+      if (this.origin !== "pending") { // rate on the running clock, over the whole play
+        if (this.clockFirst === null) { this.clockFirst = now; this.clockShown = 0; }
+        this.clockShown++;
+        if (this.clockShown > 1) s.playFps = (1000 * (this.clockShown - 1)) / (now - this.clockFirst);
+      }
       this.shownTimes.push(now);
       if (this.shownTimes.length > FPS_WINDOW) this.shownTimes.shift();
       const n = this.shownTimes.length;
       if (n > 1) s.measuredFps = (1000 * (n - 1)) / (this.shownTimes[n - 1] - this.shownTimes[0]);
+      if (i + 1 < this.frames.length) this.ahead = { i: i + 1, st: this.decodeFrame(i + 1) }; // decode ahead
       return;
     }
   }
 
+  // page text changes only when its value does: a relayout per tick costs frames in software
   updateUi() {
     const s = this.state;
-    this.ui.counter.textContent = `frame ${s.frame + 1} / ${s.frameCount}`;
-    this.ui.fps.textContent = `${s.measuredFps.toFixed(1)} fps`;
-    this.ui.stats.textContent = `shown ${s.shown}, dropped ${s.dropped}, stalls ${s.stalls}, ${s.bytes} bytes` + (s.downloaded ? "" : " (loading)");
-    if (document.activeElement !== this.ui.seek) this.ui.seek.value = String(Math.max(0, s.frame));
-    this.ui.play.textContent = s.playing ? "pause" : "play";
+    const set = (el, text) => { if (el.textContent !== text) el.textContent = text; };
+    set(this.ui.counter, `frame ${s.frame + 1} / ${s.frameCount}`);
+    set(this.ui.fps, `${s.measuredFps.toFixed(1)} fps`);
+    set(this.ui.stats, `shown ${s.shown}, dropped ${s.dropped}, stalls ${s.stalls}, ${s.bytes} bytes` + (s.downloaded ? "" : " (loading)"));
+    const v = String(Math.max(0, s.frame));
+    if (document.activeElement !== this.ui.seek && this.ui.seek.value !== v) this.ui.seek.value = v;
+    set(this.ui.play, s.playing ? "pause" : "play");
   }
 
   togglePlay() {
@@ -203,6 +219,7 @@ class WebPlayer {
     this.origin = null;
     this.shownTimes = [];
     this.decoder.reset();
+    this.ahead = null;
     this.state.ended = false;
   }
 
