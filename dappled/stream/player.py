@@ -240,7 +240,7 @@ class Player:
         t_first = t_last = 0.0
         try:
             while True:
-                cmd = self._commands(display, paused_at is not None)
+                cmd = self._commands(display)
                 if "quit" in cmd:
                     break
                 if "pause" in cmd:
@@ -314,7 +314,7 @@ class Player:
         stats.play_seconds = t_last - t_first if stats.shown else 0.0
         return stats
 
-    def _commands(self, display: Display, paused: bool) -> list[str]:
+    def _commands(self, display: Display) -> list[str]:
         cmd = display.poll()
         if any(c in ("forward", "back") for c in cmd) and not self.source.seekable:
             self.on_event("cannot seek: the source is a pipe")
