@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -123,6 +124,26 @@ def test_decode_in_another_process_is_identical(stream: bytes, tmp_path) -> None
     )
     subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "o.npy")], check=True)
     np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), api.decode_image(stream))
+
+
+def test_thread_count_changes_nothing(crop: np.ndarray, stream: bytes, tmp_path) -> None:
+    """Encoder and decoder are bit-identical whatever the number of numba threads (one by
+    default, `-O threads=N` and $DAPPLED_THREADS to change it)."""
+    two = api.encode_image(crop, "splat", bpp=2.0, iterations=120, threads=2)
+    assert two == stream
+    src = tmp_path / "s.dpl"
+    src.write_bytes(stream)
+    code = (
+        "import sys, numpy as np; from dappled.codec import api; "
+        "from dappled.models.splat.numba_cpu import default_threads; "
+        "assert default_threads() == 2; "
+        "np.save(sys.argv[2], api.decode_image(open(sys.argv[1], 'rb').read()))"
+    )
+    env = {**os.environ, "DAPPLED_THREADS": "2"}
+    subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "o.npy")], check=True, env=env)
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), api.decode_image(stream))
+    with pytest.raises(OptionError):
+        api.encode_image(crop, "splat", bpp=2.0, threads="many")
 
 
 def test_info_reports_streams(stream: bytes) -> None:

@@ -270,6 +270,7 @@ class SplatCodec(Codec):
     def encode_image(self, image: np.ndarray, params: EncodeParams) -> list[Packet]:
         """Fit, quantize, entropy code to the rate target; one FRAME packet."""
         from dappled.models.splat.fit import FitConfig, fit
+        from dappled.models.splat.numba_cpu import threads
 
         h, w = image.shape[:2]
         opts = dict(params.options)
@@ -280,6 +281,7 @@ class SplatCodec(Codec):
         try:
             iterations = int(opts.pop("iterations", 0)) or default_iterations(bpp, w, h)
             over = float(opts.pop("overprovision", 1.0))
+            n_threads = int(opts.pop("threads", 0))  # numba threads; 0: numba_cpu.default_threads()
         except ValueError as exc:
             raise OptionError(f"bad splat option: {exc}") from None
         if opts:
@@ -288,9 +290,9 @@ class SplatCodec(Codec):
         n_est = max(8, int(budget * 8 / BITS_PER_GAUSSIAN_GUESS * over))
         n_est = min(n_est, max_gaussians(w, h))
         cfg = FitConfig(n_gaussians=n_est, iterations=iterations, seed=params.seed)
-        with _Progress(params.progress, "fit") as bar:
+        with threads(n_threads), _Progress(params.progress, "fit") as bar:
             g = fit(image, cfg, progress=bar.update)
-        quant, chunks = fit_to_budget(image, g, quant, budget)
+            quant, chunks = fit_to_budget(image, g, quant, budget)
         return [Packet(PacketType.FRAME, pack_chunks(chunks), 0, KEYFRAME)]
 
     def decode_image(self, header: StreamHeader, packets: list[Packet], device: str = "cpu") -> np.ndarray:
@@ -300,7 +302,12 @@ class SplatCodec(Codec):
             raise BitstreamError("splat image stream needs exactly one frame packet")
         q, cfg = unpack_gaussians(unpack_chunks(frames[0].payload), header.width, header.height)
         means, chol, colors = dequantize(q, cfg)
-        return render_image(means, chol, colors, header.width, header.height, device)
+        if device != "cpu":
+            return render_image(means, chol, colors, header.width, header.height, device)
+        from dappled.models.splat.numba_cpu import threads
+
+        with threads():
+            return render_image(means, chol, colors, header.width, header.height, device)
 
 
 def default_iterations(bpp: float, width: int, height: int) -> int:

@@ -76,10 +76,10 @@ _CONFIG = struct.Struct("<BHI")  # version, group length, target kbps (informati
 VIDEO_PRESETS: dict[int, float] = {1: 0.03, 2: 0.05, 3: 0.08, 4: 0.12, 5: 0.18, 6: 0.27, 7: 0.4, 8: 0.6}
 BITS_PER_GAUSSIAN_GUESS = 40.0
 MAX_GOP = 65535
-# numba threads of the CPU decoder: a frame is a few ms of work, where thread start-up and the
-# tile pass's imbalance cost more than a second core gains (docs/results.md: at 640x272,
-# 52.6 fps with 1 thread against 22.7 fps with 2)
-DECODE_THREADS = 1
+# numba threads of the CPU decoder (0: $DAPPLED_THREADS, else 1): a frame is a few ms of work,
+# where thread start-up and the tile pass's imbalance cost more than a second core gains
+# (docs/results.md: at 640x272, 52.6 fps with 1 thread against 22.7 fps with 2)
+DECODE_THREADS = 0
 
 
 # ---------------------------------------------------------------- decoder state
@@ -393,18 +393,14 @@ class SplatVideoDecoder:
 
 @contextlib.contextmanager
 def _numba_threads(n: int | None) -> Iterator[None]:
-    """Run the block with `n` numba threads (this thread only; numba's setting is per thread)."""
+    """Run the block with `n` numba threads (None: leave numba's setting alone)."""
     if n is None:
         yield
         return
-    import numba
+    from dappled.models.splat.numba_cpu import threads
 
-    old = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
-    try:
+    with threads(n):
         yield
-    finally:
-        numba.set_num_threads(old)
 
 
 def parse_config(payload: bytes) -> tuple[int, int]:
@@ -440,6 +436,10 @@ class VideoEncodeOptions:
     # intra frame is tried in its place and kept if it is at least `cut_gain_db` better (0: off)
     cut_drop_db: float = 6.0
     cut_gain_db: float = 1.0
+    # numba threads of the encoder's renders (0: $DAPPLED_THREADS or 1, see numba_cpu.default_threads);
+    # the fits render small frames thousands of times, and on the 2-core machine one thread
+    # encoded bikes 3x faster than two (benchmarks/video_bench.py, docs/results.md)
+    threads: int = 0
     lr_means: float = 0.5
     lr_chol: float = 0.1
     lr_colors: float = 0.02
@@ -552,6 +552,11 @@ class SplatVideoEncoder:
                progress: Callable[[int, int, float], None] | None = None) -> Packet:
         """Encode the next frame; returns its FRAME packet. ``frames_left`` (this one included)
         lets the last group be shorter than ``gop``."""
+        with _numba_threads(self.opts.threads if self.device == "cpu" else None):
+            return self._encode(frame, frames_left, progress)
+
+    def _encode(self, frame: np.ndarray, frames_left: int | None,
+                progress: Callable[[int, int, float], None] | None) -> Packet:
         import time
 
         t0 = time.perf_counter()

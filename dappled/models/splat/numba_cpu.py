@@ -23,7 +23,10 @@ runs in float64 (its drift stays far below float32 resolution) and sums are floa
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+from collections.abc import Iterator
 
 import numba
 import numpy as np
@@ -42,6 +45,38 @@ _SKIP_EXP = 16  # a span entering a tile from further left restarts with exp() i
 
 _jit = {"cache": True, "fastmath": False}
 _pjit = {"parallel": True, "cache": True, "fastmath": False}
+
+
+def default_threads() -> int:
+    """Numba threads the codecs render with on the CPU: ``$DAPPLED_THREADS``, else 1.
+
+    One, because the codecs render many small frames (thousands of renders per fit, one per
+    video frame) where thread start-up and synchronisation cost more than they save: on the
+    2-core machine, with other work running, one thread fitted kodim23 in 33 s against 91 s
+    with two, and decoded it in 37 ms against 182 ms (docs/results.md). 0 means all cores.
+    """
+    raw = os.environ.get("DAPPLED_THREADS", "1").strip()
+    try:
+        n = int(raw)
+    except ValueError:
+        return 1
+    return n if n > 0 else numba.config.NUMBA_NUM_THREADS
+
+
+@contextlib.contextmanager
+def threads(n: int | None = None) -> Iterator[None]:
+    """Run the block with ``n`` numba threads (default: :func:`default_threads`).
+
+    Numba's setting is per calling thread and is restored afterwards; the pixels do not
+    depend on it (see the module docstring).
+    """
+    old = numba.get_num_threads()
+    want = default_threads() if n is None or n <= 0 else n
+    numba.set_num_threads(max(1, min(want, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
 
 
 # --------------------------------------------------------------------------- helpers
