@@ -195,8 +195,12 @@ class WebPlayer {
     const s = this.state;
     const set = (el, text) => { if (el.textContent !== text) el.textContent = text; };
     set(this.ui.counter, `frame ${s.frame + 1} / ${s.frameCount}`);
-    set(this.ui.fps, `${s.measuredFps.toFixed(1)} fps`);
-    set(this.ui.stats, `shown ${s.shown}, dropped ${s.dropped}, stalls ${s.stalls}, ${s.bytes} bytes` + (s.downloaded ? "" : " (loading)"));
+    const now = performance.now();
+    if (!s.playing || !(now - (this.uiSlow || 0) < 250)) { // rates and totals: 4 times a second
+      this.uiSlow = now;
+      set(this.ui.fps, `${s.measuredFps.toFixed(1)} fps`);
+      set(this.ui.stats, `shown ${s.shown}, dropped ${s.dropped}, stalls ${s.stalls}, ${s.bytes} bytes` + (s.downloaded ? "" : " (loading)"));
+    }
     const v = String(Math.max(0, s.frame));
     if (document.activeElement !== this.ui.seek && this.ui.seek.value !== v) this.ui.seek.value = v;
     set(this.ui.play, s.playing ? "pause" : "play");
