@@ -34,6 +34,10 @@ class TokenizerConfig:
     tokens: int = 64  # K, the most tokens a tile can have
     levels: tuple[int, ...] = (8, 5, 5, 5)
     head_channels: int = 16
+    # Linear shortcuts around both transformers (tile -> codes, kept codes -> features): a
+    # PCA-like path that learns in a few hundred steps and orders the tokens by importance
+    # under tail-token drop; the transformers refine it.
+    skip: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -54,6 +58,7 @@ class TokenizerConfig:
     def from_dict(cls, d: dict[str, Any]) -> TokenizerConfig:
         d = dict(d)
         d["levels"] = tuple(int(v) for v in d["levels"])
+        d.setdefault("skip", False)  # files written before the shortcuts existed
         return cls(**d)
 
 
@@ -139,6 +144,9 @@ class Tokenizer(nn.Module):
         self.decoder = nn.ModuleList(Block(d, c.heads, c.mlp_ratio) for _ in range(c.dec_layers))
         self.dec_norm = nn.LayerNorm(d)
         self.to_pixels = nn.Linear(d, c.head_channels * c.patch * c.patch)
+        n_codes = k * len(c.levels)
+        self.enc_skip = nn.Linear(3 * c.tile * c.tile, n_codes) if c.skip else None
+        self.dec_skip = nn.Linear(n_codes, c.head_channels * c.tile * c.tile) if c.skip else None
         self.head = nn.Sequential(nn.Conv2d(c.head_channels, c.head_channels, 3, padding=1), nn.GELU(),
                                   nn.Conv2d(c.head_channels, 3, 3, padding=1))
 
@@ -159,7 +167,10 @@ class Tokenizer(nn.Module):
         h = torch.cat([h, lat], 1)
         for blk in self.encoder:
             h = blk(h)
-        return self.to_code(self.enc_norm(h[:, self.config.n_patches:]))
+        z = self.to_code(self.enc_norm(h[:, self.config.n_patches:]))
+        if self.enc_skip is not None:
+            z = z + self.enc_skip((x - 0.5).flatten(1)).view(z.shape)
+        return z
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Tiles (B, 3, T, T) in [0, 1] -> token ids (B, K) int64."""
@@ -177,9 +188,10 @@ class Tokenizer(nn.Module):
         for blk in self.decoder:
             h = blk(h)
         feats = self.to_pixels(self.dec_norm(h[:, c.tokens:]))  # (B, N, C p p)
-        g = c.tile // c.patch
         feats = F.fold(feats.transpose(1, 2), (c.tile, c.tile), c.patch, stride=c.patch)
-        del g
+        if self.dec_skip is not None:
+            kept = torch.where(keep[..., None], q, 0.0).flatten(1)
+            feats = feats + self.dec_skip(kept).view(feats.shape)
         return self.head(feats) + 0.5
 
     def decode(self, ids: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
