@@ -83,7 +83,7 @@ def test_round_trip_rate_ladder_and_bpp_targets(crop: np.ndarray, streams: dict[
         quals.append(psnr(crop, out))
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
     assert quals == sorted(quals) and quals[-1] > quals[0]
-    assert quals[-1] > 15.0  # a trained tokenizer, not noise (flat gray: ~10 dB)
+    assert quals[-1] > 20.0  # a trained tokenizer, not noise (flat gray: ~10 dB)
     assert 8 * sizes[1] / pixels > 0.5 * 0.1  # the budget is used, not wasted
 
 

@@ -54,7 +54,7 @@ BATCH = 256  # tiles per network call (larger calls run faster; ~100 MB of activ
 K_LADDER = (1, 2, 3, 4, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64)
 # --quality q sets the Lagrangian slope (squared error in 8-bit units per bit) to
 # QUALITY_SLOPE[0] * QUALITY_SLOPE[1] ** -(q - 1): higher quality, cheaper bits, more tokens.
-QUALITY_SLOPE = (400.0, 2.0)
+QUALITY_SLOPE = (64000.0, 2.0)  # q 1..8: about 0.02..0.17 bpp on Kodak
 BPP_POINTS = (0.02, 0.15)
 # Container bytes around the payload of an image: stream header, FRAME and END packet headers.
 FRAMING = HEADER_SIZE + 2 * PACKET_HEADER_SIZE  # the rate range the sweeps cover (rd_points)
