@@ -18,12 +18,8 @@ and PSNR.
 
 from __future__ import annotations
 
-import csv
 import math
-import os
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +28,7 @@ import torch
 from dappled.errors import InputError, OptionError
 from dappled.models.rat.model import RatConfig, RatModel, rate_distortion
 from dappled.models.rat.regions import grid_labels
+from dappled.models.training import TrainerBase
 
 STAGES = ("main", "shallow")
 LOG_FIELDS = ("step", "loss", "bpp", "psnr", "aux", "lr", "seconds")
@@ -89,14 +86,10 @@ def _main_params(model: RatModel) -> tuple[list[torch.nn.Parameter], list[torch.
     return net, aux
 
 
-def _mean(values: list[float]) -> float:
-    """Mean of the finite values (NaN when there is none: the shallow stage has no bpp)."""
-    finite = [v for v in values if math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else float("nan")
-
-
-class Trainer:
+class Trainer(TrainerBase):
     """One training run (see module doc); ``run()`` trains to ``cfg.steps`` and returns the model."""
+
+    log_fields = LOG_FIELDS
 
     def __init__(self, cfg: TrainConfig, progress: bool = True) -> None:
         if cfg.stage not in STAGES:
@@ -105,15 +98,7 @@ class Trainer:
             raise OptionError("the shallow stage needs --init, a checkpoint of the main model")
         if cfg.crop % 64:
             raise OptionError(f"crop must be a multiple of 64, got {cfg.crop}")
-        self.cfg = cfg
-        self.progress = progress
-        self.out = Path(cfg.out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        self.rng = np.random.default_rng(cfg.seed)
-        self.device = torch.device(cfg.device)
+        self.setup(cfg, progress)
         mcfg = RatConfig.from_dict(cfg.model)
         if cfg.stage == "shallow" and not mcfg.shallow_channels:
             raise OptionError("the shallow stage needs a model config with shallow_channels > 0")
@@ -127,8 +112,6 @@ class Trainer:
         net, aux = _main_params(self.model)
         self.opt = torch.optim.Adam(net, lr=cfg.lr)
         self.aux_opt = torch.optim.Adam(aux, lr=1e-3) if cfg.stage == "main" else None
-        self.step = 0
-        self.data: Any = None
         self.lambdas = torch.tensor(mcfg.lambdas, device=self.device)
 
     def _load_init(self, path: str) -> None:
@@ -145,39 +128,12 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
 
-    def checkpoint_path(self) -> Path:
-        return self.out / "last.pt"
+    def extra_state(self) -> dict[str, Any]:
+        return {"aux_opt": self.aux_opt.state_dict() if self.aux_opt else {}}
 
-    def save(self) -> None:
-        """Write OUT/last.pt atomically."""
-        doc = {
-            "model": self.model.state_dict(),
-            "opt": self.opt.state_dict(),
-            "aux_opt": self.aux_opt.state_dict() if self.aux_opt else {},
-            "step": self.step,
-            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.cfg).items()},
-            "rng": self.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-        }
-        tmp = self.checkpoint_path().with_suffix(".pt.part")
-        torch.save(doc, tmp)
-        os.replace(tmp, self.checkpoint_path())
-
-    def try_resume(self) -> bool:
-        """Continue from OUT/last.pt if there is one."""
-        path = self.checkpoint_path()
-        if not path.exists():
-            return False
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-        self.model.load_state_dict(ck["model"])
-        self.model.to(self.device)
-        self.opt.load_state_dict(ck["opt"])
+    def load_extra_state(self, ck: dict[str, Any]) -> None:
         if self.aux_opt and ck["aux_opt"]:
             self.aux_opt.load_state_dict(ck["aux_opt"])
-        self.step = int(ck["step"])
-        self.rng.bit_generator.state = ck["rng"]
-        torch.set_rng_state(ck["torch_rng"])
-        return True
 
     # ---------------------------------------------------------------- steps
 
@@ -232,48 +188,8 @@ class Trainer:
         _, means = m.entropy_params(z_hat)
         return torch.round(y - means) + means
 
-    def run(self, data: Any = None) -> RatModel:
-        """Train (resuming if OUT/last.pt exists) to cfg.steps; returns the model in eval mode."""
-        from tqdm import tqdm
+    def description(self) -> str:
+        return f"train rat ({self.cfg.stage})"
 
-        from dappled.datasets.bsds import BsdsCrops
-
-        cfg = self.cfg
-        resumed = self.try_resume()
-        if self.step >= cfg.steps:
-            return self.model.eval()
-        self.data = data if data is not None else BsdsCrops.load(
-            ("train", "val"), cfg.data_root, cfg.scale, cfg.limit, progress=self.progress)
-        log_path = self.out / "log.csv"
-        new_log = not log_path.exists() or not resumed
-        t_start = time.perf_counter()
-        acc: dict[str, list[float]] = {}
-        with open(log_path, "w" if new_log else "a", newline="") as log_file:
-            writer = csv.DictWriter(log_file, LOG_FIELDS)
-            if new_log:
-                writer.writeheader()
-            bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train rat ({cfg.stage})", unit="step",
-                       disable=not self.progress, dynamic_ncols=True)
-            try:
-                while self.step < cfg.steps:
-                    figs = self.train_step()
-                    for k, v in figs.items():
-                        acc.setdefault(k, []).append(v)
-                    bar.update()
-                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                        row = {k: _mean(v) if k != "lr" else v[-1] for k, v in acc.items()}
-                        row.update(step=self.step, seconds=round(time.perf_counter() - t_start, 1))
-                        writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
-                                         for k in LOG_FIELDS})
-                        log_file.flush()
-                        bar.set_postfix_str(f"loss {row['loss']:.4f} bpp {row['bpp']:.3f} "
-                                            f"PSNR {row['psnr']:.2f}")
-                        acc = {}
-                    if self.step % cfg.ckpt_every == 0:
-                        self.save()
-                    if cfg.max_minutes and time.perf_counter() - t_start > 60 * cfg.max_minutes:
-                        break
-            finally:
-                bar.close()
-        self.save()
-        return self.model.eval()
+    def postfix(self, row: dict[str, Any]) -> str:
+        return f"loss {row['loss']:.4f} bpp {row['bpp']:.3f} PSNR {row['psnr']:.2f}"
