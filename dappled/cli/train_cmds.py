@@ -4,10 +4,27 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from dappled.cli.main import friendly_errors
+
+
+def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every training run has: seed, device, threads, data root, wall-time limit."""
+    for option in reversed((
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
+        click.option("--threads", type=int, default=0, help="Torch CPU threads (default: torch's choice)."),
+        click.option("--data-root", type=click.Path(file_okay=False), default=None,
+                     help="Folder holding bsds500/ (default $DAPPLED_DATA or ../shared/data)."),
+        click.option("--max-minutes", type=float, default=0.0,
+                     help="Stop (checkpointed, resumable) after this wall time."),
+    )):
+        fn = option(fn)
+    return fn
 
 
 @click.group("train")
@@ -35,13 +52,7 @@ def train_group() -> None:
               help="Checkpoint to start from (last.pt of a main run, for --stage shallow).")
 @click.option("--grid-prob", type=float, default=0.5, show_default=True,
               help="Share of crops trained with grid regions instead of the human segmentations.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--threads", type=int, default=0, help="Torch CPU threads (default: torch's choice).")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None,
-              help="Folder holding bsds500/ (default $DAPPLED_DATA or ../shared/data).")
-@click.option("--max-minutes", type=float, default=0.0,
-              help="Stop (checkpointed, resumable) after this wall time.")
+@_run_options
 @click.option("--export", type=click.Path(dir_okay=False), default=None,
               help="After training, write the weights file the codec loads (e.g. "
                    "dappled/models/rat/weights/rat.pt).")
@@ -99,13 +110,7 @@ def train_rat(out_dir: str, stage: str, steps: int, batch: int, crop: int, lr: f
 @click.option("--scale", type=int, default=1, show_default=True,
               help="Downscale BSDS500 by this factor (1: full size, closest to Kodak's detail per tile).")
 @click.option("--levels", default="8,5,5,5", show_default=True, help="FSQ levels per token dimension.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--threads", type=int, default=0, help="Torch CPU threads (default: torch's choice).")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None,
-              help="Folder holding bsds500/ (default $DAPPLED_DATA or ../shared/data).")
-@click.option("--max-minutes", type=float, default=0.0,
-              help="Stop (checkpointed, resumable) after this wall time.")
+@_run_options
 @click.option("--export", type=click.Path(dir_okay=False), default=None,
               help="After training, write the weights file (with the token prior) the codec loads "
                    "(e.g. dappled/models/tokens/weights/tokens.pt).")
