@@ -25,28 +25,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _clips import FAST, moving_pattern
 
 from dappled.codec.container import HEADER_SIZE, ContainerReader, PacketType
 from dappled.codec.video import decode_video, encode_video
 from dappled.eval.metrics import psnr
 
-FAST = {"i_iterations": 60, "i_refit_iterations": 10, "p_iterations": 4, "p_solve_iters": 2}
 N_FRAMES = 10
 GOP = 4
 CHROMIUM = "/usr/bin/chromium"
 
 
-def _clip(n: int = N_FRAMES, w: int = 64, h: int = 48) -> list[np.ndarray]:
-    yy, xx = np.mgrid[0:h, 0:w]
-    frames = []
-    for t in range(n):
-        img = np.zeros((h, w, 3), np.uint8)
-        img[..., 0] = (xx * 4 + t * 3) % 256
-        img[..., 1] = (yy * 5) % 256
-        img[..., 2] = 90
-        img[10 + t : 22 + t, 12 + 3 * t : 26 + 3 * t] = (240, 200, 30)
-        frames.append(img)
-    return frames
+def _clip(n: int = N_FRAMES) -> list[np.ndarray]:
+    return moving_pattern(n, dx=3)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _clips import FAST, moving_pattern
 from click.testing import CliRunner
 
 from dappled.cli import cli
@@ -29,20 +30,10 @@ from dappled.errors import BitstreamError, InputError, TruncatedError
 from dappled.eval.metrics import psnr
 
 CARPHONE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "video" / "carphone_pristine.mp4"
-FAST = {"i_iterations": 60, "i_refit_iterations": 10, "p_iterations": 4, "p_solve_iters": 2}
 
 
-def _synthetic(n: int = 6, w: int = 64, h: int = 48) -> list[np.ndarray]:
-    yy, xx = np.mgrid[0:h, 0:w]
-    frames = []
-    for t in range(n):
-        img = np.zeros((h, w, 3), np.uint8)
-        img[..., 0] = (xx * 4 + t * 3) % 256
-        img[..., 1] = (yy * 5) % 256
-        img[..., 2] = 90
-        img[10 + t : 22 + t, 20 + 2 * t : 34 + 2 * t] = (240, 200, 30)
-        frames.append(img)
-    return frames
+def _synthetic(n: int = 6) -> list[np.ndarray]:
+    return moving_pattern(n)
 
 
 @pytest.fixture(scope="module")
