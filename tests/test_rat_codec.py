@@ -6,12 +6,12 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _streams import forge, frame_payload
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from dappled.cli import cli
 from dappled.codec import api
 from dappled.codec.chunks import pack_chunks, unpack_chunks
-from dappled.codec.container import HEADER_SIZE, PACKET_HEADER_SIZE
 from dappled.codec.rat import _HEAD, PAYLOAD_VERSION, padded_size
 from dappled.datasets import SAMPLE_IMAGE, load_image, save_image
 from dappled.errors import BitstreamError, OptionError
@@ -105,24 +104,9 @@ def test_info_lists_the_sub_streams(streams: dict[int, bytes]) -> None:
     assert set(info.streams) == {"HEAD", "Z   ", "Y   "}
 
 
-def _frame_payload(stream: bytes) -> tuple[bytes, int]:
-    plen = int.from_bytes(stream[HEADER_SIZE + 8 : HEADER_SIZE + 12], "little")
-    start = HEADER_SIZE + PACKET_HEADER_SIZE
-    return stream[start : start + plen], plen
-
-
-def _forge(stream: bytes, payload: bytes) -> bytes:
-    """The stream with its frame payload replaced (lengths and CRC fixed up)."""
-    start = HEADER_SIZE + PACKET_HEADER_SIZE
-    _, plen = _frame_payload(stream)
-    head = bytearray(stream[HEADER_SIZE:start])
-    head[8:12] = len(payload).to_bytes(4, "little")
-    head[12:16] = zlib.crc32(payload).to_bytes(4, "little")
-    return stream[:HEADER_SIZE] + bytes(head) + payload + stream[start + plen :]
-
 
 def test_bad_header_fields_are_bitstream_errors(streams: dict[int, bytes]) -> None:
-    payload, _ = _frame_payload(streams[2])
+    payload, _ = frame_payload(streams[2])
     chunks = unpack_chunks(payload)
     bad_heads = [
         _HEAD.pack(PAYLOAD_VERSION + 1, 0, 1, 0, 64),  # version
@@ -135,12 +119,12 @@ def test_bad_header_fields_are_bitstream_errors(streams: dict[int, bytes]) -> No
         _HEAD.pack(PAYLOAD_VERSION, 0, 1, 0, 64)[:-1],  # short header
     ]
     for head in bad_heads:
-        forged = _forge(streams[2], pack_chunks({**chunks, "HEAD": head}))
+        forged = forge(streams[2], pack_chunks({**chunks, "HEAD": head}))
         with pytest.raises(BitstreamError):
             api.decode_image(forged)
     missing = {k: v for k, v in chunks.items() if k != "Y   "}
     with pytest.raises(BitstreamError):
-        api.decode_image(_forge(streams[2], pack_chunks(missing)))
+        api.decode_image(forge(streams[2], pack_chunks(missing)))
     with pytest.raises(BitstreamError):  # damage without a CRC fix-up: the container catches it
         broken = bytearray(streams[2])
         broken[-40] ^= 0x55
@@ -159,13 +143,13 @@ def test_oversized_frames_are_refused_before_any_allocation(streams: dict[int, b
 
 
 def test_garbage_entropy_strings_never_crash(streams: dict[int, bytes], crop: np.ndarray) -> None:
-    payload, _ = _frame_payload(streams[2])
+    payload, _ = frame_payload(streams[2])
     chunks = unpack_chunks(payload)
     rng = np.random.default_rng(0)
     for n in (0, 1, 7, 64, 4096):
         for tag in ("Y   ", "Z   "):
             garbage = bytes(rng.integers(0, 256, n, dtype=np.uint8)) if n != 64 else b"\xff" * 64
-            forged = _forge(streams[2], pack_chunks({**chunks, tag: garbage}))
+            forged = forge(streams[2], pack_chunks({**chunks, tag: garbage}))
             try:
                 out = api.decode_image(forged)
                 assert out.shape == crop.shape
@@ -177,14 +161,14 @@ def test_garbage_entropy_strings_never_crash(streams: dict[int, bytes], crop: np
 @given(st.data())
 def test_corrupted_payloads_only_raise_bitstream_error(streams: dict[int, bytes], crop: np.ndarray,
                                                        data: st.DataObject) -> None:
-    payload = bytearray(_frame_payload(streams[2])[0])
+    payload = bytearray(frame_payload(streams[2])[0])
     for _ in range(data.draw(st.integers(1, 3))):
         pos = data.draw(st.integers(0, len(payload) - 1))
         payload[pos] ^= data.draw(st.integers(1, 255))
     if data.draw(st.booleans()):
         payload = payload[: data.draw(st.integers(0, len(payload)))]
     try:
-        out = api.decode_image(_forge(streams[2], bytes(payload)))
+        out = api.decode_image(forge(streams[2], bytes(payload)))
         assert out.shape == crop.shape
     except BitstreamError:
         pass

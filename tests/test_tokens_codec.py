@@ -6,12 +6,12 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _streams import forge, frame_payload
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from dappled.cli import cli
 from dappled.codec import api
 from dappled.codec.chunks import pack_chunks, unpack_chunks
-from dappled.codec.container import HEADER_SIZE, PACKET_HEADER_SIZE
+from dappled.codec.container import PACKET_HEADER_SIZE
 from dappled.codec.tokens import (
     _HEAD,
     PAYLOAD_VERSION,
@@ -179,28 +179,13 @@ def test_info_lists_the_sub_streams(streams: dict[float, bytes]) -> None:
     assert set(info.streams) == {"HEAD", "KS  ", "TOKS"}
 
 
-def _frame_payload(stream: bytes) -> tuple[bytes, int]:
-    plen = int.from_bytes(stream[HEADER_SIZE + 8 : HEADER_SIZE + 12], "little")
-    start = HEADER_SIZE + PACKET_HEADER_SIZE
-    return stream[start : start + plen], plen
-
-
-def _forge(stream: bytes, payload: bytes) -> bytes:
-    """The stream with its frame payload replaced (lengths and CRC fixed up)."""
-    start = HEADER_SIZE + PACKET_HEADER_SIZE
-    _, plen = _frame_payload(stream)
-    head = bytearray(stream[HEADER_SIZE:start])
-    head[8:12] = len(payload).to_bytes(4, "little")
-    head[12:16] = zlib.crc32(payload).to_bytes(4, "little")
-    return stream[:HEADER_SIZE] + bytes(head) + payload + stream[start + plen :]
-
 
 def test_bad_header_fields_are_bitstream_errors(streams: dict[float, bytes], crop: np.ndarray) -> None:
     from dappled.entropy import encode_symbols
 
     n = _n_tiles(crop)
     stream = streams[0.1]
-    payload, _ = _frame_payload(stream)
+    payload, _ = frame_payload(stream)
     chunks = unpack_chunks(payload)
     positions = int(_k_of(stream).max())
     bad = [
@@ -217,10 +202,10 @@ def test_bad_header_fields_are_bitstream_errors(streams: dict[float, bytes], cro
     ]
     for change in bad:
         with pytest.raises(BitstreamError):
-            api.decode_image(_forge(stream, pack_chunks({**chunks, **change})))
+            api.decode_image(forge(stream, pack_chunks({**chunks, **change})))
     missing = {k: v for k, v in chunks.items() if k != "TOKS"}
     with pytest.raises(BitstreamError):
-        api.decode_image(_forge(stream, pack_chunks(missing)))
+        api.decode_image(forge(stream, pack_chunks(missing)))
     with pytest.raises(BitstreamError):  # damage without a CRC fix-up: the container catches it
         broken = bytearray(stream)
         broken[-20] ^= 0x55
@@ -242,14 +227,14 @@ def test_oversized_frames_are_refused(streams: dict[float, bytes]) -> None:
 @given(st.data())
 def test_corrupted_payloads_only_raise_bitstream_error(streams: dict[float, bytes], crop: np.ndarray,
                                                        data: st.DataObject) -> None:
-    payload = bytearray(_frame_payload(streams[0.1])[0])
+    payload = bytearray(frame_payload(streams[0.1])[0])
     for _ in range(data.draw(st.integers(1, 3))):
         pos = data.draw(st.integers(0, len(payload) - 1))
         payload[pos] ^= data.draw(st.integers(1, 255))
     if data.draw(st.booleans()):
         payload = payload[: data.draw(st.integers(0, len(payload)))]
     try:
-        out = api.decode_image(_forge(streams[0.1], bytes(payload)))
+        out = api.decode_image(forge(streams[0.1], bytes(payload)))
         assert out.shape == crop.shape
     except BitstreamError:
         pass

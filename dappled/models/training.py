@@ -27,6 +27,15 @@ def mean_finite(values: list[float]) -> float:
     return sum(finite) / len(finite) if finite else float("nan")
 
 
+def learning_rate(cfg: Any, step: int) -> float:
+    """Linear warm-up over ``cfg.warmup`` steps, then cosine decay from ``cfg.lr`` to
+    ``cfg.lr * cfg.lr_final_ratio`` at ``cfg.steps``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.lr_final_ratio + (1 - cfg.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
 class TrainerBase:
     """Seeds, checkpoints, the log and the loop of one training run.
 

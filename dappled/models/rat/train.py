@@ -18,7 +18,6 @@ and PSNR.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +27,7 @@ import torch
 from dappled.errors import InputError, OptionError
 from dappled.models.rat.model import RatConfig, RatModel, rate_distortion
 from dappled.models.rat.regions import grid_labels
-from dappled.models.training import TrainerBase
+from dappled.models.training import TrainerBase, learning_rate
 
 STAGES = ("main", "shallow")
 LOG_FIELDS = ("step", "loss", "bpp", "psnr", "aux", "lr", "seconds")
@@ -60,14 +59,6 @@ class TrainConfig:
     log_every: int = 25
     ckpt_every: int = 200
     max_minutes: float = 0.0  # stop (with a checkpoint) after this wall time; 0: no limit
-
-
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to lr * lr_final_ratio at the last step."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.lr * (cfg.lr_final_ratio + (1 - cfg.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def make_labels(human: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> torch.Tensor:

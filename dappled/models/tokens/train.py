@@ -8,7 +8,6 @@ holds the model, optimizer, step and random states; running again with the same 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +16,7 @@ import torch
 
 from dappled.errors import OptionError
 from dappled.models.tokens.model import Tokenizer, TokenizerConfig
-from dappled.models.training import TrainerBase
+from dappled.models.training import TrainerBase, learning_rate
 
 LOG_FIELDS = ("step", "loss", "psnr", "psnr_low", "psnr_full", "lr", "seconds")
 
@@ -44,14 +43,6 @@ class TrainConfig:
     log_every: int = 25
     ckpt_every: int = 200
     max_minutes: float = 0.0  # stop (with a checkpoint) after this wall time; 0: no limit
-
-
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to lr * lr_final_ratio at the last step."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.lr * (cfg.lr_final_ratio + (1 - cfg.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def sample_k(batch: int, tokens: int, rng: np.random.Generator) -> np.ndarray:
