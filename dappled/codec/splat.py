@@ -30,6 +30,7 @@ from dappled.codec.registry import Codec, EncodeParams
 from dappled.entropy import decode_symbols, encode_symbols
 from dappled.entropy.golomb import decode_nonneg, encode_nonneg
 from dappled.errors import BitstreamError, LimitError, OptionError
+from dappled.models.splat.numba_cpu import cpu_threads
 from dappled.models.splat.quantize import (
     LOG_SCALE_MAX,
     LOG_SCALE_MIN,
@@ -270,7 +271,6 @@ class SplatCodec(Codec):
     def encode_image(self, image: np.ndarray, params: EncodeParams) -> list[Packet]:
         """Fit, quantize, entropy code to the rate target; one FRAME packet."""
         from dappled.models.splat.fit import FitConfig, fit
-        from dappled.models.splat.numba_cpu import threads
 
         h, w = image.shape[:2]
         opts = dict(params.options)
@@ -290,7 +290,7 @@ class SplatCodec(Codec):
         n_est = max(8, int(budget * 8 / BITS_PER_GAUSSIAN_GUESS * over))
         n_est = min(n_est, max_gaussians(w, h))
         cfg = FitConfig(n_gaussians=n_est, iterations=iterations, seed=params.seed)
-        with threads(n_threads), _Progress(params.progress, "fit") as bar:
+        with cpu_threads(params.device, n_threads), _Progress(params.progress, "fit") as bar:
             g = fit(image, cfg, progress=bar.update)
             quant, chunks = fit_to_budget(image, g, quant, budget)
         return [Packet(PacketType.FRAME, pack_chunks(chunks), 0, KEYFRAME)]
@@ -302,11 +302,7 @@ class SplatCodec(Codec):
             raise BitstreamError("splat image stream needs exactly one frame packet")
         q, cfg = unpack_gaussians(unpack_chunks(frames[0].payload), header.width, header.height)
         means, chol, colors = dequantize(q, cfg)
-        if device != "cpu":
-            return render_image(means, chol, colors, header.width, header.height, device)
-        from dappled.models.splat.numba_cpu import threads
-
-        with threads():
+        with cpu_threads(device):
             return render_image(means, chol, colors, header.width, header.height, device)
 
 

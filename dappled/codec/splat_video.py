@@ -21,10 +21,9 @@ reference from decoding its own payload, so encoder and decoder never drift apar
 
 from __future__ import annotations
 
-import contextlib
 import math
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -52,6 +51,8 @@ from dappled.codec.splat import (
 )
 from dappled.entropy import decode_symbols, encode_symbols
 from dappled.errors import BitstreamError, LimitError, OptionError
+from dappled.eval.metrics import psnr
+from dappled.models.splat.numba_cpu import cpu_threads
 from dappled.models.splat.quantize import (
     LOG_SCALE_MAX,
     LOG_SCALE_MIN,
@@ -359,11 +360,11 @@ class SplatVideoDecoder:
 
     ``decode(packet)`` returns the frame a FRAME packet holds, None for other packets. A stream
     may start at any intra frame (after a seek); a predicted frame before one is an error.
-    ``threads``: numba threads for the CPU renderer (None: leave numba's setting alone).
+    ``threads``: numba threads for the CPU renderer (0: numba_cpu.default_threads()).
     """
 
     def __init__(self, header: StreamHeader, device: str = "cpu",
-                 threads: int | None = DECODE_THREADS) -> None:
+                 threads: int = DECODE_THREADS) -> None:
         if header.codec_id != CODEC_ID:
             raise BitstreamError(f"not a splat video stream (codec id {header.codec_id})")
         self.header = header
@@ -387,20 +388,8 @@ class SplatVideoDecoder:
         state = apply_frame(packet.payload, self.state, self.header.width, self.header.height)
         self.state = state
         self.last_frame = packet.frame
-        with _numba_threads(self.threads if self.device == "cpu" else None):
+        with cpu_threads(self.device, self.threads):
             return render_state(state, self.header.width, self.header.height, self.device)
-
-
-@contextlib.contextmanager
-def _numba_threads(n: int | None) -> Iterator[None]:
-    """Run the block with `n` numba threads (None: leave numba's setting alone)."""
-    if n is None:
-        yield
-        return
-    from dappled.models.splat.numba_cpu import threads
-
-    with threads(n):
-        yield
 
 
 def parse_config(payload: bytes) -> tuple[int, int]:
@@ -488,12 +477,6 @@ def frame_budget_bytes(kbps: float, fps: float) -> float:
     return kbps * 1000.0 / 8.0 / fps
 
 
-def _psnr(a: np.ndarray | None, b: np.ndarray) -> float:
-    assert a is not None
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
-
-
 def _importance(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor) -> np.ndarray:
     a, c = chol[:, 0], chol[:, 2]
     area = (a * c).abs() + 0.1
@@ -528,7 +511,7 @@ class SplatVideoEncoder:
         self.rng = np.random.default_rng(self.opts.seed)
         self.stats: list[FrameStats] = []
         self.recon: np.ndarray | None = None  # the decoder's picture of the last frame
-        self.last_psnr: float | None = None  # PSNR of that picture against its source frame
+        self.last_psnr: float | None = None  # PSNR of that picture if it was a predicted frame
 
     # -- rate control
 
@@ -552,7 +535,7 @@ class SplatVideoEncoder:
                progress: Callable[[int, int, float], None] | None = None) -> Packet:
         """Encode the next frame; returns its FRAME packet. ``frames_left`` (this one included)
         lets the last group be shorter than ``gop``."""
-        with _numba_threads(self.opts.threads if self.device == "cpu" else None):
+        with cpu_threads(self.device, self.opts.threads):
             return self._encode(frame, frames_left, progress)
 
     def _encode(self, frame: np.ndarray, frames_left: int | None,
@@ -572,19 +555,20 @@ class SplatVideoEncoder:
             budget = g.budget * weight / (weight + g.left - 1)
             payload, st = self._encode_intra(frame, int(budget) - PACKET_HEADER_SIZE, progress)
             flags = KEYFRAME
+            self.last_psnr = None
         else:
             budget = (g.budget - g.spent) / g.left
             before = (self.state, self.recon, self.float_g)
             payload, st = self._encode_predicted(frame, max(64, int(budget) - PACKET_HEADER_SIZE))
             flags = 0
-            quality = _psnr(self.recon, frame)
+            assert self.recon is not None
+            quality = psnr(self.recon, frame)
             # measured against the last predicted frame (intra frames get a larger budget, so
             # the first predicted frame after one always drops), as x264's min-keyint does
             if (self.opts.cut_drop_db > 0 and g.left > 1 and self.last_psnr is not None
-                    and self.stats[-1].type == FRAME_P
                     and quality < self.last_psnr - self.opts.cut_drop_db):
                 payload, st, flags, budget = self._try_cut(frame, before, (payload, st, budget), quality)
-        self.last_psnr = _psnr(self.recon, frame)
+            self.last_psnr = quality if flags == 0 else None
         packet = Packet(PacketType.FRAME, payload, self.index, flags)
         st.frame, st.budget, st.bytes = self.index, int(budget), len(payload) + PACKET_HEADER_SIZE
         st.seconds = time.perf_counter() - t0
@@ -611,7 +595,7 @@ class SplatVideoEncoder:
             payload, st = self._encode_intra(frame, int(budget) - PACKET_HEADER_SIZE, None)
         except OptionError:  # the budget has no room for an intra frame
             payload = b""
-        if payload and _psnr(self.recon, frame) >= quality + self.opts.cut_gain_db:
+        if payload and psnr(self.recon, frame) >= quality + self.opts.cut_gain_db:
             return payload, st, KEYFRAME, budget
         self.state, self.recon, self.float_g = after
         return predicted[0], predicted[1], 0, predicted[2]

@@ -325,14 +325,15 @@ def warm_up(device: str = "cpu") -> None:
     """Load the renderer's compiled code (numba's cache) by rendering one Gaussian, so that the
     first frame of a stream costs what any frame costs. A player does this before it opens the
     stream, as a video player initialises its decoder."""
-    from dappled.codec.splat_video import DECODE_THREADS, VideoState, _numba_threads, render_state
+    from dappled.codec.splat_video import DECODE_THREADS, VideoState, render_state
+    from dappled.models.splat.numba_cpu import cpu_threads
     from dappled.models.splat.quantize import QuantConfig, QuantizedGaussians
 
     one = np.array([2], dtype=np.int64)
     zero = np.zeros(1, dtype=np.int64)
     state = VideoState(QuantizedGaussians(one, one, zero, zero, zero, np.zeros((1, 3), np.int64)),
                        QuantConfig())
-    with _numba_threads(DECODE_THREADS if device == "cpu" else None):
+    with cpu_threads(device, DECODE_THREADS):
         render_state(state, 4, 4, device)
 
 

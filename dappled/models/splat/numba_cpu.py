@@ -63,6 +63,11 @@ def default_threads() -> int:
     return n if n > 0 else numba.config.NUMBA_NUM_THREADS
 
 
+def cpu_threads(device: str, n: int | None = None) -> contextlib.AbstractContextManager[None]:
+    """:func:`threads` for a render on ``device``; nothing at all on a GPU."""
+    return threads(n) if device == "cpu" else contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def threads(n: int | None = None) -> Iterator[None]:
     """Run the block with ``n`` numba threads (default: :func:`default_threads`).
