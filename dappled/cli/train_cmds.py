@@ -27,6 +27,23 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def _train(trainer: Any, export: str | None) -> Any:
+    """Run a trainer and say where it stopped; returns the model."""
+    model = trainer.run()
+    steps = trainer.cfg.steps
+    click.echo(f"{trainer.cfg.out_dir}: step {trainer.step}/{steps}, checkpoint {trainer.checkpoint_path()}")
+    if export and trainer.step < steps:
+        click.echo(f"note: stopped at step {trainer.step} of {steps} (--max-minutes); exporting that "
+                   "checkpoint (run again without --max-minutes to resume)")
+    return model
+
+
+def _export_meta(trainer: Any, **extra: Any) -> dict[str, Any]:
+    """What a weights file records of the run that made it: the command line, steps, settings."""
+    return {"command": shlex.join(["dappled", *sys.argv[1:]]), "steps": trainer.step,
+            "planned_steps": trainer.cfg.steps, **extra}
+
+
 @click.group("train")
 def train_group() -> None:
     """Train the learned codecs' models (resumable; see docs/models.md for the shipped runs)."""
@@ -83,14 +100,9 @@ def train_rat(out_dir: str, stage: str, steps: int, batch: int, crop: int, lr: f
                       device=device, threads=threads, model=mcfg.to_dict(), init=init, grid_prob=grid_prob,
                       data_root=data_root, max_minutes=max_minutes)
     trainer = Trainer(cfg, progress=not quiet)
-    model = trainer.run()
-    click.echo(f"{out_dir}: step {trainer.step}/{steps}, checkpoint {trainer.checkpoint_path()}")
+    model = _train(trainer, export)
     if export:
-        if trainer.step < steps:
-            click.echo(f"note: stopped at step {trainer.step} of {steps} (--max-minutes); exporting that "
-                       "checkpoint (run again without --max-minutes to resume)")
-        meta = {"command": shlex.join(["dappled", *sys.argv[1:]]), "steps": trainer.step,
-                "planned_steps": steps, "stage": stage, "seed": seed, "batch": batch, "crop": crop}
+        meta = _export_meta(trainer, stage=stage, seed=seed, batch=batch, crop=crop)
         path = export_model(model, export, meta)
         click.echo(f"weights: {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
@@ -143,21 +155,16 @@ def train_tokens(out_dir: str, steps: int, batch: int, lr: float, tile: int, pat
                       threads=threads, model=mcfg.to_dict(), data_root=data_root, max_minutes=max_minutes,
                       scale=scale)
     trainer = Trainer(cfg, progress=not quiet)
-    model = trainer.run()
-    click.echo(f"{out_dir}: step {trainer.step}/{steps}, checkpoint {trainer.checkpoint_path()}")
+    model = _train(trainer, export)
     if export:
         from dappled.datasets.bsds import BsdsCrops
         from dappled.models.tokens.store import export_model, round_half, token_counts
 
-        if trainer.step < steps:
-            click.echo(f"note: stopped at step {trainer.step} of {steps} (--max-minutes); exporting that "
-                       "checkpoint (run again without --max-minutes to resume)")
         data = trainer.data if trainer.data is not None else BsdsCrops.load(
             ("train", "val"), data_root, cfg.scale, progress=not quiet)
         model = round_half(model.cpu())
         counts = token_counts(model, data, prior_tiles)
-        meta = {"command": shlex.join(["dappled", *sys.argv[1:]]), "steps": trainer.step,
-                "planned_steps": steps, "seed": seed, "batch": batch, "prior_tiles": prior_tiles}
+        meta = _export_meta(trainer, seed=seed, batch=batch, prior_tiles=prior_tiles)
         path = export_model(model, export, counts, meta)
         click.echo(f"weights: {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
