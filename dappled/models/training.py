@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+
+from dappled.fileio import atomic_open
 
 
 def mean_finite(values: list[float]) -> float:
@@ -99,9 +100,8 @@ class TrainerBase:
             "rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
         }
-        tmp = self.checkpoint_path().with_suffix(".pt.part")
-        torch.save(doc, tmp)
-        os.replace(tmp, self.checkpoint_path())
+        with atomic_open(self.checkpoint_path()) as f:
+            torch.save(doc, f)
 
     def try_resume(self) -> bool:
         """Continue from OUT/last.pt if there is one."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from dappled.fileio import atomic_open
 from dappled.models.rat.model import RatConfig, RatModel
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -46,9 +47,8 @@ def export_model(model: RatModel, path: str | os.PathLike[str], meta: dict[str, 
     doc = {"format": FORMAT, "config": model.config.to_dict(), "state_dict": state, "meta": meta or {}}
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".part")
-    torch.save(doc, tmp)
-    os.replace(tmp, out)
+    with atomic_open(out) as f:
+        torch.save(doc, f)
     return out
 
 

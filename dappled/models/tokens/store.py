@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dappled.fileio import atomic_open
 from dappled.models.tokens.model import Tokenizer, TokenizerConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -66,9 +67,8 @@ def export_model(model: Tokenizer, path: str | os.PathLike[str], counts: np.ndar
            "prior_counts": torch.from_numpy(np.asarray(counts, np.int64)), "meta": meta or {}}
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".part")
-    torch.save(doc, tmp)
-    os.replace(tmp, out)
+    with atomic_open(out) as f:
+        torch.save(doc, f)
     return out
 
 
