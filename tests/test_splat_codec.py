@@ -115,15 +115,24 @@ def test_decode_quality_and_determinism(crop: np.ndarray, stream: bytes) -> None
     assert psnr(crop, a) > 22.0
 
 
-def test_decode_in_another_process_is_identical(stream: bytes, tmp_path) -> None:
+def _decode_in_subprocess(stream: bytes, tmp_path, threads: int | None = None) -> np.ndarray:
+    """Decode `stream` in a fresh Python process (with $DAPPLED_THREADS=`threads` if given)."""
     src = tmp_path / "s.dpl"
     src.write_bytes(stream)
+    check = "" if threads is None else (
+        "from dappled.models.splat.numba_cpu import default_threads; "
+        f"assert default_threads() == {threads}; ")
     code = (
-        "import sys, numpy as np; from dappled.codec import api; "
-        "np.save(sys.argv[2], api.decode_image(open(sys.argv[1], 'rb').read()))"
+        "import sys, numpy as np; from dappled.codec import api; " + check
+        + "np.save(sys.argv[2], api.decode_image(open(sys.argv[1], 'rb').read()))"
     )
-    subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "o.npy")], check=True)
-    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), api.decode_image(stream))
+    env = None if threads is None else {**os.environ, "DAPPLED_THREADS": str(threads)}
+    subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "o.npy")], check=True, env=env)
+    return np.load(tmp_path / "o.npy")
+
+
+def test_decode_in_another_process_is_identical(stream: bytes, tmp_path) -> None:
+    np.testing.assert_array_equal(_decode_in_subprocess(stream, tmp_path), api.decode_image(stream))
 
 
 def test_thread_count_changes_nothing(crop: np.ndarray, stream: bytes, tmp_path) -> None:
@@ -131,17 +140,8 @@ def test_thread_count_changes_nothing(crop: np.ndarray, stream: bytes, tmp_path)
     default, `-O threads=N` and $DAPPLED_THREADS to change it)."""
     two = api.encode_image(crop, "splat", bpp=2.0, iterations=120, threads=2)
     assert two == stream
-    src = tmp_path / "s.dpl"
-    src.write_bytes(stream)
-    code = (
-        "import sys, numpy as np; from dappled.codec import api; "
-        "from dappled.models.splat.numba_cpu import default_threads; "
-        "assert default_threads() == 2; "
-        "np.save(sys.argv[2], api.decode_image(open(sys.argv[1], 'rb').read()))"
-    )
-    env = {**os.environ, "DAPPLED_THREADS": "2"}
-    subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "o.npy")], check=True, env=env)
-    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), api.decode_image(stream))
+    in_two = _decode_in_subprocess(stream, tmp_path, threads=2)
+    np.testing.assert_array_equal(in_two, api.decode_image(stream))
     with pytest.raises(OptionError):
         api.encode_image(crop, "splat", bpp=2.0, threads="many")
 
