@@ -105,6 +105,7 @@ _TABLE: dict[str, tuple[int, str]] = {
     "tokens": (3, "dappled.codec.tokens:TokensCodec"),
     # The splat codec over time (video streams; `--codec splat` on a video input picks it).
     "splatv": (4, "dappled.codec.splat_video:SplatVideoCodec"),
+    "field": (5, "dappled.codec.field:FieldCodec"),
     # Classical baselines (dappled/codec/classical.py).
     "jpeg": (16, "dappled.codec.classical:JpegCodec"),
     "webp": (17, "dappled.codec.classical:WebpCodec"),

@@ -101,11 +101,19 @@ class ModelTable:
 
 def build_scale_tables(family: str, scale_index: int) -> list[ModelTable]:
     """Compute (no cache) the tables of `family` at one table scale, for the 16 mean fractions."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}")
     if not 0 <= scale_index < SCALE_LEVELS:
         raise ValueError("scale index out of range")
-    scale = float(_SCALE_TABLE[scale_index])
+    return tables_at_scale(family, float(_SCALE_TABLE[scale_index]))
+
+
+def tables_at_scale(family: str, scale: float) -> list[ModelTable]:
+    """The tables of `family` at any scale (a det_exp-made float64), for the 16 mean fractions.
+
+    Other scale ladders (the field codec's) reuse this builder, so every table in the project
+    is quantised the same deterministic way.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}")
     half = int(np.ceil(scale * _WINDOW[family])) + 2
     k = np.arange(-half, half + 3, dtype=np.float64)  # bin edges at k - 1/2 - mean
     mu = np.arange(MEAN_FRACS, dtype=np.float64) / float(MEAN_FRACS)

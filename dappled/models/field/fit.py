@@ -1,0 +1,113 @@
+"""Fitting a field to one image: Adam on MSE + lambda * bits per pixel, from a pyramid start,
+with warm-up + cosine learning rates and soft rounding annealed towards hard rounding.
+
+Rate control by --bpp steers lambda during the fit itself (a log-domain controller on the
+estimated rate), so a bpp target costs about one fit rather than a search of several.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dappled.models.field.layout import Arch
+from dappled.models.field.model import FieldModel
+
+# effort -> iterations at 768x512 (scaled for other sizes, see iterations_for)
+EFFORTS: dict[str, int] = {"fast": 250, "default": 1000, "slow": 4000}
+NET_BITS_PER_PARAM = 9.0  # rough cost of a quantized network weight, for the rate estimate
+
+
+@dataclass
+class FitConfig:
+    """Knobs of one fit."""
+
+    iterations: int = 1000
+    lam: float = 0.002  # weight of bits per pixel against MSE on [0, 1] RGB
+    target_bpp: float | None = None  # when set, lam is steered towards this rate
+    lr_latent: float = 0.1
+    lr_net: float = 0.01
+    warmup: float = 0.05  # share of iterations with a rising learning rate
+    t_start: float = 0.3  # soft-rounding temperature at the start ...
+    t_end: float = 0.05  # ... and at the end (geometric schedule)
+    noise: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class FitResult:
+    """What a fit produced, and its trajectory."""
+
+    model: FieldModel
+    lam: float
+    seconds: float
+    history: list[tuple[int, float, float]]  # (iteration, psnr, estimated bpp)
+
+
+ProgressFn = Callable[[int, int, float, float], None]
+
+
+def image_tensor(image: np.ndarray, device: str = "cpu") -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().to(device) / 255.0
+
+
+def lr_factor(i: int, n: int, warmup: float) -> float:
+    """Linear warm-up, then cosine decay to 1 % of the peak."""
+    nw = max(1, int(n * warmup))
+    if i < nw:
+        return (i + 1) / nw
+    p = (i - nw) / max(1, n - nw)
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
+        progress: ProgressFn | None = None, model: FieldModel | None = None) -> FitResult:
+    """Fit (or continue fitting `model`) to an (H, W, 3) uint8 image."""
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    h, w = image.shape[:2]
+    target = image_tensor(image, device)
+    if model is None:
+        model = FieldModel(h, w, arch, device, cfg.seed)
+        model.init_from_image(target)
+    n_pix = float(h * w)
+    net_bits = NET_BITS_PER_PARAM * sum(p.numel() for p in model.network_params())
+    opt = torch.optim.Adam([
+        {"params": list(model.latents), "lr": cfg.lr_latent},
+        {"params": model.network_params(), "lr": cfg.lr_net},
+    ])
+    base = [g["lr"] for g in opt.param_groups]
+    n = max(1, cfg.iterations)
+    lam = cfg.lam
+    log_t0, log_t1 = math.log(cfg.t_start), math.log(cfg.t_end)
+    history: list[tuple[int, float, float]] = []
+    bpp_avg: float | None = None
+    for i in range(n):
+        f = lr_factor(i, n, cfg.warmup)
+        for g, b in zip(opt.param_groups, base, strict=True):
+            g["lr"] = b * f
+        temp = math.exp(log_t0 + (log_t1 - log_t0) * i / max(1, n - 1))
+        rgb, bits = model(temp, cfg.noise)
+        mse = torch.mean((rgb - target) ** 2)
+        loss = mse + lam * bits / n_pix
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bpp = (float(bits.detach()) + net_bits) / n_pix
+        bpp_avg = bpp if bpp_avg is None else 0.8 * bpp_avg + 0.2 * bpp
+        if cfg.target_bpp is not None and i >= n * 0.1 and i < n * 0.85 and i % 10 == 0:
+            # bpp falls roughly as lambda**-0.5: a damped step in log lambda
+            err = math.log(bpp_avg / cfg.target_bpp)
+            lam *= math.exp(float(np.clip(1.0 * err, -0.5, 0.5)))
+        if i % 10 == 0 or i == n - 1:
+            psnr = -10 * math.log10(max(float(mse.detach()), 1e-10))
+            history.append((i + 1, psnr, bpp))
+            if progress is not None:
+                progress(i + 1, n, psnr, bpp)
+    return FitResult(model, lam, time.perf_counter() - t0, history)

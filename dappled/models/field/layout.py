@@ -1,0 +1,124 @@
+"""The shape of a field representation: which latent grids, their sizes and quantization steps,
+the decoder architecture (presets), and the exact dyadic bilinear upsampling they share.
+
+Everything here is plain numpy and integers, used alike by the torch fit, the integer decoder
+and the stream parser, so the encoder and decoder cannot disagree on a size or a weight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+LEVELS = 7  # grids at 1, 1/2, ..., 1/64 of the image size
+LUMA_LEVELS = tuple(range(LEVELS))  # Y at every level
+CHROMA_LEVELS = tuple(range(1, LEVELS))  # Cb, Cr from half resolution down
+ACT_BITS = 12  # fixed-point fraction bits of the synthesis activations
+ARM_BITS = 8  # fixed-point fraction bits of the ARM activations
+
+# Causal neighbours (dy, dx) in raster order, nearest first; a preset uses the first `ctx`.
+NEIGHBOURS = (
+    (0, -1), (-1, 0), (-1, -1), (-1, 1), (0, -2), (-2, 0), (-1, -2), (-1, 2),
+    (-2, -1), (-2, 1), (0, -3), (-3, 0), (-2, -2), (-2, 2), (-1, -3), (-1, 3),
+)
+MAX_CTX = len(NEIGHBOURS)
+PAD = 3  # the farthest neighbour offset: grids are zero-padded by this much above/left/right
+
+# BT.601 full range, centred: the synthesis starts as exactly this linear map.
+YCBCR_TO_RGB = np.array([[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]])
+RGB_TO_YCBCR = np.linalg.inv(YCBCR_TO_RGB)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Decoder size: ARM context and widths, synthesis widths. All sent in the stream."""
+
+    ctx: int  # ARM context size (first `ctx` of NEIGHBOURS)
+    arm_hidden: int  # ARM hidden width
+    arm_layers: int  # ARM hidden layers (1 or 2)
+    synth_hidden: int  # 1x1 synthesis hidden width (>= 6: the linear start needs 3 ReLU pairs)
+    res_hidden: int  # channels inside the 3x3 residual block (0: no block)
+
+    def check(self) -> None:
+        """ValueError unless every size is in the range the stream format allows."""
+        if not (1 <= self.ctx <= MAX_CTX and 1 <= self.arm_hidden <= 64 and self.arm_layers in (1, 2)
+                and 6 <= self.synth_hidden <= 64 and 0 <= self.res_hidden <= 32):
+            raise ValueError(f"field architecture out of range: {self}")
+
+    def arm_macs(self) -> int:
+        """Multiply-accumulates of the ARM per latent."""
+        h = self.arm_hidden
+        return self.ctx * h + (self.arm_layers - 1) * h * h + 2 * (h + self.ctx)
+
+
+PRESETS: dict[str, Arch] = {
+    "low": Arch(ctx=8, arm_hidden=8, arm_layers=1, synth_hidden=8, res_hidden=2),
+    "medium": Arch(ctx=12, arm_hidden=12, arm_layers=2, synth_hidden=16, res_hidden=6),
+}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One latent grid: colour channel (0 Y, 1 Cb, 2 Cr), level, size."""
+
+    channel: int
+    level: int
+    height: int
+    width: int
+
+    @property
+    def size(self) -> int:
+        return self.height * self.width
+
+
+def grids(height: int, width: int) -> list[Grid]:
+    """The latent grids of an image, in stream order: Y levels 0..6, then Cb, then Cr."""
+    out = []
+    for channel, levels in ((0, LUMA_LEVELS), (1, CHROMA_LEVELS), (2, CHROMA_LEVELS)):
+        for lv in levels:
+            out.append(Grid(channel, lv, -(-height // (1 << lv)), -(-width // (1 << lv))))
+    return out
+
+
+def step(level: int) -> float:
+    """Quantization step of a level (a dyadic rational): 1/8 at full size, 3/2**(l+4) below.
+
+    Coarse levels get finer steps: one of their latents spreads over 4**l pixels.
+    """
+    return 0.125 if level == 0 else 3.0 / float(1 << (level + 4))
+
+
+def latents_per_pixel(height: int, width: int) -> float:
+    """Latent count over pixel count (about 2 for large images)."""
+    return sum(g.size for g in grids(height, width)) / float(height * width)
+
+
+def macs_per_pixel(arch: Arch, height: int, width: int) -> int:
+    """Decoder multiply-accumulates per pixel: ARM, upsampling, synthesis."""
+    n_ch = len(grids(height, width))
+    arm = arch.arm_macs() * latents_per_pixel(height, width)
+    up = 4 * (n_ch - 1)  # two taps per axis, level 0 is copied
+    synth = n_ch * arch.synth_hidden + arch.synth_hidden * 3 + 2 * 27 * arch.res_hidden
+    return round(arm + up + synth)
+
+
+@lru_cache(maxsize=64)
+def upsample_taps(n_out: int, level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear taps along one axis from a level to full size (half-pixel centres, edge clamp).
+
+    Output i reads source i0[i] with weight 1 - w[i] and i1[i] with w[i]; w is a multiple of
+    2**-(level + 1), so upsampling integers is exact in float64.
+    """
+    n_in = -(-n_out // (1 << level))
+    if level == 0:
+        i = np.arange(n_out, dtype=np.int64)
+        return i, i, np.zeros(n_out)
+    den = 1 << (level + 1)
+    num = 2 * np.arange(n_out, dtype=np.int64) + 1 - (1 << level)  # (src) * den
+    i0 = np.floor_divide(num, den)
+    w = (num - i0 * den).astype(np.float64) / den
+    i1 = np.clip(i0 + 1, 0, n_in - 1)
+    i0 = np.clip(i0, 0, n_in - 1)
+    return i0, i1, w

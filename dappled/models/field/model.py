@@ -1,0 +1,254 @@
+"""The field representation in torch, for fitting: latent grids, the autoregressive entropy
+model (ARM) and the synthesis, with soft rounding and a differentiable rate.
+
+The float network here is what the fit trains. Its integer twin (:mod:`.integer`) is what the
+stream carries and the decoder runs; they share layouts and parameter order (``state``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dappled.models.field.layout import (
+    NEIGHBOURS,
+    PAD,
+    RGB_TO_YCBCR,
+    YCBCR_TO_RGB,
+    Arch,
+    Grid,
+    grids,
+    step,
+    upsample_taps,
+)
+
+LOG_SCALE_MIN = math.log(0.02)  # the ARM's Laplace scale range (that of the coding tables)
+LOG_SCALE_MAX = math.log(64.0)
+MIN_PROB = 2.0**-16  # the coding tables' floor: no symbol costs more than 16 bits in the estimate
+
+
+def soft_round(x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Agustsson & Theis soft rounding: identity as T -> inf, rounding as T -> 0."""
+    if temperature <= 0:
+        return torch.round(x)
+    m = torch.floor(x)
+    r = x - m - 0.5
+    a = 1.0 / temperature
+    return m + 0.5 + torch.tanh(a * r) / (2.0 * math.tanh(a / 2.0))
+
+
+def laplace_bits(x: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """-log2 P(bin of x) under a discretized Laplace(mu, exp(log_scale)); stable in the tails."""
+    b = torch.exp(log_scale.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX))
+    a = (x - mu).abs()
+    upper = (a + 0.5) / b
+    lower = (a - 0.5) / b
+    tail = 0.5 * (torch.exp(-lower.clamp(min=0)) - torch.exp(-upper))
+    centre = 1.0 - 0.5 * (torch.exp(lower.clamp(max=0)) + torch.exp(-upper))
+    p = torch.where(lower >= 0, tail, centre)
+    return -torch.log2(p.clamp(min=MIN_PROB))
+
+
+class Upsampler:
+    """Fixed dyadic bilinear upsampling of every level to full size (the decoder's exact taps)."""
+
+    def __init__(self, height: int, width: int, device: torch.device) -> None:
+        self.height, self.width = height, width
+        self.taps: dict[int, tuple[torch.Tensor, ...]] = {}
+        for lv in range(7):
+            r0, r1, rw = upsample_taps(height, lv)
+            c0, c1, cw = upsample_taps(width, lv)
+            t = [torch.from_numpy(a).to(device) for a in (r0, r1, c0, c1)]
+            w = [torch.from_numpy(a).float().to(device) for a in (rw, cw)]
+            self.taps[lv] = (t[0], t[1], w[0], t[2], t[3], w[1])
+
+    def up(self, g: torch.Tensor, level: int) -> torch.Tensor:
+        """(C, h_l, w_l) -> (C, H, W)."""
+        if level == 0:
+            return g
+        # torch's half-pixel bilinear at an exact factor 2**level has the taps of
+        # upsample_taps; cropping the top-left corner keeps them where the size is ragged
+        up = F.interpolate(g[None], scale_factor=float(1 << level), mode="bilinear", align_corners=False)
+        return up[0, :, : self.height, : self.width]
+
+    def down(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        """Normalized adjoint of :meth:`up`: (C, H, W) -> (C, h_l, w_l), an area-like average."""
+        if level == 0:
+            return x
+        r0, r1, rw, c0, c1, cw = self.taps[level]
+        h_l = int(max(r0.max(), r1.max())) + 1
+        w_l = int(max(c0.max(), c1.max())) + 1
+        c = x.shape[0]
+
+        def adj_cols(v: torch.Tensor) -> torch.Tensor:
+            out = v.new_zeros(v.shape[0], v.shape[1], w_l)
+            out.index_add_(2, c0, v * (1 - cw))
+            out.index_add_(2, c1, v * cw)
+            return out
+
+        def adj_rows(v: torch.Tensor) -> torch.Tensor:
+            out = v.new_zeros(v.shape[0], h_l, v.shape[2])
+            out.index_add_(1, r0, v * (1 - rw)[:, None])
+            out.index_add_(1, r1, v * rw[:, None])
+            return out
+
+        num = adj_rows(adj_cols(x))
+        den = adj_rows(adj_cols(torch.ones_like(x[:1])))
+        return num / den.clamp(min=1e-12).expand(c, -1, -1)
+
+
+class FieldModel(nn.Module):
+    """Latent grids + ARM + synthesis of one image, ready to fit."""
+
+    def __init__(self, height: int, width: int, arch: Arch, device: str = "cpu", seed: int = 0) -> None:
+        super().__init__()
+        arch.check()
+        self.height, self.width, self.arch = height, width, arch
+        self.grids: list[Grid] = grids(height, width)
+        dev = torch.device(device)
+        gen = torch.Generator().manual_seed(seed)
+        self.latents = nn.ParameterList(
+            [nn.Parameter(torch.zeros(g.height, g.width, device=dev)) for g in self.grids])
+        h, c = arch.arm_hidden, arch.ctx
+        arm_shapes = [(h, c)] + [(h, h)] * (arch.arm_layers - 1) + [(2, h + c)]
+        self.arm_w = nn.ParameterList()
+        self.arm_b = nn.ParameterList()
+        for o, i in arm_shapes:
+            self.arm_w.append(nn.Parameter((torch.randn(o, i, generator=gen) / math.sqrt(i)).to(dev)))
+            self.arm_b.append(nn.Parameter(torch.zeros(o, device=dev)))
+        with torch.no_grad():  # the output layer starts at mu = 0, scale = 1
+            self.arm_w[-1].mul_(0.01)
+        n_ch, sh, rh = len(self.grids), arch.synth_hidden, arch.res_hidden
+        self.wa = nn.Parameter((torch.randn(sh, n_ch, generator=gen) * 0.05).to(dev))
+        self.ba = nn.Parameter(torch.zeros(sh, device=dev))
+        self.wb = nn.Parameter(torch.zeros(3, sh, device=dev))
+        self.bb = nn.Parameter(torch.full((3,), 0.5, device=dev))
+        self.ka = nn.Parameter((torch.randn(rh, 3, 3, 3, generator=gen) * 0.05).to(dev))
+        self.kba = nn.Parameter(torch.zeros(rh, device=dev))
+        self.kb = nn.Parameter(torch.zeros(3, rh, 3, 3, device=dev))
+        self.kbb = nn.Parameter(torch.zeros(3, device=dev))
+        self._linear_start()
+        self.register_buffer("steps", torch.tensor([step(g.level) for g in self.grids], device=dev))
+        self.up = Upsampler(height, width, dev)
+        self._levels = sorted({g.level for g in self.grids})
+        kernel = torch.zeros(arch.ctx, 1, PAD + 1, 2 * PAD + 1)
+        for k, (dy, dx) in enumerate(NEIGHBOURS[: arch.ctx]):
+            kernel[k, 0, PAD + dy, PAD + dx] = 1.0
+        self._ctx_kernel = kernel
+
+    @torch.no_grad()
+    def _linear_start(self) -> None:
+        """Synthesis = YCbCr -> RGB of the summed levels, through three ReLU pairs."""
+        m = torch.from_numpy(YCBCR_TO_RGB).float()
+        for c in range(3):
+            sel = torch.tensor([float(g.channel == c) for g in self.grids])
+            self.wa[2 * c].copy_(sel)
+            self.wa[2 * c + 1].copy_(-sel)
+            self.ba[2 * c : 2 * c + 2].zero_()
+            self.wb[:, 2 * c] = m[:, c]
+            self.wb[:, 2 * c + 1] = -m[:, c]
+
+    # ------------------------------------------------------------ parameters in a fixed order
+
+    def network_params(self) -> list[nn.Parameter]:
+        """ARM then synthesis tensors, in the order the stream stores them."""
+        return [*self.arm_params(), *self.synth_params()]
+
+    def arm_params(self) -> list[nn.Parameter]:
+        out: list[nn.Parameter] = []
+        for w, b in zip(self.arm_w, self.arm_b, strict=True):
+            out += [w, b]
+        return out
+
+    def synth_params(self) -> list[nn.Parameter]:
+        return [self.wa, self.ba, self.wb, self.bb, self.ka, self.kba, self.kb, self.kbb]
+
+    # ------------------------------------------------------------ initialisation
+
+    @torch.no_grad()
+    def init_from_image(self, image: torch.Tensor) -> None:
+        """Latents from a coarse-to-fine pyramid of the image, so the first decode is already
+        close: each level codes (in its own step units) what the coarser levels left over."""
+        ycc = torch.einsum("ij,jhw->ihw", torch.from_numpy(RGB_TO_YCBCR).float().to(image.device),
+                           image - 0.5)
+        for c in range(3):
+            residual = ycc[c : c + 1].clone()
+            idx = [k for k, g in enumerate(self.grids) if g.channel == c]
+            for k in sorted(idx, key=lambda k: -self.grids[k].level):
+                lv = self.grids[k].level
+                s = step(lv)
+                val = self.up.down(residual, lv)[0] / s
+                self.latents[k].copy_(val)
+                residual -= self.up.up(torch.round(val)[None], lv) * s
+
+    # ------------------------------------------------------------ forward
+
+    def quantized(self, temperature: float, noise: float) -> list[torch.Tensor]:
+        """Soft-rounded latents (with uniform noise before the second rounding, as Cool-chic)."""
+        out = []
+        for y in self.latents:
+            t = soft_round(y, temperature)
+            if noise > 0:
+                t = soft_round(t + noise * (torch.rand_like(t) - 0.5), temperature)
+            out.append(t)
+        return out
+
+    def contexts(self, q: list[torch.Tensor]) -> torch.Tensor:
+        """(N, ctx) causal neighbourhoods of every latent of every grid (zeros outside)."""
+        rows = []
+        kernel = self._ctx_kernel.to(q[0].device)
+        for y in q:  # one convolution with one-hot kernels gathers all neighbours of a grid
+            p = F.pad(y[None, None], (PAD, PAD, PAD, 0))
+            rows.append(F.conv2d(p, kernel)[0].reshape(self.arch.ctx, -1).t())
+        return torch.cat(rows, dim=0)
+
+    def arm(self, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Laplace mean and log scale of each latent from its context."""
+        h = ctx
+        n = len(self.arm_w)
+        for i in range(n - 1):
+            h = F.relu(F.linear(h, self.arm_w[i], self.arm_b[i]))
+        out = F.linear(torch.cat([h, ctx], dim=1), self.arm_w[-1], self.arm_b[-1])
+        return out[:, 0], out[:, 1]
+
+    def rate_bits(self, q: list[torch.Tensor]) -> torch.Tensor:
+        """Estimated bits of all latents under the ARM (a scalar)."""
+        mu, ls = self.arm(self.contexts(q))
+        x = torch.cat([y.reshape(-1) for y in q])
+        return laplace_bits(x, mu, ls).sum()
+
+    def features(self, q: list[torch.Tensor]) -> torch.Tensor:
+        """(n_grids, H, W): every grid upsampled to full size, in value units."""
+        chans: list[torch.Tensor | None] = [None] * len(self.grids)
+        for lv in self._levels:
+            idx = [k for k, g in enumerate(self.grids) if g.level == lv]
+            stacked = torch.stack([q[k] for k in idx]) * step(lv)
+            up = self.up.up(stacked, lv)
+            for j, k in enumerate(idx):
+                chans[k] = up[j]
+        return torch.stack(chans)  # type: ignore[arg-type]
+
+    def synthesize(self, feats: torch.Tensor) -> torch.Tensor:
+        """(n_grids, H, W) features -> (3, H, W) RGB in [0, 1] (unclamped)."""
+        n, hh, ww = feats.shape
+        x = feats.reshape(n, hh * ww)
+        h = F.relu(self.wa @ x + self.ba[:, None])
+        rgb = (self.wb @ h + self.bb[:, None]).reshape(1, 3, hh, ww)
+        if self.arch.res_hidden:
+            t = F.relu(F.conv2d(rgb, self.ka, self.kba, padding=1))
+            rgb = rgb + F.conv2d(t, self.kb, self.kbb, padding=1)
+        return rgb[0]
+
+    def forward(self, temperature: float, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(RGB image (3, H, W), estimated latent bits)."""
+        q = self.quantized(temperature, noise)
+        return self.synthesize(self.features(q)), self.rate_bits(q)
+
+    @torch.no_grad()
+    def hard_latents(self) -> list[np.ndarray]:
+        """The latents as the stream codes them: rounded integers."""
+        return [torch.round(y).to(torch.int64).cpu().numpy() for y in self.latents]
