@@ -33,6 +33,7 @@ from dappled.entropy.rans_flat import bytes_to_words, words_to_bytes
 from dappled.errors import BitstreamError, LimitError, OptionError
 from dappled.models.field.integer import (
     KMAX,
+    LATENTS_PER_BIT,
     QMAX,
     WMAX,
     QuantNet,
@@ -48,9 +49,6 @@ from dappled.models.field.synthesis import synthesize
 PAYLOAD_VERSION = 1
 _HEAD = struct.Struct("<B5BI")
 MAX_PIXELS = 1 << 24  # 16 Mpixel: the field decoder's work is linear in this
-# A latent costs at least -log2(1 - 2**-16) bits (every table keeps an escape entry), so a
-# stream of B bytes can hold at most about 45,426 * 8 * B latents; allow the rANS state's 64.
-LATENTS_PER_BIT = 45426
 # quality preset -> lambda (weight of bits per pixel against RGB MSE on [0, 1])
 LAMBDAS: dict[int, float] = {q: 0.032 / 2.0 ** (q - 1) for q in range(1, 9)}
 DEFAULT_COMPLEXITY = "medium"
@@ -143,7 +141,7 @@ def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
     n_arm = arm_layer_count(arch)
     net = QuantNet(arch, tensors[:n_arm], tensors[n_arm:])
     n_lat = sum(g.size for g in gs)
-    if n_lat > LATENTS_PER_BIT * (8 * len(lat) + 64):
+    if n_lat > LATENTS_PER_BIT * (8 * len(lat) + 64):  # 64: the rANS state's slack
         raise LimitError(f"{len(lat)} bytes of latents cannot code {n_lat} latents")
     if len(lat) > 4 * (n_lat + 2):
         raise BitstreamError("latent stream is longer than its latents can need")
@@ -256,10 +254,13 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
             if abs(err) < 0.05:
                 break
             # too far off: a short continued fit with lambda moved by the measured error
-            lam_used *= math.exp(2.2 * err)
-            more = FitConfig(iterations=max(20, n_it // 5), lam=lam_used, lr_latent=0.02, lr_net=0.002,
-                             warmup=0.0, t_start=0.08, t_end=0.05, seed=params.seed + attempt + 1)
-            history += fit(image, arch, more, params.device, progress, model=model).history
+            lam_used *= math.exp(2.0 * err)
+            more = FitConfig(iterations=max(30, n_it // 4), lam=lam_used, target_bpp=target_bpp,
+                             lr_latent=0.05, lr_net=0.005, warmup=0.0, t_start=0.1, t_end=0.05,
+                             seed=params.seed + attempt + 1)
+            again = fit(image, arch, more, params.device, progress, model=model)
+            history += again.history
+            lam_used = again.lam
     return FieldEncoding(payload, net, lam_used, time.perf_counter() - t0, history)
 
 

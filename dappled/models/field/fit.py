@@ -100,9 +100,12 @@ def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
         loss.backward()
         opt.step()
         bpp = (float(bits.detach()) + net_bits) / n_pix
-        bpp_avg = bpp if bpp_avg is None else 0.8 * bpp_avg + 0.2 * bpp
-        if cfg.target_bpp is not None and i >= n * 0.1 and i < n * 0.85 and i % 10 == 0:
+        if cfg.target_bpp is not None and i >= n * 0.1 and i < n * 0.9 and i % 10 == 0:
+            # steer on the rate of the hard-rounded latents (what will be coded), smoothed;
             # bpp falls roughly as lambda**-0.5: a damped step in log lambda
+            with torch.no_grad():
+                hard = (float(model.rate_bits([torch.round(y) for y in model.latents])) + net_bits) / n_pix
+            bpp_avg = hard if bpp_avg is None else 0.5 * bpp_avg + 0.5 * hard
             err = math.log(bpp_avg / cfg.target_bpp)
             lam *= math.exp(float(np.clip(1.0 * err, -0.5, 0.5)))
         if i % 10 == 0 or i == n - 1:

@@ -19,6 +19,7 @@ import numpy as np
 
 from dappled.entropy.detmath import det_exp
 from dappled.entropy.parametric import tables_at_scale
+from dappled.entropy.rans import CdfTable
 from dappled.entropy.rans_flat import (
     dec_init,
     dec_symbol,
@@ -33,6 +34,9 @@ WMAX = (1 << 15) - 1  # |integer weight| bound
 KMAX = 16  # weight steps are 2**-k, 0 <= k <= KMAX
 ACT_CLAMP = 1 << 30  # ARM activations are clamped to +-this (fixed point)
 SCALE_LEVELS = 64
+ESCAPE_FREQ = 16  # of 2**16: the escape entry's floor (see _floor_escape)
+# so a latent costs >= 3.52e-4 bits, and B bytes of latents hold at most 2,840 * 8 * B of them
+LATENTS_PER_BIT = 2840
 MEAN_FRAC_BITS = 4
 LS_MIN_FP = -1001  # round(ln(0.02) * 2**ARM_BITS)
 LS_MAX_FP = 1065  # round(ln(64) * 2**ARM_BITS)
@@ -83,6 +87,19 @@ def arm_layer_count(arch: Arch) -> int:
 # ---------------------------------------------------------------- coding tables
 
 
+def _floor_escape(table: CdfTable) -> CdfTable:
+    """The table with its escape frequency raised to ESCAPE_FREQ (taken from the likeliest
+    symbol): every latent then costs at least -log2(1 - ESCAPE_FREQ / 2**16) bits, which bounds
+    the latents (and the decoder's work) a stream of a given size can declare."""
+    f = np.diff(table.array())
+    if f[-1] >= ESCAPE_FREQ:
+        return table
+    top = int(np.argmax(f[:-1]))
+    f[top] -= ESCAPE_FREQ - f[-1]
+    f[-1] = ESCAPE_FREQ
+    return CdfTable.from_freqs(f)
+
+
 class _Tables:
     """The 64 x 16 Laplace tables, flattened for numba; built once per process."""
 
@@ -91,7 +108,7 @@ class _Tables:
         span = float(LS_MAX_FP - LS_MIN_FP)
         scales = det_exp((LS_MIN_FP + i * span / (SCALE_LEVELS - 1)) / float(1 << ARM_BITS))
         model = [t for s in scales for t in tables_at_scale("laplace", float(s))]
-        self.cdf, self.start, self.nsym = flatten_tables([m.table for m in model])
+        self.cdf, self.start, self.nsym = flatten_tables([_floor_escape(m.table) for m in model])
         self.lo = np.array([m.lo for m in model], dtype=np.int64)
 
 
@@ -341,8 +358,9 @@ def decode_latents(words: np.ndarray, excess: np.ndarray, gs: list[Grid], net: Q
     return unpack_grids(buf, gs)
 
 
-def estimated_bits(latents: list[np.ndarray], gs: list[Grid], net: QuantNet) -> float:
-    """Ideal code length (bits) of the latents under the integer ARM's tables (no coder overhead)."""
+def latent_bits(latents: list[np.ndarray], gs: list[Grid], net: QuantNet) -> tuple[np.ndarray, np.ndarray]:
+    """Per latent: ideal code length (bits) under the integer ARM's tables, and whether it
+    escapes (its excess, coded apart, is not counted)."""
     flat = np.concatenate([q.reshape(-1) for q in latents]).astype(np.int64)
     tid, centre, _, _ = arm_predictions(latents, gs, net)
     tb = tables()
@@ -353,4 +371,9 @@ def estimated_bits(latents: list[np.ndarray], gs: list[Grid], net: QuantNet) -> 
     s = np.where(esc, nsym - 1, s)
     base = tb.start[tid] + s
     freq = tb.cdf[base + 1] - tb.cdf[base]
-    return float(np.sum(16.0 - np.log2(freq)))
+    return 16.0 - np.log2(freq), esc
+
+
+def estimated_bits(latents: list[np.ndarray], gs: list[Grid], net: QuantNet) -> float:
+    """Ideal code length (bits) of the latents under the integer ARM (no coder overhead)."""
+    return float(latent_bits(latents, gs, net)[0].sum())

@@ -139,6 +139,7 @@ class FieldModel(nn.Module):
         for k, (dy, dx) in enumerate(NEIGHBOURS[: arch.ctx]):
             kernel[k, 0, PAD + dy, PAD + dx] = 1.0
         self._ctx_kernel = kernel
+        self._layout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @torch.no_grad()
     def _linear_start(self) -> None:
@@ -216,7 +217,20 @@ class FieldModel(nn.Module):
         return out[:, 0], out[:, 1]
 
     def rate_bits(self, q: list[torch.Tensor]) -> torch.Tensor:
-        """Estimated bits of all latents under the ARM (a scalar)."""
+        """Estimated bits of all latents under the ARM (a scalar): the fused numba kernel on the
+        CPU, plain torch elsewhere (same value, see tests)."""
+        if q[0].device.type != "cpu":
+            return self.rate_bits_torch(q)
+        from dappled.models.field.arm_kernel import ArmRate, padded_buffer
+
+        if self._layout is None:
+            from dappled.models.field.arm_kernel import layout_arrays
+
+            self._layout = layout_arrays(q)
+        return ArmRate.apply(padded_buffer(q), self._layout, self.arch, *self.arm_params())
+
+    def rate_bits_torch(self, q: list[torch.Tensor]) -> torch.Tensor:
+        """:meth:`rate_bits` in torch ops (the reference, and the CUDA path)."""
         mu, ls = self.arm(self.contexts(q))
         x = torch.cat([y.reshape(-1) for y in q])
         return laplace_bits(x, mu, ls).sum()

@@ -30,24 +30,32 @@ def _round_act(xp: Any, v: Any) -> Any:
 def _conv3x3(xp: Any, x: Any, k: Any, b: Any) -> Any:
     """Zero-padded 3x3 convolution of (C, h, w) by (O, C, 3, 3) as shifted-plane sums."""
     c, h, w = x.shape
-    pad = xp.zeros((c, h + 2, w + 2), dtype=x.dtype)
-    pad[:, 1:-1, 1:-1] = x
-    out = xp.zeros((k.shape[0], h, w), dtype=x.dtype) + b[:, None, None]
+    if xp is np:
+        pad = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    else:
+        pad = xp.nn.functional.pad(x, (1, 1, 1, 1))
+    out = None
     for dy in range(3):
         for dx in range(3):
             win = pad[:, dy : dy + h, dx : dx + w].reshape(c, h * w)
-            out += (k[:, :, dy, dx] @ win).reshape(-1, h, w)
-    return out
+            term = k[:, :, dy, dx] @ win
+            out = term if out is None else out + term
+    return (out + b[:, None]).reshape(-1, h, w)
 
 
 def synthesize(latents: list[np.ndarray], gs: list[Grid], net: QuantNet, height: int, width: int,
-               device: str = "cpu") -> np.ndarray:
-    """Integer latents + quantized network -> (H, W, 3) uint8 RGB."""
-    if device == "cuda":
+               device: str = "cpu", backend: str | None = None) -> np.ndarray:
+    """Integer latents + quantized network -> (H, W, 3) uint8 RGB.
+
+    backend: "numpy" (the default on the CPU) or "torch" (the default on CUDA; on the CPU it is
+    how tests check the CUDA code path gives the same pixels).
+    """
+    use_torch = (backend or ("numpy" if device == "cpu" else "torch")) == "torch"
+    if use_torch:
         import torch
 
         xp: Any = torch
-        dev = torch.device("cuda")
+        dev = torch.device(device)
 
         def arr(a: np.ndarray) -> Any:
             return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
@@ -71,16 +79,16 @@ def synthesize(latents: list[np.ndarray], gs: list[Grid], net: QuantNet, height:
         feats = xp.stack([_upsample_rows(xp, q, t, a0, a1) for q, t in zip(lat, taps, strict=True)])
         n, h, w = feats.shape
         x = feats.reshape(n, h * w)
-        hid = xp.maximum(_round_act(xp, wa @ x + ba[:, None]), 0.0)
+        hid = xp.clip(_round_act(xp, wa @ x + ba[:, None]), 0.0, None)
         rgb = _round_act(xp, wb @ hid + bb[:, None]).reshape(3, h, w)
         if res:
             # the strip's own borders are zero-padded like the image's: only rows that are
             # two away from a strip edge (or at an image edge) are final, hence the halo
-            t = xp.maximum(_round_act(xp, _conv3x3(xp, rgb, ka, kba)), 0.0)
+            t = xp.clip(_round_act(xp, _conv3x3(xp, rgb, ka, kba)), 0.0, None)
             rgb = _round_act(xp, rgb + _round_act(xp, _conv3x3(xp, t, kb, kbb)))
         part = rgb[:, y0 - a0 : y0 - a0 + (y1 - y0)]
         pix = xp.clip(xp.floor(part * 255.0 + 0.5), 0, 255)
-        if device == "cuda":
+        if use_torch:
             pix = pix.cpu().numpy()
         out[y0:y1] = np.transpose(pix, (1, 2, 0)).astype(np.uint8)
     return out

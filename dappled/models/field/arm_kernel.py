@@ -1,0 +1,185 @@
+"""The ARM's rate and its gradient in one fused numba pass, for the fit.
+
+In torch the rate term costs most of an iteration: the (latents x context) matrix, two or three
+small matrix products, the Laplace bin probabilities and all their backward passes, each a
+separate sweep over ~800k latents. Here one loop over the latents gathers each context from
+the padded grids, runs the MLP, takes -log2 of the bin probability and back-propagates straight
+away (the loss is a plain sum of bits), accumulating the gradients of the latents and weights.
+Float32 with fastmath: this is the fit's estimate, not the decoder's arithmetic (that is
+:mod:`.integer`). :func:`reference_bits` in tests checks it against the torch ARM.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dappled.models.field.layout import NEIGHBOURS, PAD
+
+_LN2 = math.log(2.0)
+_LS_MIN = math.log(0.02)
+_LS_MAX = math.log(64.0)
+_MIN_P = 2.0**-16
+_NB = np.array(NEIGHBOURS, dtype=np.int64)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray, nb: np.ndarray,
+              c: int, hdim: int, n_hidden: int, w1: np.ndarray, b1: np.ndarray, w2: np.ndarray,
+              b2: np.ndarray, wo: np.ndarray, bo: np.ndarray, gbuf: np.ndarray, gw1: np.ndarray,
+              gb1: np.ndarray, gw2: np.ndarray, gb2: np.ndarray, gwo: np.ndarray,
+              gbo: np.ndarray) -> float:
+    """Total bits of all latents; gradients of that total are added into the g* arrays."""
+    ctx = np.zeros(c, dtype=np.float32)
+    z1 = np.zeros(hdim, dtype=np.float32)
+    a1 = np.zeros(hdim, dtype=np.float32)
+    z2 = np.zeros(hdim, dtype=np.float32)
+    a2 = np.zeros(hdim, dtype=np.float32)
+    g_last = np.zeros(hdim, dtype=np.float32)
+    g_a1 = np.zeros(hdim, dtype=np.float32)
+    g_ctx = np.zeros(c, dtype=np.float32)
+    total = 0.0
+    for g in range(hs.size):
+        stride = ws[g] + 2 * PAD
+        for y in range(hs[g]):
+            for x in range(ws[g]):
+                pos = offs[g] + (PAD + y) * stride + PAD + x
+                for i in range(c):
+                    ctx[i] = buf[pos + nb[i, 0] * stride + nb[i, 1]]
+                v = buf[pos]
+                for j in range(hdim):
+                    s = b1[j]
+                    for i in range(c):
+                        s += w1[j, i] * ctx[i]
+                    z1[j] = s
+                    a1[j] = s if s > 0 else 0.0
+                if n_hidden == 2:
+                    for j in range(hdim):
+                        s = b2[j]
+                        for i in range(hdim):
+                            s += w2[j, i] * a1[i]
+                        z2[j] = s
+                        a2[j] = s if s > 0 else 0.0
+                    last = a2
+                else:
+                    last = a1
+                mu = bo[0]
+                ls = bo[1]
+                for i in range(hdim):
+                    mu += wo[0, i] * last[i]
+                    ls += wo[1, i] * last[i]
+                for i in range(c):
+                    mu += wo[0, hdim + i] * ctx[i]
+                    ls += wo[1, hdim + i] * ctx[i]
+                dls = 1.0
+                if ls < _LS_MIN:
+                    ls = _LS_MIN
+                    dls = 0.0
+                elif ls > _LS_MAX:
+                    ls = _LS_MAX
+                    dls = 0.0
+                b = math.exp(ls)
+                d = v - mu
+                sgn = 1.0 if d >= 0 else -1.0
+                a = abs(d)
+                up = (a + 0.5) / b
+                lo = (a - 0.5) / b
+                e_u = math.exp(-up)
+                if lo >= 0:
+                    e_l = math.exp(-lo)
+                    p = 0.5 * (e_l - e_u)
+                    dp_da = 0.5 * (e_u - e_l) / b
+                    dp_db = 0.5 * (e_l * lo - e_u * up) / b
+                else:
+                    e_l = math.exp(lo)
+                    p = 1.0 - 0.5 * (e_l + e_u)
+                    dp_da = -0.5 * (e_l - e_u) / b
+                    dp_db = -0.5 * (e_u * up - e_l * lo) / b
+                if p < _MIN_P:
+                    total += 16.0
+                    continue
+                total += -math.log(p) / _LN2
+                gp = -1.0 / (p * _LN2)
+                g_mu = -gp * dp_da * sgn
+                g_ls = gp * dp_db * b * dls
+                gbuf[pos] += gp * dp_da * sgn
+                gbo[0] += g_mu
+                gbo[1] += g_ls
+                for i in range(hdim):
+                    gwo[0, i] += g_mu * last[i]
+                    gwo[1, i] += g_ls * last[i]
+                    g_last[i] = g_mu * wo[0, i] + g_ls * wo[1, i]
+                for i in range(c):
+                    gwo[0, hdim + i] += g_mu * ctx[i]
+                    gwo[1, hdim + i] += g_ls * ctx[i]
+                    g_ctx[i] = g_mu * wo[0, hdim + i] + g_ls * wo[1, hdim + i]
+                if n_hidden == 2:
+                    for i in range(hdim):
+                        g_a1[i] = 0.0
+                    for j in range(hdim):
+                        gz = g_last[j] if z2[j] > 0 else 0.0
+                        if gz != 0.0:
+                            gb2[j] += gz
+                            for i in range(hdim):
+                                gw2[j, i] += gz * a1[i]
+                                g_a1[i] += gz * w2[j, i]
+                else:
+                    for i in range(hdim):
+                        g_a1[i] = g_last[i]
+                for j in range(hdim):
+                    gz = g_a1[j] if z1[j] > 0 else 0.0
+                    if gz != 0.0:
+                        gb1[j] += gz
+                        for i in range(c):
+                            gw1[j, i] += gz * ctx[i]
+                            g_ctx[i] += gz * w1[j, i]
+                for i in range(c):
+                    gbuf[pos + nb[i, 0] * stride + nb[i, 1]] += g_ctx[i]
+    return total
+
+
+def padded_buffer(latents: list[torch.Tensor]) -> torch.Tensor:
+    """Grids zero-padded above and on both sides, flattened and joined (differentiable)."""
+    return torch.cat([F.pad(y[None], (PAD, PAD, PAD, 0))[0].reshape(-1) for y in latents])
+
+
+class ArmRate(torch.autograd.Function):
+    """Total bits of the latents (given as their padded buffer) under the ARM: fused numba."""
+
+    @staticmethod
+    def forward(ctx, buf, layout, arch, *weights):  # type: ignore[override]
+        offs, hs, ws = layout
+        w = [t.detach().float().cpu().contiguous().numpy() for t in weights]
+        if arch.arm_layers == 2:
+            w1, b1, w2, b2, wo, bo = w
+        else:
+            w1, b1, wo, bo = w
+            w2, b2 = np.zeros((1, 1), np.float32), np.zeros(1, np.float32)
+        b = buf.detach().float().cpu().contiguous().numpy()
+        grads = [np.zeros_like(a) for a in (b, w1, b1, w2, b2, wo, bo)]
+        total = _arm_rate(b, offs, hs, ws, _NB, arch.ctx, arch.arm_hidden, arch.arm_layers,
+                          w1, b1, w2, b2, wo, bo, *grads)
+        gb, gw1, gb1, gw2, gb2, gwo, gbo = (torch.from_numpy(a).to(buf.device) for a in grads)
+        wg = [gw1, gb1, gw2, gb2, gwo, gbo] if arch.arm_layers == 2 else [gw1, gb1, gwo, gbo]
+        ctx.save_for_backward(gb, *wg)
+        return buf.new_tensor(total)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        gb, *wg = ctx.saved_tensors
+        return (gb * grad, None, None, *(g * grad for g in wg))
+
+
+def layout_arrays(latents: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(offsets, heights, widths) of the padded buffer of these grids."""
+    hs = np.array([y.shape[0] for y in latents], dtype=np.int64)
+    ws = np.array([y.shape[1] for y in latents], dtype=np.int64)
+    sizes = (hs + PAD) * (ws + 2 * PAD)
+    offs = np.zeros(len(latents), dtype=np.int64)
+    if len(latents) > 1:
+        np.cumsum(sizes[:-1], out=offs[1:])
+    return offs, hs, ws

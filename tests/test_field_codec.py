@@ -1,0 +1,244 @@
+"""The field codec end to end: layout, fit, integer ARM, latent coding, exact synthesis, streams."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dappled.codec import api
+from dappled.codec.field import decode_payload, encode_field, unpack_payload
+from dappled.codec.registry import EncodeParams
+from dappled.datasets import SAMPLE_IMAGE, load_image
+from dappled.errors import BitstreamError, LimitError, OptionError
+from dappled.eval.metrics import psnr
+from dappled.models.field.fit import FitConfig, fit, image_tensor
+from dappled.models.field.integer import (
+    arm_predictions,
+    decode_latents,
+    encode_latents,
+    estimated_bits,
+    latent_bits,
+)
+from dappled.models.field.layout import PRESETS, grids, upsample_taps
+from dappled.models.field.model import Upsampler, laplace_bits
+from dappled.models.field.quantize import quantize_network
+from dappled.models.field.synthesis import synthesize
+from tests._streams import forge, frame_payload
+
+FAST = {"iterations": 60}
+
+
+@pytest.fixture(scope="module")
+def crop() -> np.ndarray:
+    """A 48x64 crop of the bundled sample with flat areas and edges."""
+    return load_image(SAMPLE_IMAGE)[200:248, 300:364].copy()
+
+
+@pytest.fixture(scope="module")
+def fitted(crop: np.ndarray):
+    """A short fit of the crop, its quantized network and integer latents."""
+    res = fit(crop, PRESETS["medium"], FitConfig(iterations=80, lam=0.002))
+    net = quantize_network(res.model, image_tensor(crop), res.lam)
+    return res.model, net, res.model.hard_latents()
+
+
+@pytest.fixture(scope="module")
+def stream(crop: np.ndarray) -> bytes:
+    return api.encode_image(crop, "field", quality=5, **FAST)
+
+
+def test_upsampling_matches_the_exact_taps() -> None:
+    for h, w in [(13, 29), (48, 64), (1, 1), (3, 5)]:
+        up = Upsampler(h, w, torch.device("cpu"))
+        for lv in range(1, 7):
+            g = torch.randn(2, -(-h // 2**lv), -(-w // 2**lv), dtype=torch.float64)
+            r0, r1, rw = upsample_taps(h, lv)
+            c0, c1, cw = upsample_taps(w, lv)
+            rows = g.numpy()[:, r0] * (1 - rw)[:, None] + g.numpy()[:, r1] * rw[:, None]
+            ref = rows[:, :, c0] * (1 - cw) + rows[:, :, c1] * cw
+            np.testing.assert_allclose(up.up(g, lv).numpy(), ref, atol=1e-12)
+
+
+def test_laplace_bits_is_a_distribution() -> None:
+    """The bins of the rate model sum to one whatever the mean and scale (the 2**-16 floor of
+    the far tails, which the coding tables also have, aside)."""
+    x = torch.arange(-400, 401, dtype=torch.float64)
+    for mu, b in [(0.3, 0.05), (-2.7, 1.0), (10.0, 40.0)]:
+        p = 2.0 ** -laplace_bits(x, torch.tensor(mu, dtype=torch.float64),
+                                 torch.tensor(np.log(b), dtype=torch.float64))
+        assert abs(float(p[p > 2.0**-16 * 1.001].sum()) - 1.0) < 2e-3
+
+
+def test_pyramid_start_is_close_to_the_image(crop: np.ndarray) -> None:
+    from dappled.models.field.model import FieldModel
+
+    m = FieldModel(48, 64, PRESETS["low"])
+    m.init_from_image(image_tensor(crop))
+    with torch.no_grad():
+        rgb = m.synthesize(m.features([torch.round(y) for y in m.latents]))
+    out = (rgb.clamp(0, 1) * 255).round().permute(1, 2, 0).numpy().astype(np.uint8)
+    assert psnr(crop, out) > 26.0
+
+
+def test_fit_improves_the_loss(crop: np.ndarray) -> None:
+    res = fit(crop, PRESETS["low"], FitConfig(iterations=40, lam=0.002))
+    first, last = res.history[0], res.history[-1]
+    assert last[1] > first[1] - 0.5 and last[2] < first[2]
+
+
+def test_integer_arm_agrees_with_the_float_arm(fitted) -> None:
+    """The integer ARM predicts what the float ARM (with the same quantized weights) does, and
+    the code length of the latents it does not escape is within 3 % of the float estimate."""
+    model, net, latents = fitted
+    gs = grids(model.height, model.width)
+    _, _, mu_fp, ls_fp = arm_predictions(latents, gs, net)
+    with torch.no_grad():
+        q = [torch.round(y) for y in model.latents]
+        mu, ls = model.arm(model.contexts(q))
+        float_bits = laplace_bits(torch.cat([y.reshape(-1) for y in q]), mu, ls).double().numpy()
+    np.testing.assert_allclose(mu_fp / 256.0, mu.double().numpy(), atol=0.05, rtol=1e-3)
+    np.testing.assert_allclose(ls_fp / 256.0, ls.double().numpy(), atol=0.05, rtol=1e-3)
+    int_bits, escaped = latent_bits(latents, gs, net)
+    assert escaped.mean() < 0.05
+    kept = ~escaped
+    assert abs(int_bits[kept].sum() - float_bits[kept].sum()) < 0.03 * float_bits[kept].sum()
+
+
+def test_latents_round_trip_through_rans(fitted) -> None:
+    model, net, latents = fitted
+    gs = grids(model.height, model.width)
+    coded = encode_latents(latents, gs, net)
+    back = decode_latents(coded.words, coded.excess, gs, net)
+    for a, b in zip(latents, back, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert len(coded.words) * 32 < estimated_bits(latents, gs, net) + 128
+
+
+def test_synthesis_torch_path_gives_the_same_pixels(fitted) -> None:
+    """The CUDA path (torch, float64) is the numpy path bit for bit: checked here on the CPU."""
+    model, net, latents = fitted
+    gs = grids(model.height, model.width)
+    a = synthesize(latents, gs, net, model.height, model.width)
+    b = synthesize(latents, gs, net, model.height, model.width, backend="torch")
+    np.testing.assert_array_equal(a, b)
+
+
+def test_synthesis_in_strips_matches_one_piece(fitted, monkeypatch) -> None:
+    model, net, latents = fitted
+    gs = grids(model.height, model.width)
+    whole = synthesize(latents, gs, net, model.height, model.width)
+    monkeypatch.setattr("dappled.models.field.synthesis.STRIP_ROWS", 5)
+    np.testing.assert_array_equal(synthesize(latents, gs, net, model.height, model.width), whole)
+
+
+def test_round_trip(crop: np.ndarray, stream: bytes) -> None:
+    out = api.decode_image(stream)
+    assert out.shape == crop.shape and out.dtype == np.uint8
+    assert psnr(crop, out) > 28.0
+    info = api.inspect(stream)
+    assert info.codec == "field" and set(info.streams) >= {"HEAD", "NET ", "LAT "}
+
+
+def _decode_in_subprocess(stream: bytes, tmp_path, threads: int) -> np.ndarray:
+    src = tmp_path / "s.dpl"
+    src.write_bytes(stream)
+    code = ("import sys, numpy as np; from dappled.codec import api; "
+            "np.save(sys.argv[2], api.decode_image(open(sys.argv[1], 'rb').read()))")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "OPENBLAS_NUM_THREADS": str(threads), "NUMBA_NUM_THREADS": str(threads)}
+    subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "o.npy")], check=True, env=env)
+    return np.load(tmp_path / "o.npy")
+
+
+def test_decode_is_bit_exact_across_processes_and_threads(stream: bytes, tmp_path) -> None:
+    here = api.decode_image(stream)
+    np.testing.assert_array_equal(_decode_in_subprocess(stream, tmp_path, 1), here)
+    np.testing.assert_array_equal(_decode_in_subprocess(stream, tmp_path, 2), here)
+
+
+def test_encode_is_deterministic(crop: np.ndarray, stream: bytes) -> None:
+    assert api.encode_image(crop, "field", quality=5, **FAST) == stream
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (5, 3)])
+def test_tiny_and_odd_sizes(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    out = api.decode_image(api.encode_image(img, "field", iterations=10))
+    assert out.shape == img.shape
+
+
+@pytest.mark.slow
+def test_large_odd_size() -> None:
+    img = load_image(SAMPLE_IMAGE)
+    img = np.pad(img, ((0, 1), (0, 2), (0, 0)), mode="reflect")  # 770x513
+    data = api.encode_image(img, "field", iterations=2, complexity="low")
+    out = api.decode_image(data)
+    assert out.shape == (513, 770, 3) and psnr(img, out) > 20
+
+
+@pytest.mark.slow
+def test_bpp_target_lands_within_ten_percent() -> None:
+    img = load_image(SAMPLE_IMAGE)[100:228, 200:328].copy()
+    for target in (0.4, 1.2):
+        data = api.encode_image(img, "field", bpp=target, iterations=150, complexity="low")
+        bpp = 8 * len(data) / (128 * 128)
+        assert abs(bpp / target - 1) <= 0.10, (target, bpp)
+
+
+def test_truncated_and_corrupted_streams_raise(stream: bytes) -> None:
+    for cut in (len(stream) // 3, len(stream) - 9, len(stream) - 1):
+        with pytest.raises(BitstreamError):
+            api.decode_image(stream[:cut])
+    payload, _ = frame_payload(stream)
+    rng = np.random.default_rng(0)
+    for _ in range(40):  # CRC-valid payloads with flipped bytes: an error or some image, quickly
+        bad = bytearray(payload)
+        for i in rng.integers(0, len(bad), 3):
+            bad[i] ^= int(rng.integers(1, 256))
+        try:
+            out = api.decode_image(forge(stream, bytes(bad)))
+            assert out.shape == (48, 64, 3)
+        except BitstreamError:
+            pass
+
+
+def test_a_tiny_stream_cannot_claim_a_huge_image(stream: bytes) -> None:
+    payload, _ = frame_payload(stream)
+    with pytest.raises(LimitError):
+        unpack_payload(payload, 4096, 4096)
+    with pytest.raises(LimitError):
+        decode_payload(payload, 8192, 4096)
+
+
+def test_bad_options_are_option_errors(crop: np.ndarray) -> None:
+    for opts in ({"effort": "huge"}, {"complexity": "tiny"}, {"iterations": -5}, {"iterations": "x"},
+                 {"lambda": float("nan")}, {"bogus": 1}):
+        with pytest.raises(OptionError):
+            encode_field(crop, EncodeParams(options=opts))
+
+
+def test_cli_round_trip_and_info(crop: np.ndarray, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from dappled.cli import main
+    from dappled.datasets import save_image
+
+    src = tmp_path / "c.png"
+    save_image(src, crop)
+    r = CliRunner().invoke(main, ["encode", str(src), "-o", str(tmp_path / "c.dpl"), "--codec", "field",
+                                  "--quality", "3", "-O", "iterations=20", "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["info", str(tmp_path / "c.dpl")])
+    assert r.exit_code == 0 and "field" in r.output
+    r = CliRunner().invoke(main, ["decode", str(tmp_path / "c.dpl"), "-o", str(tmp_path / "o.png")])
+    assert r.exit_code == 0, r.output
+    (tmp_path / "bad.dpl").write_bytes((tmp_path / "c.dpl").read_bytes()[:-20])
+    r = CliRunner().invoke(main, ["decode", str(tmp_path / "bad.dpl"), "-o", str(tmp_path / "x.png")])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x.png").exists()
