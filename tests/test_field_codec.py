@@ -24,8 +24,8 @@ from dappled.models.field.integer import (
     estimated_bits,
     latent_bits,
 )
-from dappled.models.field.layout import PRESETS, grids, upsample_taps
-from dappled.models.field.model import Upsampler, laplace_bits
+from dappled.models.field.layout import PRESETS, grids
+from dappled.models.field.model import laplace_bits, up2
 from dappled.models.field.quantize import quantize_network
 from dappled.models.field.synthesis import synthesize
 from tests._streams import forge, frame_payload
@@ -52,16 +52,16 @@ def stream(crop: np.ndarray) -> bytes:
     return api.encode_image(crop, "field", quality=5, **FAST)
 
 
-def test_upsampling_matches_the_exact_taps() -> None:
-    for h, w in [(13, 29), (48, 64), (1, 1), (3, 5)]:
-        up = Upsampler(h, w, torch.device("cpu"))
-        for lv in range(1, 7):
-            g = torch.randn(2, -(-h // 2**lv), -(-w // 2**lv), dtype=torch.float64)
-            r0, r1, rw = upsample_taps(h, lv)
-            c0, c1, cw = upsample_taps(w, lv)
-            rows = g.numpy()[:, r0] * (1 - rw)[:, None] + g.numpy()[:, r1] * rw[:, None]
-            ref = rows[:, :, c0] * (1 - cw) + rows[:, :, c1] * cw
-            np.testing.assert_allclose(up.up(g, lv).numpy(), ref, atol=1e-12)
+def test_torch_up2_matches_the_decoders_exact_up2() -> None:
+    from dappled.models.field.synthesis import _up2
+
+    for h, w in [(13, 29), (1, 1), (3, 5), (8, 6)]:
+        x = torch.randn(2, h, w, dtype=torch.float64)
+        rows, cols = 2 * h - 1, 2 * w - (w > 1)
+        ref = up2(x, rows, cols).numpy()
+        np.testing.assert_allclose(_up2(np, np.asarray, x.numpy(), (0, rows), cols), ref, atol=1e-12)
+        np.testing.assert_allclose(_up2(np, np.asarray, x.numpy(), (3 % rows, rows), cols),
+                                   ref[:, 3 % rows :], atol=1e-12)
 
 
 def test_laplace_bits_is_a_distribution() -> None:
@@ -80,7 +80,7 @@ def test_pyramid_start_is_close_to_the_image(crop: np.ndarray) -> None:
     m = FieldModel(48, 64, PRESETS["low"])
     m.init_from_image(image_tensor(crop))
     with torch.no_grad():
-        rgb = m.synthesize(m.features([torch.round(y) for y in m.latents]))
+        rgb = m.render([torch.round(y) for y in m.latents])
     out = (rgb.clamp(0, 1) * 255).round().permute(1, 2, 0).numpy().astype(np.uint8)
     assert psnr(crop, out) > 26.0
 
@@ -89,6 +89,26 @@ def test_fit_improves_the_loss(crop: np.ndarray) -> None:
     res = fit(crop, PRESETS["low"], FitConfig(iterations=40, lam=0.002))
     first, last = res.history[0], res.history[-1]
     assert last[1] > first[1] - 0.5 and last[2] < first[2]
+
+
+@pytest.mark.parametrize("preset", ["low", "medium"])
+def test_fused_arm_kernel_matches_torch(crop: np.ndarray, preset: str) -> None:
+    """The numba rate kernel (CPU fits) gives the torch ARM's bits and gradients (CUDA fits)."""
+    from dappled.models.field.model import FieldModel
+
+    m = FieldModel(48, 64, PRESETS[preset])
+    m.init_from_image(image_tensor(crop))
+    with torch.no_grad():
+        for p in m.arm_params():
+            p.add_(torch.randn_like(p) * 0.3)
+    q = [t.detach().requires_grad_(True) for t in m.quantized(0.3, 1.0)]
+    ref = m.rate_bits_torch(q)
+    g_ref = torch.autograd.grad(ref, q + m.arm_params())
+    fused = m.rate_bits(q)
+    g_fused = torch.autograd.grad(fused, q + m.arm_params())
+    assert abs(float(fused) - float(ref)) < 1e-4 * float(ref)
+    for a, b in zip(g_ref, g_fused, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-4 * float(a.abs().max()) + 1e-6, rtol=1e-3)
 
 
 def test_integer_arm_agrees_with_the_float_arm(fitted) -> None:
@@ -226,19 +246,19 @@ def test_bad_options_are_option_errors(crop: np.ndarray) -> None:
 def test_cli_round_trip_and_info(crop: np.ndarray, tmp_path) -> None:
     from click.testing import CliRunner
 
-    from dappled.cli import main
+    from dappled.cli import cli
     from dappled.datasets import save_image
 
     src = tmp_path / "c.png"
     save_image(src, crop)
-    r = CliRunner().invoke(main, ["encode", str(src), "-o", str(tmp_path / "c.dpl"), "--codec", "field",
+    r = CliRunner().invoke(cli, ["encode", str(src), "-o", str(tmp_path / "c.dpl"), "--codec", "field",
                                   "--quality", "3", "-O", "iterations=20", "--quiet"])
     assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(main, ["info", str(tmp_path / "c.dpl")])
+    r = CliRunner().invoke(cli, ["info", str(tmp_path / "c.dpl")])
     assert r.exit_code == 0 and "field" in r.output
-    r = CliRunner().invoke(main, ["decode", str(tmp_path / "c.dpl"), "-o", str(tmp_path / "o.png")])
+    r = CliRunner().invoke(cli, ["decode", str(tmp_path / "c.dpl"), "-o", str(tmp_path / "o.png")])
     assert r.exit_code == 0, r.output
     (tmp_path / "bad.dpl").write_bytes((tmp_path / "c.dpl").read_bytes()[:-20])
-    r = CliRunner().invoke(main, ["decode", str(tmp_path / "bad.dpl"), "-o", str(tmp_path / "x.png")])
+    r = CliRunner().invoke(cli, ["decode", str(tmp_path / "bad.dpl"), "-o", str(tmp_path / "x.png")])
     assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "x.png").exists()

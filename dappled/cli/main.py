@@ -146,6 +146,8 @@ def info(src: str) -> None:
         click.echo(f"kbps:    {8 * si.bytes / 1000 / (si.frames / si.fps):.1f}")
     for tag, n in si.streams.items():
         click.echo(f"  {tag:<6} {n:>9} bytes  {100 * n / si.bytes:5.1f}%")
+    for key, value in si.details.items():
+        click.echo(f"{key + ':':<8} {value}")
 
 
 @cli.command()

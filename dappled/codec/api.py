@@ -97,6 +97,7 @@ class StreamInfo:
     bytes: int
     bpp: float
     streams: dict[str, int] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def inspect(data: bytes) -> StreamInfo:
@@ -107,7 +108,8 @@ def inspect(data: bytes) -> StreamInfo:
     payload_packets = [p for p in container.packets if p.type in (PacketType.CONFIG, PacketType.FRAME)]
     bpp = 8 * len(data) / (h.width * h.height * h.frame_count)
     return StreamInfo(registry.name_of(h.codec_id), h.width, h.height, h.frame_count, h.fps,
-                      len(data), bpp, impl.stream_sizes(payload_packets))
+                      len(data), bpp, impl.stream_sizes(payload_packets),
+                      impl.describe(h, container.packets))
 
 
 def read_stream(path: str | os.PathLike[str]) -> bytes:

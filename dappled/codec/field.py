@@ -223,7 +223,6 @@ def iterations_for(effort: str, height: int, width: int) -> int:
 def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = None,
                  target_bpp: float | None = None, progress: Any = None) -> FieldEncoding:
     """Fit, quantize and code one image; with target_bpp, steer lambda to land near that rate."""
-    import torch
 
     from dappled.models.field.fit import FitConfig, fit, image_tensor
     from dappled.models.field.quantize import quantize_network
@@ -298,11 +297,14 @@ class FieldCodec(Codec):
         frames = [p for p in packets if p.type == PacketType.FRAME]
         p = unpack_payload(frames[0].payload, header.width, header.height)
         gs = grids(header.height, header.width)
+        a = p.net.arch
+        n_weights = sum(t.ints.size for t in p.net.tensors())
         return {
-            "architecture": p.net.arch,
-            "mac_per_pixel": macs_per_pixel(p.net.arch, header.height, header.width),
-            "grids": ", ".join(f"{'YUV'[g.channel]}{g.level}:{g.width}x{g.height}" for g in gs),
-            "escapes": int(p.excess.size),
+            "decoder": (f"ARM {a.ctx} context, {a.arm_layers}x{a.arm_hidden} hidden; synthesis "
+                        f"{len(gs)}->{a.synth_hidden}->3, 3x3 residual {a.res_hidden}; {n_weights} weights"),
+            "MAC/px": macs_per_pixel(a, header.height, header.width),
+            "grids": " ".join(f"{'YUV'[g.channel]}{g.level}:{g.width}x{g.height}" for g in gs),
+            "latents": f"{sum(g.size for g in gs)} ({int(p.excess.size)} escaped)",
         }
 
 

@@ -85,6 +85,10 @@ class Codec(ABC):
         qs = sorted({round(lo_q + (hi_q - lo_q) * i / (n - 1)) for i in range(n)})
         return [{"quality": q} for q in qs]
 
+    def describe(self, header: StreamHeader, packets: list[Packet]) -> dict[str, Any]:
+        """Codec-specific facts about a stream for `dappled info` (none by default)."""
+        return {}
+
     def stream_sizes(self, packets: list[Packet]) -> dict[str, int]:
         """Bytes per named sub-stream, for `dappled info`; codecs with chunked payloads get it free."""
         sizes: dict[str, int] = {}

@@ -8,7 +8,6 @@ and the stream parser, so the encoder and decoder cannot disagree on a size or a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -96,29 +95,18 @@ def latents_per_pixel(height: int, width: int) -> float:
 
 
 def macs_per_pixel(arch: Arch, height: int, width: int) -> int:
-    """Decoder multiply-accumulates per pixel: ARM, upsampling, synthesis."""
-    n_ch = len(grids(height, width))
+    """Decoder multiply-accumulates per pixel: ARM, level mixing + 2x upsampling, synthesis."""
+    gs = grids(height, width)
     arm = arch.arm_macs() * latents_per_pixel(height, width)
-    up = 4 * (n_ch - 1)  # two taps per axis, level 0 is copied
-    synth = n_ch * arch.synth_hidden + arch.synth_hidden * 3 + 2 * 27 * arch.res_hidden
-    return round(arm + up + synth)
+    s = arch.synth_hidden
+    front = 0.0
+    for lv in range(LEVELS):
+        n = sum(1 for g in gs if g.level == lv)
+        front += (n * s + (4 * s if lv < LEVELS - 1 else 0)) / 4.0**lv  # mix, then the 2x up into lv
+    synth = s * 3 + 2 * 27 * arch.res_hidden
+    return round(arm + front + synth)
 
 
-@lru_cache(maxsize=64)
-def upsample_taps(n_out: int, level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bilinear taps along one axis from a level to full size (half-pixel centres, edge clamp).
-
-    Output i reads source i0[i] with weight 1 - w[i] and i1[i] with w[i]; w is a multiple of
-    2**-(level + 1), so upsampling integers is exact in float64.
-    """
-    n_in = -(-n_out // (1 << level))
-    if level == 0:
-        i = np.arange(n_out, dtype=np.int64)
-        return i, i, np.zeros(n_out)
-    den = 1 << (level + 1)
-    num = 2 * np.arange(n_out, dtype=np.int64) + 1 - (1 << level)  # (src) * den
-    i0 = np.floor_divide(num, den)
-    w = (num - i0 * den).astype(np.float64) / den
-    i1 = np.clip(i0 + 1, 0, n_in - 1)
-    i0 = np.clip(i0, 0, n_in - 1)
-    return i0, i1, w
+def level_size(height: int, width: int, level: int) -> tuple[int, int]:
+    """(rows, columns) of a grid at this level."""
+    return -(-height // (1 << level)), -(-width // (1 << level))

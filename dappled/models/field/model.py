@@ -22,8 +22,8 @@ from dappled.models.field.layout import (
     Arch,
     Grid,
     grids,
+    level_size,
     step,
-    upsample_taps,
 )
 
 LOG_SCALE_MIN = math.log(0.02)  # the ARM's Laplace scale range (that of the coding tables)
@@ -53,52 +53,15 @@ def laplace_bits(x: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor) -> 
     return -torch.log2(p.clamp(min=MIN_PROB))
 
 
-class Upsampler:
-    """Fixed dyadic bilinear upsampling of every level to full size (the decoder's exact taps)."""
+def up2(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """(C, h, w) -> (C, rows, cols): 2x bilinear at half-pixel centres (taps 1/4, 3/4, edges
+    clamped), cropped to the finer level's size. The decoder's exact up2 has the same taps."""
+    return F.interpolate(x[None], scale_factor=2.0, mode="bilinear", align_corners=False)[0, :, :rows, :cols]
 
-    def __init__(self, height: int, width: int, device: torch.device) -> None:
-        self.height, self.width = height, width
-        self.taps: dict[int, tuple[torch.Tensor, ...]] = {}
-        for lv in range(7):
-            r0, r1, rw = upsample_taps(height, lv)
-            c0, c1, cw = upsample_taps(width, lv)
-            t = [torch.from_numpy(a).to(device) for a in (r0, r1, c0, c1)]
-            w = [torch.from_numpy(a).float().to(device) for a in (rw, cw)]
-            self.taps[lv] = (t[0], t[1], w[0], t[2], t[3], w[1])
 
-    def up(self, g: torch.Tensor, level: int) -> torch.Tensor:
-        """(C, h_l, w_l) -> (C, H, W)."""
-        if level == 0:
-            return g
-        # torch's half-pixel bilinear at an exact factor 2**level has the taps of
-        # upsample_taps; cropping the top-left corner keeps them where the size is ragged
-        up = F.interpolate(g[None], scale_factor=float(1 << level), mode="bilinear", align_corners=False)
-        return up[0, :, : self.height, : self.width]
-
-    def down(self, x: torch.Tensor, level: int) -> torch.Tensor:
-        """Normalized adjoint of :meth:`up`: (C, H, W) -> (C, h_l, w_l), an area-like average."""
-        if level == 0:
-            return x
-        r0, r1, rw, c0, c1, cw = self.taps[level]
-        h_l = int(max(r0.max(), r1.max())) + 1
-        w_l = int(max(c0.max(), c1.max())) + 1
-        c = x.shape[0]
-
-        def adj_cols(v: torch.Tensor) -> torch.Tensor:
-            out = v.new_zeros(v.shape[0], v.shape[1], w_l)
-            out.index_add_(2, c0, v * (1 - cw))
-            out.index_add_(2, c1, v * cw)
-            return out
-
-        def adj_rows(v: torch.Tensor) -> torch.Tensor:
-            out = v.new_zeros(v.shape[0], h_l, v.shape[2])
-            out.index_add_(1, r0, v * (1 - rw)[:, None])
-            out.index_add_(1, r1, v * rw[:, None])
-            return out
-
-        num = adj_rows(adj_cols(x))
-        den = adj_rows(adj_cols(torch.ones_like(x[:1])))
-        return num / den.clamp(min=1e-12).expand(c, -1, -1)
+def down2(x: torch.Tensor) -> torch.Tensor:
+    """(C, h, w) -> (C, ceil(h/2), ceil(w/2)) 2x2 means, for the pyramid start."""
+    return F.avg_pool2d(x[None], 2, ceil_mode=True)[0]
 
 
 class FieldModel(nn.Module):
@@ -133,8 +96,8 @@ class FieldModel(nn.Module):
         self.kbb = nn.Parameter(torch.zeros(3, device=dev))
         self._linear_start()
         self.register_buffer("steps", torch.tensor([step(g.level) for g in self.grids], device=dev))
-        self.up = Upsampler(height, width, dev)
         self._levels = sorted({g.level for g in self.grids})
+        self._by_level = {lv: [k for k, g in enumerate(self.grids) if g.level == lv] for lv in self._levels}
         kernel = torch.zeros(arch.ctx, 1, PAD + 1, 2 * PAD + 1)
         for k, (dy, dx) in enumerate(NEIGHBOURS[: arch.ctx]):
             kernel[k, 0, PAD + dy, PAD + dx] = 1.0
@@ -176,15 +139,25 @@ class FieldModel(nn.Module):
         close: each level codes (in its own step units) what the coarser levels left over."""
         ycc = torch.einsum("ij,jhw->ihw", torch.from_numpy(RGB_TO_YCBCR).float().to(image.device),
                            image - 0.5)
+        means = [ycc]
+        for _ in range(max(self._levels)):
+            means.append(down2(means[-1]))
         for c in range(3):
-            residual = ycc[c : c + 1].clone()
-            idx = [k for k, g in enumerate(self.grids) if g.channel == c]
-            for k in sorted(idx, key=lambda k: -self.grids[k].level):
+            idx = sorted((k for k, g in enumerate(self.grids) if g.channel == c),
+                         key=lambda k: -self.grids[k].level)
+            recon: torch.Tensor | None = None  # what the coarser levels give, at this level
+            prev = None
+            for k in idx:
                 lv = self.grids[k].level
-                s = step(lv)
-                val = self.up.down(residual, lv)[0] / s
-                self.latents[k].copy_(val)
-                residual -= self.up.up(torch.round(val)[None], lv) * s
+                if recon is not None and prev is not None:
+                    for j in range(prev - 1, lv - 1, -1):
+                        r, cc = level_size(self.height, self.width, j)
+                        recon = up2(recon, r, cc)
+                target = means[lv][c : c + 1]
+                val = torch.round((target - (recon if recon is not None else 0.0)) / step(lv))
+                self.latents[k].copy_(val[0])
+                recon = val * step(lv) + (recon if recon is not None else 0.0)
+                prev = lv
 
     # ------------------------------------------------------------ forward
 
@@ -235,32 +208,32 @@ class FieldModel(nn.Module):
         x = torch.cat([y.reshape(-1) for y in q])
         return laplace_bits(x, mu, ls).sum()
 
-    def features(self, q: list[torch.Tensor]) -> torch.Tensor:
-        """(n_grids, H, W): every grid upsampled to full size, in value units."""
-        chans: list[torch.Tensor | None] = [None] * len(self.grids)
-        for lv in self._levels:
-            idx = [k for k, g in enumerate(self.grids) if g.level == lv]
-            stacked = torch.stack([q[k] for k in idx]) * step(lv)
-            up = self.up.up(stacked, lv)
-            for j, k in enumerate(idx):
-                chans[k] = up[j]
-        return torch.stack(chans)  # type: ignore[arg-type]
+    def render(self, q: list[torch.Tensor]) -> torch.Tensor:
+        """Latents -> (3, H, W) RGB in [0, 1] (unclamped).
 
-    def synthesize(self, feats: torch.Tensor) -> torch.Tensor:
-        """(n_grids, H, W) features -> (3, H, W) RGB in [0, 1] (unclamped)."""
-        n, hh, ww = feats.shape
-        x = feats.reshape(n, hh * ww)
-        h = F.relu(self.wa @ x + self.ba[:, None])
-        rgb = (self.wb @ h + self.bb[:, None]).reshape(1, 3, hh, ww)
+        The first synthesis layer is linear, so it is applied at each level's own resolution
+        (mixing that level's grids) and the mixes are accumulated coarse to fine with 2x
+        upsampling; the full-size tensor has synth_hidden channels, not one per grid.
+        """
+        acc: torch.Tensor | None = None
+        for lv in sorted(self._levels, reverse=True):
+            idx = self._by_level[lv]
+            rows, cols = level_size(self.height, self.width, lv)
+            x = torch.stack([q[k] for k in idx]).reshape(len(idx), -1) * step(lv)
+            z = (self.wa[:, idx] @ x).reshape(-1, rows, cols)
+            acc = z if acc is None else up2(acc, rows, cols) + z
+        assert acc is not None
+        hid = F.relu(acc + self.ba[:, None, None])
+        rgb = torch.einsum("oc,chw->ohw", self.wb, hid) + self.bb[:, None, None]
         if self.arch.res_hidden:
-            t = F.relu(F.conv2d(rgb, self.ka, self.kba, padding=1))
-            rgb = rgb + F.conv2d(t, self.kb, self.kbb, padding=1)
-        return rgb[0]
+            t = F.relu(F.conv2d(rgb[None], self.ka, self.kba, padding=1))
+            rgb = rgb + F.conv2d(t, self.kb, self.kbb, padding=1)[0]
+        return rgb
 
     def forward(self, temperature: float, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(RGB image (3, H, W), estimated latent bits)."""
         q = self.quantized(temperature, noise)
-        return self.synthesize(self.features(q)), self.rate_bits(q)
+        return self.render(q), self.rate_bits(q)
 
     @torch.no_grad()
     def hard_latents(self) -> list[np.ndarray]:

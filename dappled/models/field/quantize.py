@@ -53,10 +53,8 @@ def quantize_network(model: FieldModel, target: torch.Tensor, lam: float) -> Qua
         mu, ls = model.arm(ctx)
         return float(laplace_bits(x, mu, ls).sum())
 
-    feats = model.features(q)
-
     def distortion() -> float:
-        return float(torch.mean((model.synthesize(feats) - target) ** 2)) * n_pix / lam
+        return float(torch.mean((model.render(q) - target) ** 2)) * n_pix / lam
 
     params = model.network_params()
     n_arm = arm_layer_count(model.arch)
