@@ -50,8 +50,8 @@ PAYLOAD_VERSION = 1
 _HEAD = struct.Struct("<B5BI")
 MAX_PIXELS = 1 << 24  # 16 Mpixel: the field decoder's work is linear in this
 # quality preset -> lambda (weight of bits per pixel against RGB MSE on [0, 1])
-LAMBDAS: dict[int, float] = {q: 0.032 / 2.0 ** (q - 1) for q in range(1, 9)}
-DEFAULT_COMPLEXITY = "medium"
+LAMBDAS: dict[int, float] = {q: 0.064 / 2.0 ** (q - 1) for q in range(1, 9)}
+DEFAULT_COMPLEXITY = "low"
 
 
 def lambda_for_bpp(bpp: float) -> float:

@@ -289,9 +289,10 @@ class SweepOutcome:
 
 def plan_tasks(series: Sequence[Series], images: Sequence[ImageRef], device: str, seed: int,
                dataset: str) -> list[Task]:
-    """Every point of the run, series by series, rate point by rate point, image by image."""
+    """Every point of the run, image by image (so an interrupted or still growing run of a slow
+    codec already holds whole curves of its first images), then series by series, rate by rate."""
     return [Task(s.label, s.codec, s.options, p, img, device, seed, dataset)
-            for s in series for p in s.points for img in images]
+            for img in images for s in series for p in s.points]
 
 
 def run_sweep(series: Sequence[Series], images: Sequence[ImageRef], out_dir: str | os.PathLike[str], *,

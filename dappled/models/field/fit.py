@@ -19,7 +19,7 @@ from dappled.models.field.layout import Arch
 from dappled.models.field.model import FieldModel
 
 # effort -> iterations at 768x512 (scaled for other sizes, see iterations_for)
-EFFORTS: dict[str, int] = {"fast": 250, "default": 1000, "slow": 4000}
+EFFORTS: dict[str, int] = {"fast": 200, "default": 1000, "slow": 4000}
 NET_BITS_PER_PARAM = 9.0  # rough cost of a quantized network weight, for the rate estimate
 
 

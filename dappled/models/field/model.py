@@ -59,6 +59,18 @@ def up2(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     return F.interpolate(x[None], scale_factor=2.0, mode="bilinear", align_corners=False)[0, :, :rows, :cols]
 
 
+def conv3x3(x: torch.Tensor, k: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Zero-padded 3x3 convolution (C, H, W) -> (O, H, W) as nine shifted 1x1 products: with a
+    handful of channels this is faster than oneDNN's convolution, backward above all."""
+    _, h, w = x.shape
+    p = F.pad(x, (1, 1, 1, 1))
+    out = b[:, None, None]
+    for dy in range(3):
+        for dx in range(3):
+            out = out + torch.einsum("oc,chw->ohw", k[:, :, dy, dx], p[:, dy : dy + h, dx : dx + w])
+    return out
+
+
 def down2(x: torch.Tensor) -> torch.Tensor:
     """(C, h, w) -> (C, ceil(h/2), ceil(w/2)) 2x2 means, for the pyramid start."""
     return F.avg_pool2d(x[None], 2, ceil_mode=True)[0]
@@ -226,8 +238,8 @@ class FieldModel(nn.Module):
         hid = F.relu(acc + self.ba[:, None, None])
         rgb = torch.einsum("oc,chw->ohw", self.wb, hid) + self.bb[:, None, None]
         if self.arch.res_hidden:
-            t = F.relu(F.conv2d(rgb[None], self.ka, self.kba, padding=1))
-            rgb = rgb + F.conv2d(t, self.kb, self.kbb, padding=1)[0]
+            t = F.relu(conv3x3(rgb, self.ka, self.kba))
+            rgb = rgb + conv3x3(t, self.kb, self.kbb)
         return rgb
 
     def forward(self, temperature: float, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
