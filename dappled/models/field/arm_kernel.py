@@ -29,11 +29,15 @@ _NB = np.array(NEIGHBOURS, dtype=np.int64)
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray, nb: np.ndarray,
-              c: int, hdim: int, n_hidden: int, w1: np.ndarray, b1: np.ndarray, w2: np.ndarray,
-              b2: np.ndarray, wo: np.ndarray, bo: np.ndarray, gbuf: np.ndarray, gw1: np.ndarray,
-              gb1: np.ndarray, gw2: np.ndarray, gb2: np.ndarray, gwo: np.ndarray,
+              c: int, hdim: int, n_hidden: int, w1t: np.ndarray, b1: np.ndarray, w2t: np.ndarray,
+              b2: np.ndarray, wo: np.ndarray, bo: np.ndarray, gbuf: np.ndarray, gw1t: np.ndarray,
+              gb1: np.ndarray, gw2t: np.ndarray, gb2: np.ndarray, gwo: np.ndarray,
               gbo: np.ndarray) -> float:
-    """Total bits of all latents; gradients of that total are added into the g* arrays."""
+    """Total bits of all latents; gradients of that total are added into the g* arrays.
+
+    Hidden-layer weights come transposed (inputs x units), so every inner loop runs over the
+    units of a contiguous row: the loops the compiler vectorizes.
+    """
     ctx = np.zeros(c, dtype=np.float32)
     z1 = np.zeros(hdim, dtype=np.float32)
     a1 = np.zeros(hdim, dtype=np.float32)
@@ -41,7 +45,7 @@ def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray,
     a2 = np.zeros(hdim, dtype=np.float32)
     g_last = np.zeros(hdim, dtype=np.float32)
     g_a1 = np.zeros(hdim, dtype=np.float32)
-    g_ctx = np.zeros(c, dtype=np.float32)
+    gz = np.zeros(hdim, dtype=np.float32)
     total = 0.0
     for g in range(hs.size):
         stride = ws[g] + 2 * PAD
@@ -52,18 +56,22 @@ def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray,
                     ctx[i] = buf[pos + nb[i, 0] * stride + nb[i, 1]]
                 v = buf[pos]
                 for j in range(hdim):
-                    s = b1[j]
-                    for i in range(c):
-                        s += w1[j, i] * ctx[i]
-                    z1[j] = s
-                    a1[j] = s if s > 0 else 0.0
+                    z1[j] = b1[j]
+                for i in range(c):
+                    ci = ctx[i]
+                    for j in range(hdim):
+                        z1[j] += w1t[i, j] * ci
+                for j in range(hdim):
+                    a1[j] = max(z1[j], 0.0)
                 if n_hidden == 2:
                     for j in range(hdim):
-                        s = b2[j]
-                        for i in range(hdim):
-                            s += w2[j, i] * a1[i]
-                        z2[j] = s
-                        a2[j] = s if s > 0 else 0.0
+                        z2[j] = b2[j]
+                    for i in range(hdim):
+                        ai = a1[i]
+                        for j in range(hdim):
+                            z2[j] += w2t[i, j] * ai
+                    for j in range(hdim):
+                        a2[j] = max(z2[j], 0.0)
                     last = a2
                 else:
                     last = a1
@@ -104,8 +112,8 @@ def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray,
                     continue
                 total += -math.log(p) / _LN2
                 gp = -1.0 / (p * _LN2)
-                g_mu = -gp * dp_da * sgn
-                g_ls = gp * dp_db * b * dls
+                g_mu = np.float32(-gp * dp_da * sgn)
+                g_ls = np.float32(gp * dp_db * b * dls)
                 gbuf[pos] += gp * dp_da * sgn
                 gbo[0] += g_mu
                 gbo[1] += g_ls
@@ -116,29 +124,30 @@ def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray,
                 for i in range(c):
                     gwo[0, hdim + i] += g_mu * ctx[i]
                     gwo[1, hdim + i] += g_ls * ctx[i]
-                    g_ctx[i] = g_mu * wo[0, hdim + i] + g_ls * wo[1, hdim + i]
                 if n_hidden == 2:
-                    for i in range(hdim):
-                        g_a1[i] = 0.0
                     for j in range(hdim):
-                        gz = g_last[j] if z2[j] > 0 else 0.0
-                        if gz != 0.0:
-                            gb2[j] += gz
-                            for i in range(hdim):
-                                gw2[j, i] += gz * a1[i]
-                                g_a1[i] += gz * w2[j, i]
+                        gz[j] = g_last[j] if z2[j] > 0 else 0.0
+                        gb2[j] += gz[j]
+                    for i in range(hdim):
+                        ai = a1[i]
+                        s = 0.0
+                        for j in range(hdim):
+                            gw2t[i, j] += ai * gz[j]
+                            s += w2t[i, j] * gz[j]
+                        g_a1[i] = s
                 else:
                     for i in range(hdim):
                         g_a1[i] = g_last[i]
                 for j in range(hdim):
-                    gz = g_a1[j] if z1[j] > 0 else 0.0
-                    if gz != 0.0:
-                        gb1[j] += gz
-                        for i in range(c):
-                            gw1[j, i] += gz * ctx[i]
-                            g_ctx[i] += gz * w1[j, i]
+                    gz[j] = g_a1[j] if z1[j] > 0 else 0.0
+                    gb1[j] += gz[j]
                 for i in range(c):
-                    gbuf[pos + nb[i, 0] * stride + nb[i, 1]] += g_ctx[i]
+                    ci = ctx[i]
+                    s = g_mu * wo[0, hdim + i] + g_ls * wo[1, hdim + i]
+                    for j in range(hdim):
+                        gw1t[i, j] += ci * gz[j]
+                        s += w1t[i, j] * gz[j]
+                    gbuf[pos + nb[i, 0] * stride + nb[i, 1]] += s
     return total
 
 
@@ -159,10 +168,12 @@ class ArmRate(torch.autograd.Function):
         else:
             w1, b1, wo, bo = w
             w2, b2 = np.zeros((1, 1), np.float32), np.zeros(1, np.float32)
+        w1t, w2t = np.ascontiguousarray(w1.T), np.ascontiguousarray(w2.T)
         b = buf.detach().float().cpu().contiguous().numpy()
-        grads = [np.zeros_like(a) for a in (b, w1, b1, w2, b2, wo, bo)]
+        grads = [np.zeros_like(a) for a in (b, w1t, b1, w2t, b2, wo, bo)]
         total = _arm_rate(b, offs, hs, ws, _NB, arch.ctx, arch.arm_hidden, arch.arm_layers,
-                          w1, b1, w2, b2, wo, bo, *grads)
+                          w1t, b1, w2t, b2, wo, bo, *grads)
+        grads[1], grads[3] = grads[1].T.copy(), grads[3].T.copy()
         gb, gw1, gb1, gw2, gb2, gwo, gbo = (torch.from_numpy(a).to(buf.device) for a in grads)
         wg = [gw1, gb1, gw2, gb2, gwo, gbo] if arch.arm_layers == 2 else [gw1, gb1, gwo, gbo]
         ctx.save_for_backward(gb, *wg)
