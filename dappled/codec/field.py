@@ -43,11 +43,11 @@ from dappled.models.field.integer import (
     encode_latents,
     tensor_shapes,
 )
-from dappled.models.field.layout import PRESETS, Arch, grids, macs_per_pixel
+from dappled.models.field.layout import PRESETS, STEP_SHIFTS, Arch, grids, macs_per_pixel, step_shift_for
 from dappled.models.field.synthesis import synthesize
 
 PAYLOAD_VERSION = 1
-_HEAD = struct.Struct("<B5BI")
+_HEAD = struct.Struct("<B5BbI")
 MAX_PIXELS = 1 << 24  # 16 Mpixel: the field decoder's work is linear in this
 # quality preset -> lambda (weight of bits per pixel against RGB MSE on [0, 1])
 LAMBDAS: dict[int, float] = {q: 0.064 / 2.0 ** (q - 1) for q in range(1, 9)}
@@ -82,7 +82,7 @@ def pack_payload(net: QuantNet, words: np.ndarray, excess: np.ndarray) -> bytes:
     """The frame payload of a coded field."""
     a = net.arch
     head = _HEAD.pack(PAYLOAD_VERSION, a.ctx, a.arm_hidden, a.arm_layers, a.synth_hidden, a.res_hidden,
-                      len(excess))
+                      net.step_shift, len(excess))
     head += bytes(t.k for t in net.tensors())
     from dappled.models.field.quantize import zigzag
 
@@ -112,9 +112,11 @@ def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
     head, net_bytes, lat = require(chunks, "HEAD", "NET ", "LAT ")
     if len(head) < _HEAD.size:
         raise BitstreamError("field header is too short")
-    version, ctx, ah, al, sh, rh, n_esc = _HEAD.unpack_from(head)
+    version, ctx, ah, al, sh, rh, shift, n_esc = _HEAD.unpack_from(head)
     if version != PAYLOAD_VERSION:
         raise BitstreamError(f"unsupported field payload version {version}")
+    if shift not in STEP_SHIFTS:
+        raise BitstreamError(f"field step shift {shift} out of range")
     arch = Arch(ctx, ah, al, sh, rh)
     try:
         arch.check()
@@ -139,7 +141,7 @@ def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
         tensors.append(QuantTensor(ints[pos : pos + n].reshape(s), int(k)))
         pos += n
     n_arm = arm_layer_count(arch)
-    net = QuantNet(arch, tensors[:n_arm], tensors[n_arm:])
+    net = QuantNet(arch, tensors[:n_arm], tensors[n_arm:], shift)
     n_lat = sum(g.size for g in gs)
     if n_lat > LATENTS_PER_BIT * (8 * len(lat) + 64):  # 64: the rANS state's slack
         raise LimitError(f"{len(lat)} bytes of latents cannot code {n_lat} latents")
@@ -237,7 +239,8 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
     t0 = time.perf_counter()
     gs = grids(h, w)
     with torch_threads(params.device, threads):
-        cfg = FitConfig(iterations=n_it, lam=lam0, target_bpp=target_bpp, seed=params.seed)
+        cfg = FitConfig(iterations=n_it, lam=lam0, target_bpp=target_bpp, seed=params.seed,
+                        step_shift=step_shift_for(lam0))
         res = fit(image, arch, cfg, params.device, progress)
         model, lam_used, history = res.model, res.lam, res.history
         target = image_tensor(image, params.device)
@@ -250,10 +253,10 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
                 break
             bpp = 8 * len(payload) / (h * w)
             err = math.log(bpp / target_bpp)
-            if abs(err) < 0.05:
+            if abs(err) < 0.07:
                 break
             # too far off: a short continued fit with lambda moved by the measured error
-            lam_used *= math.exp(2.0 * err)
+            lam_used *= math.exp(1.5 * err)
             more = FitConfig(iterations=max(30, n_it // 4), lam=lam_used, target_bpp=target_bpp,
                              lr_latent=0.05, lr_net=0.005, warmup=0.0, t_start=0.1, t_end=0.05,
                              seed=params.seed + attempt + 1)

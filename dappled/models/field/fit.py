@@ -37,6 +37,7 @@ class FitConfig:
     t_end: float = 0.05  # ... and at the end (geometric schedule)
     noise: float = 1.0
     seed: int = 0
+    step_shift: int = 0  # latent steps times 2**step_shift (layout.step_shift_for picks it)
 
 
 @dataclass
@@ -74,7 +75,7 @@ def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
     h, w = image.shape[:2]
     target = image_tensor(image, device)
     if model is None:
-        model = FieldModel(h, w, arch, device, cfg.seed)
+        model = FieldModel(h, w, arch, device, cfg.seed, cfg.step_shift)
         model.init_from_image(target)
     n_pix = float(h * w)
     net_bits = NET_BITS_PER_PARAM * sum(p.numel() for p in model.network_params())
@@ -87,7 +88,7 @@ def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
     lam = cfg.lam
     log_t0, log_t1 = math.log(cfg.t_start), math.log(cfg.t_end)
     history: list[tuple[int, float, float]] = []
-    bpp_avg: float | None = None
+    checkpoints = {max(1, int(n * 0.35)): (2.0, 8.0), max(2, int(n * 0.7)): (1.5, 3.0)}
     for i in range(n):
         f = lr_factor(i, n, cfg.warmup)
         for g, b in zip(opt.param_groups, base, strict=True):
@@ -100,14 +101,14 @@ def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
         loss.backward()
         opt.step()
         bpp = (float(bits.detach()) + net_bits) / n_pix
-        if cfg.target_bpp is not None and i >= n * 0.1 and i < n * 0.9 and i % 10 == 0:
-            # steer on the rate of the hard-rounded latents (what will be coded), smoothed;
-            # bpp falls roughly as lambda**-0.5: a damped step in log lambda
+        if cfg.target_bpp is not None and i + 1 in checkpoints:
+            # rate control: at two points of the fit, move lambda by the rate the hard-rounded
+            # latents have now (what would be coded), using bpp ~ lambda**-0.5. The rate still
+            # falls a little after each move, which the second, gentler step corrects.
             with torch.no_grad():
                 hard = (float(model.rate_bits([torch.round(y) for y in model.latents])) + net_bits) / n_pix
-            bpp_avg = hard if bpp_avg is None else 0.5 * bpp_avg + 0.5 * hard
-            err = math.log(bpp_avg / cfg.target_bpp)
-            lam *= math.exp(float(np.clip(1.0 * err, -0.5, 0.5)))
+            power, limit = checkpoints[i + 1]
+            lam *= float(np.clip((hard / cfg.target_bpp) ** power, 1 / limit, limit))
         if i % 10 == 0 or i == n - 1:
             psnr = -10 * math.log10(max(float(mse.detach()), 1e-10))
             history.append((i + 1, psnr, bpp))

@@ -79,10 +79,12 @@ def down2(x: torch.Tensor) -> torch.Tensor:
 class FieldModel(nn.Module):
     """Latent grids + ARM + synthesis of one image, ready to fit."""
 
-    def __init__(self, height: int, width: int, arch: Arch, device: str = "cpu", seed: int = 0) -> None:
+    def __init__(self, height: int, width: int, arch: Arch, device: str = "cpu", seed: int = 0,
+                 step_shift: int = 0) -> None:
         super().__init__()
         arch.check()
         self.height, self.width, self.arch = height, width, arch
+        self.step_shift = step_shift
         self.grids: list[Grid] = grids(height, width)
         dev = torch.device(device)
         gen = torch.Generator().manual_seed(seed)
@@ -107,7 +109,6 @@ class FieldModel(nn.Module):
         self.kb = nn.Parameter(torch.zeros(3, rh, 3, 3, device=dev))
         self.kbb = nn.Parameter(torch.zeros(3, device=dev))
         self._linear_start()
-        self.register_buffer("steps", torch.tensor([step(g.level) for g in self.grids], device=dev))
         self._levels = sorted({g.level for g in self.grids})
         self._by_level = {lv: [k for k, g in enumerate(self.grids) if g.level == lv] for lv in self._levels}
         kernel = torch.zeros(arch.ctx, 1, PAD + 1, 2 * PAD + 1)
@@ -166,9 +167,10 @@ class FieldModel(nn.Module):
                         r, cc = level_size(self.height, self.width, j)
                         recon = up2(recon, r, cc)
                 target = means[lv][c : c + 1]
-                val = torch.round((target - (recon if recon is not None else 0.0)) / step(lv))
+                s = step(lv, self.step_shift)
+                val = torch.round((target - (recon if recon is not None else 0.0)) / s)
                 self.latents[k].copy_(val[0])
-                recon = val * step(lv) + (recon if recon is not None else 0.0)
+                recon = val * s + (recon if recon is not None else 0.0)
                 prev = lv
 
     # ------------------------------------------------------------ forward
@@ -231,7 +233,7 @@ class FieldModel(nn.Module):
         for lv in sorted(self._levels, reverse=True):
             idx = self._by_level[lv]
             rows, cols = level_size(self.height, self.width, lv)
-            x = torch.stack([q[k] for k in idx]).reshape(len(idx), -1) * step(lv)
+            x = torch.stack([q[k] for k in idx]).reshape(len(idx), -1) * step(lv, self.step_shift)
             z = (self.wa[:, idx] @ x).reshape(-1, rows, cols)
             acc = z if acc is None else up2(acc, rows, cols) + z
         assert acc is not None
