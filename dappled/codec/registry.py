@@ -63,6 +63,12 @@ class Codec(ABC):
     def decode_image(self, header: StreamHeader, packets: list[Packet], device: str = "cpu") -> np.ndarray:
         """Decode the packets of one image back to an (H, W, 3) uint8 RGB array."""
 
+    def test_encode_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`dappled.codec.api.encode_image` for the cheapest real encode
+        (fewest fit iterations, default rate): what the contract test and the cold-start
+        benchmark encode with, so a codec joins both by registering. Default: no options."""
+        return {}
+
     def rd_points(self, n: int) -> list[dict[str, Any]]:
         """n rate settings for a rate-distortion sweep, low to high rate (kwargs of api.encode_image).
 

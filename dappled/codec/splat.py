@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import torch
 
 from dappled.codec.chunks import pack_chunks, require, unpack_chunks
 from dappled.codec.container import (
@@ -31,13 +30,12 @@ from dappled.entropy import decode_symbols, encode_symbols
 from dappled.entropy.golomb import decode_nonneg, encode_nonneg
 from dappled.errors import BitstreamError, LimitError, OptionError
 from dappled.models.splat.numba_cpu import cpu_threads
-from dappled.models.splat.quantize import (
+from dappled.models.splat.symbols import (
     LOG_SCALE_MAX,
     LOG_SCALE_MIN,
     QuantConfig,
     QuantizedGaussians,
-    dequantize,
-    quantize,
+    dequantize_numpy,
 )
 
 PAYLOAD_VERSION = 1
@@ -131,19 +129,27 @@ def payload_size(chunks: dict[str, bytes]) -> int:
 # ---------------------------------------------------------------- rendering
 
 
-def render_image(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, width: int, height: int,
-                 device: str = "cpu") -> np.ndarray:
-    """Rasterize Gaussians to an (H, W, 3) uint8 image on the CPU (numba) or CUDA (torch)."""
-    if device == "cuda":
-        from dappled.models.splat import render
+def render_quantized(q: QuantizedGaussians, cfg: QuantConfig, width: int, height: int,
+                     device: str = "cpu") -> np.ndarray:
+    """Rasterize quantized Gaussians to an (H, W, 3) uint8 image.
 
+    On the CPU this stays in numpy and numba (:func:`dequantize_numpy` is bit-identical to the
+    torch :func:`dequantize`), so a decode never imports torch; CUDA renders with torch.
+    """
+    if device == "cuda":
+        import torch
+
+        from dappled.models.splat import render
+        from dappled.models.splat.quantize import dequantize
+
+        means, chol, colors = dequantize(q, cfg)
         with torch.no_grad():
             out = render(means.cuda(), chol.cuda(), colors.cuda(), height, width).cpu().numpy()
-    else:
-        from dappled.models.splat import render_numba_forward
+        return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    from dappled.models.splat.numba_cpu import render_numba_forward, to_uint8
 
-        out = render_numba_forward(means.numpy(), chol.numpy(), colors.numpy(), height, width)
-    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    means, chol, colors = dequantize_numpy(q, cfg)
+    return to_uint8(render_numba_forward(means, chol, colors, height, width))
 
 
 # ---------------------------------------------------------------- encoder
@@ -159,6 +165,8 @@ class RateResult:
 
 
 def _serialize(g: Any, cfg: QuantConfig, w: int, h: int) -> dict[str, bytes]:
+    from dappled.models.splat.quantize import quantize
+
     return pack_gaussians(quantize(g.means, g.chol, g.colors, cfg, w, h), cfg, w, h)
 
 
@@ -169,6 +177,7 @@ def quantize_geometry(image: np.ndarray, g: Any, cfg: QuantConfig, solve_iters: 
     quantization did (measured: +2 dB over quantizing everything at once).
     """
     from dappled.models.splat.fit import Gaussians, image_to_tensor, solve_colors
+    from dappled.models.splat.quantize import dequantize, quantize
 
     h, w = image.shape[:2]
     means, chol, _ = dequantize(quantize(g.means, g.chol, g.colors, cfg, w, h), cfg)
@@ -262,6 +271,10 @@ class SplatCodec(Codec):
     default_quality = 4
     supports_bpp = True
 
+    def test_encode_kwargs(self) -> dict[str, Any]:
+        """A short fit: enough for a real stream, a second or so at test sizes."""
+        return {"iterations": 30}
+
     def target_bpp(self, params: EncodeParams) -> float:
         """The bpp this encode aims at (from --bpp or the quality preset)."""
         if params.bpp is not None:
@@ -301,9 +314,8 @@ class SplatCodec(Codec):
         if len(frames) != 1:
             raise BitstreamError("splat image stream needs exactly one frame packet")
         q, cfg = unpack_gaussians(unpack_chunks(frames[0].payload), header.width, header.height)
-        means, chol, colors = dequantize(q, cfg)
         with cpu_threads(device):
-            return render_image(means, chol, colors, header.width, header.height, device)
+            return render_quantized(q, cfg, header.width, header.height, device)
 
 
 def default_iterations(bpp: float, width: int, height: int) -> int:

@@ -46,7 +46,7 @@ from dappled.codec.splat import (
     fit_to_budget,
     max_gaussians,
     pack_gaussians,
-    render_image,
+    render_quantized,
     unpack_gaussians,
 )
 from dappled.entropy import decode_symbols, encode_symbols
@@ -59,7 +59,6 @@ from dappled.models.splat.quantize import (
     QuantConfig,
     QuantizedGaussians,
     dequantize,
-    dequantize_numpy,
     quantize,
 )
 
@@ -342,17 +341,9 @@ def estimate_motion(prev: np.ndarray, cur: np.ndarray, scale: int, block: int = 
 
 
 def render_state(state: VideoState, width: int, height: int, device: str = "cpu") -> np.ndarray:
-    """Rasterize a decoder state to an (H, W, 3) uint8 frame.
-
-    On the CPU this stays in numpy and numba (:func:`dequantize_numpy`, bit-identical to the
-    torch path) so that a frame costs no torch dispatch overhead: playback's hot path."""
-    if device == "cpu":
-        from dappled.models.splat.numba_cpu import render_numba_forward, to_uint8
-
-        means, chol, colors = dequantize_numpy(state.q, state.cfg)
-        return to_uint8(render_numba_forward(means, chol, colors, height, width))
-    means_t, chol_t, colors_t = dequantize(state.q, state.cfg)
-    return render_image(means_t, chol_t, colors_t, width, height, device)
+    """Rasterize a decoder state to an (H, W, 3) uint8 frame (numpy and numba on the CPU:
+    no torch dispatch overhead on playback's hot path)."""
+    return render_quantized(state.q, state.cfg, width, height, device)
 
 
 class SplatVideoDecoder:
@@ -802,6 +793,10 @@ class SplatVideoCodec(Codec):
     quality_range = (1, 8)
     default_quality = 4
     supports_bpp = True
+
+    def test_encode_kwargs(self) -> dict[str, Any]:
+        """A short intra fit (see Codec.test_encode_kwargs)."""
+        return {"i_iterations": 30}
 
     def encode_image(self, image: np.ndarray, params: EncodeParams) -> list[Packet]:
         """One intra frame at the image splat codec's bpp target."""
