@@ -30,11 +30,13 @@ _CHILD = ("import sys, atexit; atexit.register(lambda: print('TORCH=%d' % ('torc
 
 def _decode_once(stream: Path, out: Path) -> tuple[float, bool]:
     t0 = time.perf_counter()
+    # cwd: the stream's folder, so `python -c` imports dappled from $PYTHONPATH or the install,
+    # never from a checkout that happens to be the current folder
     proc = subprocess.run([sys.executable, "-c", _CHILD, "decode", str(stream), "-o", str(out)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, cwd=stream.parent)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"decode of {stream} failed ({proc.returncode}): {proc.stderr[-400:]}")
+        raise RuntimeError(proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else "failed")
     return wall, "TORCH=1" in proc.stderr
 
 
@@ -56,6 +58,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.streams or Path(tmp)
+        folder = folder.resolve()
         folder.mkdir(parents=True, exist_ok=True)
         for name in args.codec or registry.names():
             stream = folder / f"{name}.dpl"
@@ -66,7 +69,12 @@ def main() -> None:
                 data = api.encode_image(image, name, **codec.test_encode_kwargs())
                 stream.write_bytes(data)
             out = Path(tmp) / f"{name}.png"
-            _decode_once(stream, out)  # warm-up: numba cache, OS file cache
+            try:
+                _decode_once(stream, out)  # warm-up: numba cache, OS file cache
+            except RuntimeError as exc:
+                print(json.dumps({"codec": name, "failed": str(exc)}), file=sys.stderr, flush=True)
+                rows.append({"codec": name, "bytes": len(data), "failed": str(exc)})
+                continue
             times, torch_seen = [], False
             for _ in range(args.runs):
                 wall, t = _decode_once(stream, out)
@@ -80,6 +88,9 @@ def main() -> None:
     print("| codec | stream bytes | cold decode median (s) | min–max (s) | torch imported |")
     print("|---|---:|---:|---:|---|")
     for r in rows:
+        if "failed" in r:
+            print(f"| {r['codec']} | {r['bytes']} | failed: {r['failed']} | | |")
+            continue
         print(f"| {r['codec']} | {r['bytes']} | {r['median_s']:.2f} | {r['min_s']:.2f}–{r['max_s']:.2f} | "
               f"{'yes' if r['torch'] else 'no'} |")
     if args.json:

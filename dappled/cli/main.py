@@ -29,6 +29,9 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
             click.echo(f"dappled: error: {name}{exc.strerror or exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
+        except MemoryError:  # the limits should make this unreachable; never a traceback
+            click.echo("dappled: error: out of memory (input too large for this machine)", err=True)
+            sys.exit(EXIT_BAD_INPUT)
 
     return wrapper
 
@@ -99,7 +102,7 @@ def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | Non
 
 
 @cli.command()
-@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("src", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False),
               help="Output image (.png, .bmp, .tif ...).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
@@ -114,7 +117,7 @@ def decode(src: str, dst: str, device: str, vcodec: str, crf: int) -> None:
     an image sequence (frames/%04d.png)."""
     from dappled.codec.api import decode_file, is_video_stream_file
 
-    if is_video_stream_file(src):
+    if is_video_stream_file(src, dst):
         from dappled.codec.api import decode_video_file
 
         vr = decode_video_file(src, dst, device=device, vcodec=vcodec, crf=crf)
@@ -125,7 +128,7 @@ def decode(src: str, dst: str, device: str, vcodec: str, crf: int) -> None:
 
 
 @cli.command()
-@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("src", type=click.Path(dir_okay=False, allow_dash=True))
 @friendly_errors
 def info(src: str) -> None:
     """Describe Dappled stream SRC: codec, size, bytes, bpp, bytes per sub-stream."""

@@ -48,9 +48,38 @@ CONTAINER_OVERHEAD = HEADER_SIZE + 2 * PACKET_HEADER_SIZE
 _HEAD = struct.Struct("<BI")
 
 
+# What a stream can justify. Real streams spend ~40 bits per Gaussian and their Gaussians cover
+# each pixel ~10-15 times on average (kodim23 crops at 0.5 bpp); the caps below are far above
+# that and keep the decoder's time and memory proportional to the stream and the image.
+MAX_GAUSSIANS_PER_BYTE = 8  # at least one bit of payload per Gaussian
+MAX_COVERAGE = 256  # mean number of Gaussian boxes over a pixel
+COVERAGE_SLACK = 1 << 16  # pixel visits any stream may take (tiny images)
+
+
 def max_gaussians(width: int, height: int) -> int:
     """Cap on the Gaussian count a stream may declare (more than one per pixel is absurd)."""
     return min(width * height, 1 << 22)
+
+
+def check_count(n: int, payload_bytes: int, width: int, height: int) -> None:
+    """LimitError unless `n` Gaussians fit the frame size and the bytes that code them."""
+    if n > max_gaussians(width, height):
+        raise LimitError(f"stream declares {n} Gaussians for a {width}x{height} image")
+    if n > MAX_GAUSSIANS_PER_BYTE * payload_bytes:
+        raise LimitError(f"stream declares {n} Gaussians in {payload_bytes} bytes "
+                         f"(at most {MAX_GAUSSIANS_PER_BYTE} per byte)")
+
+
+def check_render_work(means: np.ndarray, chol: np.ndarray, width: int, height: int) -> None:
+    """LimitError when the Gaussians would cover the image more than MAX_COVERAGE times on
+    average (the render's time and its row table's memory grow with that)."""
+    from dappled.models.splat.numba_cpu import footprint
+
+    pixels, rows = footprint(means, chol, height, width)
+    limit = MAX_COVERAGE * width * height + COVERAGE_SLACK
+    if pixels > limit or rows > limit:
+        raise LimitError(f"the Gaussians cover the {width}x{height} image {pixels / (width * height):.0f} "
+                         f"times over (at most {MAX_COVERAGE})")
 
 
 # ---------------------------------------------------------------- serialization
@@ -94,8 +123,7 @@ def unpack_gaussians(chunks: dict[str, bytes], width: int,
     version, n = _HEAD.unpack_from(head)
     if version != PAYLOAD_VERSION:
         raise BitstreamError(f"unsupported splat payload version {version}")
-    if n > max_gaussians(width, height):
-        raise LimitError(f"stream declares {n} Gaussians for a {width}x{height} image")
+    check_count(n, sum(len(c) for c in (head, pos, shape, color)), width, height)
     cfg = QuantConfig.from_bytes(head[_HEAD.size :])
     scale = 1 << cfg.pos_frac_bits
     gaps = decode_nonneg(pos, n)
@@ -136,20 +164,20 @@ def render_quantized(q: QuantizedGaussians, cfg: QuantConfig, width: int, height
     On the CPU this stays in numpy and numba (:func:`dequantize_numpy` is bit-identical to the
     torch :func:`dequantize`), so a decode never imports torch; CUDA renders with torch.
     """
+    means_np, chol_np, colors_np = dequantize_numpy(q, cfg)
+    check_render_work(means_np, chol_np, width, height)
     if device == "cuda":
         import torch
 
         from dappled.models.splat import render
-        from dappled.models.splat.quantize import dequantize
 
-        means, chol, colors = dequantize(q, cfg)
+        means, chol, colors = (torch.from_numpy(a) for a in (means_np, chol_np, colors_np))
         with torch.no_grad():
             out = render(means.cuda(), chol.cuda(), colors.cuda(), height, width).cpu().numpy()
         return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
     from dappled.models.splat.numba_cpu import render_numba_forward, to_uint8
 
-    means, chol, colors = dequantize_numpy(q, cfg)
-    return to_uint8(render_numba_forward(means, chol, colors, height, width))
+    return to_uint8(render_numba_forward(means_np, chol_np, colors_np, height, width))
 
 
 # ---------------------------------------------------------------- encoder

@@ -481,6 +481,17 @@ def render_numba_forward(
     return _forward_np(means, chol, colors, int(height), int(width))[0]
 
 
+def footprint(means: np.ndarray, chol: np.ndarray, height: int, width: int) -> tuple[int, int]:
+    """(pixels, rows) a render visits at most: the sums over the Gaussians of their clipped box
+    areas and box heights. Both bound the forward pass's time and its row table's memory, so
+    a decoder can refuse a stream before it renders it."""
+    means, chol, _ = _as_arrays(means, chol, np.zeros((len(means), 3), np.float32))
+    _, boxes = _project(means, chol, means.dtype.type(COV_EPS), int(height), int(width))
+    rows = np.maximum(boxes[:, 3] - boxes[:, 1], 0)
+    cols = np.maximum(boxes[:, 2] - boxes[:, 0], 0)
+    return int((rows * cols).sum()), int(rows.sum())
+
+
 @njit(**_jit)
 def _to_uint8(img, out):
     flat = img.ravel()
