@@ -56,15 +56,19 @@ def _codec_names() -> list[str]:
 @click.option("--quality", "-q", type=int, default=None, help="Quality preset (codec-specific range).")
 @click.option("--bpp", type=float, default=None, help="Target bits per pixel (codecs with rate control).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the encoder's randomness.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Seed of the encoder's randomness.")
 @click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE",
               help="Codec-specific option, repeatable (e.g. -O subsampling=444).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("--kbps", type=float, default=None, help="Video: target bit rate in kbit/s.")
-@click.option("--gop", type=int, default=None,
+@click.option("--kbps", type=click.FloatRange(0, 1e7, min_open=True), default=None,
+              help="Video: target bit rate in kbit/s.")
+@click.option("--gop", type=click.IntRange(1, 100_000), default=None,
               help="Video: group length (an intra frame every N frames; default 25).")
-@click.option("--frames", "n_frames", type=int, default=None, help="Video: encode at most N frames.")
-@click.option("--start", type=int, default=0, show_default=True, help="Video: first frame to encode.")
+@click.option("--frames", "n_frames", type=click.IntRange(min=1), default=None,
+              help="Video: encode at most N frames.")
+@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Video: first frame to encode.")
 @click.option("--decoder", type=click.Choice(["full", "shallow"]), default=None,
               help="rat: which synthesis transform the stream asks for (shallow: cheaper decode).")
 @friendly_errors
@@ -90,7 +94,7 @@ def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | Non
         if bpp is not None:
             raise OptionError("--bpp is for images; give a video --kbps or --quality")
         vr = encode_video_file(src, dst, codec, start=start, frames=n_frames, kbps=kbps, quality=quality,
-                               gop=gop or 25, device=device, progress=not quiet, seed=seed, **opts)
+                               gop=gop, device=device, progress=not quiet, seed=seed, **opts)
         click.echo(f"{dst}: {vr.frames} frames {vr.width}x{vr.height}, {vr.bytes} bytes, {vr.kbps:.1f} kbps, "
                    f"encoded in {vr.seconds:.1f} s ({vr.fps:.2f} frames/s)")
         return

@@ -16,6 +16,7 @@ import numpy as np
 
 from dappled.codec.chunks import unpack_chunks
 from dappled.codec.container import Packet, StreamHeader
+from dappled.codec.defaults import DEFAULT_QUALITY
 from dappled.errors import BitstreamError, OptionError, UnsupportedError
 
 
@@ -38,7 +39,7 @@ class Codec(ABC):
     codec_id: ClassVar[int]
     description: ClassVar[str] = ""
     quality_range: ClassVar[tuple[int, int]] = (1, 8)
-    default_quality: ClassVar[int] = 4
+    default_quality: ClassVar[int] = DEFAULT_QUALITY
     supports_bpp: ClassVar[bool] = False
 
     def check_params(self, params: EncodeParams) -> None:

@@ -10,6 +10,7 @@ Frame payload = chunks:
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,13 +19,12 @@ import numpy as np
 
 from dappled.codec.chunks import pack_chunks, require, unpack_chunks
 from dappled.codec.container import (
-    HEADER_SIZE,
     KEYFRAME,
-    PACKET_HEADER_SIZE,
     Packet,
     PacketType,
     StreamHeader,
 )
+from dappled.codec.defaults import DEFAULT_QUALITY, IMAGE_CONTAINER_BYTES, image_payload_budget
 from dappled.codec.registry import Codec, EncodeParams
 from dappled.entropy import decode_symbols, encode_symbols
 from dappled.entropy.golomb import decode_nonneg, encode_nonneg
@@ -43,8 +43,10 @@ PAYLOAD_VERSION = 1
 PRESETS: dict[int, float] = {1: 0.15, 2: 0.25, 3: 0.35, 4: 0.5, 5: 0.72, 6: 1.0, 7: 1.4, 8: 2.0}
 BITS_PER_GAUSSIAN_GUESS = 40.0
 MAX_COLOR_SYMBOL = 1 << 20
-# the container around one image frame: file header, FRAME packet header, END packet
-CONTAINER_OVERHEAD = HEADER_SIZE + 2 * PACKET_HEADER_SIZE
+CONTAINER_OVERHEAD = IMAGE_CONTAINER_BYTES
+# An image too small for its rate target to hold a few Gaussians (a 3x5 icon at 0.5 bpp) gets
+# this many payload bytes: the target is exceeded, but the image still codes.
+MIN_PAYLOAD_BYTES = 384  # ~100 go to chunk headers, ~100 to the symbol tables
 _HEAD = struct.Struct("<BI")
 
 
@@ -296,7 +298,7 @@ class SplatCodec(Codec):
     codec_id = 1
     description = "2D Gaussians fitted per image, rANS-coded, decoded by rasterization"
     quality_range = (1, 8)
-    default_quality = 4
+    default_quality = DEFAULT_QUALITY
     supports_bpp = True
 
     def test_encode_kwargs(self) -> dict[str, Any]:
@@ -316,15 +318,20 @@ class SplatCodec(Codec):
         h, w = image.shape[:2]
         opts = dict(params.options)
         bpp = self.target_bpp(params)
-        budget = int(bpp * w * h / 8) - CONTAINER_OVERHEAD
-        if budget < 64:
-            raise OptionError(f"target {bpp} bpp leaves no room for Gaussians at {w}x{h}")
+        budget = max(image_payload_budget(bpp, w, h), MIN_PAYLOAD_BYTES)
         try:
-            iterations = int(opts.pop("iterations", 0)) or default_iterations(bpp, w, h)
+            iterations = int(opts.pop("iterations", 0))
             over = float(opts.pop("overprovision", 1.0))
             n_threads = int(opts.pop("threads", 0))  # numba threads; 0: numba_cpu.default_threads()
         except ValueError as exc:
             raise OptionError(f"bad splat option: {exc}") from None
+        if iterations < 0:
+            raise OptionError(f"splat option iterations must be >= 0 (0: default), got {iterations}")
+        if not (math.isfinite(over) and 0 < over <= 100):
+            raise OptionError(f"splat option overprovision must be in (0, 100], got {over}")
+        if n_threads < 0:
+            raise OptionError(f"splat option threads must be >= 0, got {n_threads}")
+        iterations = iterations or default_iterations(bpp, w, h)
         if opts:
             raise OptionError(f"unknown splat option(s): {', '.join(opts)}")
         quant = QuantConfig().canonical()

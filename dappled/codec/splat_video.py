@@ -32,16 +32,17 @@ import torch
 
 from dappled.codec.chunks import pack_chunks, require, unpack_chunks
 from dappled.codec.container import (
-    HEADER_SIZE,
     KEYFRAME,
     PACKET_HEADER_SIZE,
     Packet,
     PacketType,
     StreamHeader,
 )
+from dappled.codec.defaults import DEFAULT_QUALITY, image_payload_budget
 from dappled.codec.registry import Codec, EncodeParams
 from dappled.codec.splat import (
     MAX_COLOR_SYMBOL,
+    MIN_PAYLOAD_BYTES,
     PRESETS,
     fit_to_budget,
     max_gaussians,
@@ -438,7 +439,22 @@ class VideoEncodeOptions:
                 out = replace(out, **{k: typ(v)})
             except ValueError:
                 raise OptionError(f"bad value for splat video option {k}: {v!r}") from None
+        out.check()
         return out
+
+    def check(self) -> None:
+        """OptionError on a value the encoder cannot work with (negative counts, NaN ...)."""
+        for k in self.__dataclass_fields__:
+            v = getattr(self, k)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise OptionError(f"splat video option {k} must be a finite number, got {v}")
+            if v < 0:
+                raise OptionError(f"splat video option {k} must be >= 0, got {v}")
+        for k in ("i_iterations", "i_weight", "lr_means", "lr_chol", "lr_colors"):
+            if getattr(self, k) <= 0:
+                raise OptionError(f"splat video option {k} must be > 0, got {getattr(self, k)}")
+        if self.seed >= 1 << 32:
+            raise OptionError(f"splat video option seed must be below 2**32, got {self.seed}")
 
 
 @dataclass
@@ -605,7 +621,7 @@ class SplatVideoEncoder:
         budget -= vhed_bytes
         if budget < 64:
             raise OptionError(f"--kbps {self.kbps} leaves no room for an intra frame at {self.w}x{self.h}")
-        n_est = max(8, min(int(budget * 8 / BITS_PER_GAUSSIAN_GUESS), max_gaussians(self.w, self.h)))
+        n_est = min(max(8, int(budget * 8 / BITS_PER_GAUSSIAN_GUESS)), max_gaussians(self.w, self.h))
         cfg = FitConfig(n_gaussians=n_est, iterations=self.opts.i_iterations, seed=self.opts.seed)
         if self.float_g is None:
             g = fit(frame, cfg, progress=progress)
@@ -791,7 +807,7 @@ class SplatVideoCodec(Codec):
     codec_id = CODEC_ID
     description = "splat video: intra fits + predicted Gaussian updates (use --codec splat on a video)"
     quality_range = (1, 8)
-    default_quality = 4
+    default_quality = DEFAULT_QUALITY
     supports_bpp = True
 
     def test_encode_kwargs(self) -> dict[str, Any]:
@@ -801,8 +817,10 @@ class SplatVideoCodec(Codec):
     def encode_image(self, image: np.ndarray, params: EncodeParams) -> list[Packet]:
         """One intra frame at the image splat codec's bpp target."""
         h, w = image.shape[:2]
-        bpp = params.bpp if params.bpp is not None else PRESETS[params.quality or self.default_quality]
-        nbytes = bpp * w * h / 8 - HEADER_SIZE - PACKET_HEADER_SIZE
+        quality = params.quality if params.quality is not None else self.default_quality
+        bpp = params.bpp if params.bpp is not None else PRESETS[quality]
+        # the FRAME packet header counts in the encoder's budget; tiny images get a floor (splat.py)
+        nbytes = max(image_payload_budget(bpp, w, h), MIN_PAYLOAD_BYTES + 16) + PACKET_HEADER_SIZE
         enc = SplatVideoEncoder(w, h, 1.0, nbytes * 8 / 1000, 1,
                                 VideoEncodeOptions.from_options(dict(params.options)), params.device)
         return [enc.encode(image, 1)]

@@ -40,6 +40,7 @@ from dappled.codec.container import (
     PacketType,
     StreamHeader,
 )
+from dappled.codec.defaults import DEFAULT_QUALITY, IMAGE_CONTAINER_BYTES, image_payload_budget
 from dappled.codec.registry import Codec, EncodeParams
 from dappled.errors import BitstreamError, InputError, LimitError, OptionError, UnsupportedError
 
@@ -365,7 +366,7 @@ class TokensCodec(Codec):
     codec_id = 3
     description = "1D image tokenizer (FSQ tokens, tail-token drop), content-adaptive tokens per tile"
     quality_range: ClassVar[tuple[int, int]] = (1, 8)
-    default_quality = 4
+    default_quality = DEFAULT_QUALITY
     supports_bpp = True
 
     def rd_points(self, n: int) -> list[dict[str, Any]]:
@@ -424,7 +425,7 @@ class TokensCodec(Codec):
                            0, KEYFRAME)]
         # The container, chunk headers, k values and prefix lengths cost bytes outside the token
         # bits: shrink the token budget until the whole stream meets the target.
-        target = params.bpp * h * w
+        target = 8 * (image_payload_budget(params.bpp, w, h) + IMAGE_CONTAINER_BYTES)
         budget = target - 8 * 60
         payload = b""
         for _ in range(8):

@@ -9,6 +9,7 @@ with a seekable file finds it from the end without scanning; a reader on a pipe 
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 import time
@@ -33,6 +34,7 @@ from dappled.codec.container import (
     encode_header,
     encode_packet,
 )
+from dappled.codec.defaults import DEFAULT_GOP, DEFAULT_QUALITY
 from dappled.codec.splat_video import (
     CODEC_ID,
     VIDEO_PRESETS,
@@ -49,7 +51,6 @@ _INDEX_ENTRY = struct.Struct("<IQ")
 _PACKET = struct.Struct("<BBHIII")  # the container's packet header (docs/format.md)
 _U32 = struct.Struct("<I")
 VIDEO_CODECS = {"splat": "splatv", "splatv": "splatv"}
-DEFAULT_GOP = 25
 
 
 @dataclass
@@ -123,7 +124,7 @@ def build_stream(header: StreamHeader, packets: Sequence[Packet], config: bytes 
 
 
 def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str = "splat", *,
-                 kbps: float | None = None, quality: int | None = None, gop: int = DEFAULT_GOP,
+                 kbps: float | None = None, quality: int | None = None, gop: int | None = None,
                  device: str = "cpu", progress: bool = False, keep_recon: bool = False,
                  seed: int = 0, **options: Any) -> VideoEncodeResult:
     """Encode RGB frames (all the same size) into a splat video stream at a bit rate.
@@ -142,10 +143,15 @@ def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str
         if f.shape != (h, w, 3) or f.dtype != np.uint8:
             raise InputError(f"frame {i} is {f.shape} {f.dtype}, expected ({h}, {w}, 3) uint8")
     rate = as_fraction(fps)
+    gop = DEFAULT_GOP if gop is None else gop
+    if gop < 1:
+        raise OptionError(f"--gop must be at least 1, got {gop}")
+    if kbps is not None and not (math.isfinite(kbps) and kbps > 0):
+        raise OptionError(f"--kbps must be a positive number, got {kbps}")
     if kbps is not None and quality is not None:
         raise OptionError("give either --kbps or --quality, not both")
     if kbps is None:
-        kbps = rate_from_quality(quality if quality is not None else 4, w, h, float(rate))
+        kbps = rate_from_quality(quality if quality is not None else DEFAULT_QUALITY, w, h, float(rate))
     opts = VideoEncodeOptions.from_options({**options, "seed": seed})
     n = len(frames)
     # the container's fixed cost (header, CONFIG, INDEX, END) comes out of the rate

@@ -87,7 +87,8 @@ def psnr_of(mse: float) -> float:
 def gradient_density(target: torch.Tensor) -> np.ndarray:
     """Per-pixel sampling weight: local gradient magnitude of the luma (Image-GS style)."""
     luma = target.numpy() @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    gy, gx = np.gradient(luma)
+    gy = np.gradient(luma, axis=0) if luma.shape[0] > 1 else np.zeros_like(luma)  # 1-pixel sides
+    gx = np.gradient(luma, axis=1) if luma.shape[1] > 1 else np.zeros_like(luma)
     g = np.sqrt(gx * gx + gy * gy)
     return g.astype(np.float64)
 
@@ -286,7 +287,8 @@ def fit(image: np.ndarray, cfg: FitConfig, quant: QuantConfig | None = None,
     g = initialise(target, n0, cfg, rng)
     iters = max(1, cfg.iterations)
     qat_start = int(iters * (1 - cfg.qat_fraction)) if quant is not None else iters + 1
-    densify = sorted({int(iters * f) for f in cfg.densify_at if 0 < f < 1})
+    # a densification needs a render of the step before it: none at step 0 (very short fits)
+    densify = sorted({int(iters * f) for f in cfg.densify_at if 0 < f < 1 and int(iters * f) >= 1})
     trainer = _Trainer(g, cfg, iters)
     rendered = None
     for it in range(iters):
