@@ -19,22 +19,21 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-# Importing CompressAI imports torch_geometric, which calls the deprecated torch.jit.script at
-# import time; that FutureWarning says nothing to a user of `dappled decode`.
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-    from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-    from compressai.layers import GDN
-    from compressai.models.base import CompressionModel, get_scale_table
-    from compressai.models.utils import conv, deconv
-
+from dappled.models.compressai_parts import (
+    GDN,
+    CompressionModel,
+    EntropyBottleneck,
+    GaussianConditional,
+    conv,
+    deconv,
+    get_scale_table,
+)
 from dappled.models.rat.regions import RegionAdaptiveTransform, downsample_labels
 
 # Total stride of the analysis + hyper-analysis: images are padded to a multiple of it.
