@@ -101,7 +101,7 @@ def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | Non
     if kbps is not None or gop is not None or n_frames is not None or start:
         raise OptionError("--kbps, --gop, --frames and --start are for video inputs")
     report = encode_file(src, dst, codec, quality=quality, bpp=bpp, device=device,
-                         progress=not quiet, seed=seed, **opts)
+                         progress=not quiet, seed=seed, options=opts)
     click.echo(f"{dst}: {report.bytes} bytes, {report.bpp:.4f} bpp, encoded in {report.seconds:.2f} s")
 
 
@@ -196,23 +196,16 @@ def demo(codec: str, quality: int | None, bpp: float | None, device: str) -> Non
     click.echo(f"decode: {t_dec * 1000:.1f} ms")
 
 
-def _add_optional_commands() -> None:
-    """Attach command groups that live in other modules (eval, bench ...), if present."""
-    import importlib
+def _attach_commands() -> None:
+    """Attach the commands that live in their own modules (each exports a list `commands`)."""
+    from dappled.cli import eval_cmds, play_cmds, train_cmds
 
-    for module in ("dappled.cli.eval_cmds", "dappled.cli.train_cmds", "dappled.cli.video_cmds",
-                   "dappled.cli.play_cmds"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        for command in mod.commands:
+    for module in (eval_cmds, train_cmds, play_cmds):
+        for command in module.commands:
             cli.add_command(command)
 
 
-_add_optional_commands()
+_attach_commands()
 
 
 def main() -> None:

@@ -196,14 +196,19 @@ class EncodeReport:
     seconds: float
 
 
-def encode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], codec: str = DEFAULT_CODEC,
-                **kwargs: Any) -> EncodeReport:
-    """Encode an image file to a stream file (written atomically)."""
+def encode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], codec: str = DEFAULT_CODEC, *,
+                quality: int | None = None, bpp: float | None = None, device: str = "cpu",
+                progress: bool = False, seed: int = 0,
+                options: dict[str, Any] | None = None) -> EncodeReport:
+    """Encode an image file to a stream file (written atomically); `options` are the codec's
+    own (``-O key=value``), the rest as in :func:`encode_image`."""
     from dappled.datasets.images import load_image
 
+    check_output_folder(dst)
     image = load_image(src)
     t0 = time.perf_counter()
-    data = encode_image(image, codec, **kwargs)
+    data = encode_image(image, codec, quality=quality, bpp=bpp, device=device, progress=progress, seed=seed,
+                        **(options or {}))
     seconds = time.perf_counter() - t0
     atomic_write_bytes(dst, data)
     return EncodeReport(len(data), 8 * len(data) / (image.shape[0] * image.shape[1]), seconds)

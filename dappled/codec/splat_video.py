@@ -52,7 +52,6 @@ from dappled.codec.splat import (
 )
 from dappled.entropy import decode_symbols, encode_symbols
 from dappled.errors import BitstreamError, LimitError, OptionError
-from dappled.eval.metrics import psnr
 from dappled.models.splat.numba_cpu import cpu_threads
 from dappled.models.splat.quantize import (
     LOG_SCALE_MAX,
@@ -62,6 +61,7 @@ from dappled.models.splat.quantize import (
     dequantize,
     quantize,
 )
+from dappled.quality import psnr
 
 CODEC_ID = 4
 PAYLOAD_VERSION = 1

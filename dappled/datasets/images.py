@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dappled.codec.container import MAX_DIMENSION, MAX_PIXELS
 from dappled.errors import InputError
 from dappled.fileio import atomic_open
+from dappled.limits import MAX_DIMENSION, MAX_PIXELS
 
 SAMPLE_IMAGE = Path(__file__).parent / "samples" / "kodim23.png"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")

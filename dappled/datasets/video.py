@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dappled.codec.container import MAX_DIMENSION, MAX_PIXELS
 from dappled.errors import InputError, OptionError
 from dappled.fileio import atomic_open
+from dappled.limits import MAX_DIMENSION, MAX_PIXELS
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".y4m", ".avi", ".mov", ".m4v", ".ts", ".mpg", ".ivf")
 # container format name for av.open(..., format=...) when writing to a file object

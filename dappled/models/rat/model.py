@@ -18,7 +18,6 @@ trained against the frozen encoder and entropy model, so a stream decodes with e
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -241,8 +240,3 @@ def rate_distortion(out: dict[str, Any], x: torch.Tensor, lambdas: torch.Tensor)
 def count_parameters(module: nn.Module) -> int:
     """Number of learnable parameters (for the docs)."""
     return sum(p.numel() for p in module.parameters())
-
-
-def psnr_from_mse(mse: float) -> float:
-    """PSNR of a [0, 1] image from its MSE."""
-    return 10 * math.log10(1.0 / max(mse, 1e-10))

@@ -23,6 +23,7 @@ from scipy.spatial import cKDTree
 
 from dappled.models.splat import render
 from dappled.models.splat.quantize import QuantConfig, fake_quantize
+from dappled.quality import psnr_from_mse
 
 
 @dataclass
@@ -77,11 +78,6 @@ ProgressFn = Callable[[int, int, float], None]
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> float32 tensor in [0, 1]."""
     return torch.from_numpy(np.array(image, dtype=np.float32)) / 255.0
-
-
-def psnr_of(mse: float) -> float:
-    """PSNR in dB of an MSE measured on [0, 1] images."""
-    return 10.0 * math.log10(1.0 / max(mse, 1e-12))
 
 
 def gradient_density(target: torch.Tensor) -> np.ndarray:
@@ -303,7 +299,7 @@ def fit(image: np.ndarray, cfg: FitConfig, quant: QuantConfig | None = None,
             trainer = _Trainer(g, cfg, iters)
         loss, rendered = trainer.step(it, target, quant if it >= qat_start else None)
         if progress is not None:
-            progress(it + 1, iters, psnr_of(loss))
+            progress(it + 1, iters, psnr_from_mse(loss))
     return trainer.gaussians().detach()
 
 
@@ -319,5 +315,5 @@ def finetune(image: np.ndarray, g: Gaussians, cfg: FitConfig, iterations: int,
     for it in range(iterations):
         loss, _ = trainer.step(it, target, quant)
         if progress is not None:
-            progress(it + 1, iterations, psnr_of(loss))
+            progress(it + 1, iterations, psnr_from_mse(loss))
     return trainer.gaussians().detach()
