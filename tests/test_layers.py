@@ -23,8 +23,11 @@ FORBIDDEN = {
     "dappled.models": ("dappled.codec", "dappled.datasets", "dappled.eval", "dappled.cli", "dappled.stream"),
     "dappled.codec": ("dappled.eval", "dappled.cli", "dappled.stream"),
     "dappled.eval": ("dappled.cli", "dappled.stream"),
-    "dappled.stream": ("dappled.cli",),
+    "dappled.stream": ("dappled.cli", "dappled.models", "dappled.codec.splat", "dappled.codec.splat_video"),
 }
+# modules that must stay codec-agnostic: they look codecs up in the registry, by id
+AGNOSTIC = ("dappled/codec/video.py", "dappled/codec/stream.py", "dappled/codec/api.py",
+            "dappled/codec/registry.py", "dappled/codec/container.py")
 
 
 def _imports(path: Path) -> set[str]:
@@ -52,6 +55,15 @@ def test_lower_layers_never_import_higher_ones(layer: str) -> None:
             if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[layer]):
                 bad.append(f"{_module_name(path)} imports {name}")
     assert not bad, "\n".join(bad)
+
+
+def test_the_video_layer_is_codec_agnostic() -> None:
+    codec_modules = ("dappled.codec.splat", "dappled.codec.splat_video", "dappled.codec.rat",
+                     "dappled.codec.tokens", "dappled.codec.classical", "dappled.models")
+    for rel in AGNOSTIC:
+        names = _imports(PACKAGE.parent / rel)
+        bad = [n for n in names if any(n == c or n.startswith(c + ".") for c in codec_modules)]
+        assert not bad, (rel, bad)
 
 
 def test_ground_modules_import_nothing_of_dappled_but_errors() -> None:
