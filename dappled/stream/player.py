@@ -198,6 +198,9 @@ class Player:
                                      size_hint=self.source.size)
         except BitstreamError as exc:
             raise type(exc)(f"{self.source.name}: {exc}") from None
+        if reader.header.fps <= 0:  # an image stream: nothing to play on a clock
+            raise BitstreamError(f"{self.source.name}: not a video stream "
+                                 f"(a {registry.name_of(reader.header.codec_id)} image, no frame rate)")
         return reader
 
     def _keyframe(self, frame: int) -> tuple[int, int]:
