@@ -270,3 +270,27 @@ def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
 def test_bitstream_errors_stay_bitstream_errors() -> None:
     with pytest.raises(BitstreamError):
         api.decode_image(b"DPL1" + bytes(100))
+
+
+def test_serve_logs_a_malformed_request_in_one_line(tmp_path: Path) -> None:
+    import socket
+
+    exe = shutil.which("dappled", path=str(Path(sys.executable).parent))
+    cmd = [exe] if exe else [sys.executable, "-c", "from dappled.cli import main; main()"]
+    proc = subprocess.Popen([*cmd, "serve", str(tmp_path), "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        for request in (b"GET /\x01\x02 HTTP/1.1\r\nHost: x\r\n\r\n", b"GARBAGE\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(request)
+                assert s.recv(64).startswith(b"HTTP/1.")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert "Traceback" not in err
+    # at most one line per request (aiohttp logs some malformed requests, answers others silently)
+    assert 1 <= len(lines) <= 2 and all(ln.startswith("dappled serve: ") for ln in lines), err
