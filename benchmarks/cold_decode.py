@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--codec", action="append", help="only these codecs (default: all registered)")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--frames-pattern", action="store_true",
+                    help="decode to NAME-%%04d.png (an older checkout decodes one-frame splatv only so)")
     ap.add_argument("--streams", type=Path, default=None,
                     help="keep the streams in this folder and reuse those already there (to time "
                          "another checkout's decoder on the same bytes: PYTHONPATH=that/checkout)")
@@ -68,7 +70,7 @@ def main() -> None:
                 codec = registry.get(name)
                 data = api.encode_image(image, name, **codec.test_encode_kwargs())
                 stream.write_bytes(data)
-            out = Path(tmp) / f"{name}.png"
+            out = Path(tmp) / (f"{name}-%04d.png" if args.frames_pattern else f"{name}.png")
             try:
                 _decode_once(stream, out)  # warm-up: numba cache, OS file cache
             except RuntimeError as exc:

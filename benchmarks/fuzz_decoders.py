@@ -62,6 +62,8 @@ def worker(mem_mb: int) -> None:
     cap = mem_mb << 20
     resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
     inp, out = sys.stdin.buffer, sys.stdout
+    out.write("ready\n")  # the start-up above is not a case: the parent waits for this line
+    out.flush()
     while True:
         head = inp.read(_LEN.size)
         if len(head) < _LEN.size:
@@ -89,14 +91,12 @@ class Worker:
         self.proc = subprocess.Popen([sys.executable, __file__, "--worker", str(mem_mb), *map(str, bases)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.buf = b""
+        ready = self._line(600.0)
+        if ready != "ready":
+            raise SystemExit(f"fuzz worker did not start: {ready}")
 
-    def run(self, data: bytes, timeout: float) -> str:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        try:
-            self.proc.stdin.write(_LEN.pack(len(data)) + data)
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            return "died"
+    def _line(self, timeout: float) -> str:
+        assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
@@ -111,6 +111,15 @@ class Worker:
                 self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
         return line.decode()
+
+    def run(self, data: bytes, timeout: float) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(_LEN.pack(len(data)) + data)
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            return "died"
+        return self._line(timeout)
 
     def close(self) -> None:
         self.proc.kill()

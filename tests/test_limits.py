@@ -294,3 +294,18 @@ def test_serve_logs_a_malformed_request_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in err
     # at most one line per request (aiohttp logs some malformed requests, answers others silently)
     assert 1 <= len(lines) <= 2 and all(ln.startswith("dappled serve: ") for ln in lines), err
+
+
+@pytest.mark.parametrize("name,needle", [("rat", "latent values"), ("tokens", "tiles")])
+def test_small_learned_streams_declaring_huge_images_are_refused(name: str, needle: str) -> None:
+    # found by the fuzzer: a 379-byte rat stream declaring 4096x4096 decoded for 40 s before
+    # it was refused; the entropy decoder and the network now only get what the bytes justify
+    from dappled.codec import registry
+    from dappled.codec.container import unpack
+
+    image = load_image(SAMPLE_IMAGE)[:32, :48]
+    c = unpack(api.encode_image(image, name, **registry.get(name).test_encode_kwargs()))
+    h = c.header
+    big = StreamHeader(h.codec_id, 4096, 4096, 1, h.fps_num, h.fps_den, h.color_space)
+    with pytest.raises(LimitError, match=needle):
+        api.decode_image(pack(big, c.frames()))
