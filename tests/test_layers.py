@@ -80,10 +80,11 @@ def _modules_after(code: str, tmp_path: Path) -> set[str]:
     return set(proc.stdout.split())
 
 
-def test_splat_decode_and_info_never_import_torch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("codec", ["splat", "splatv"])
+def test_splat_decode_and_info_never_import_torch(codec: str, tmp_path: Path) -> None:
     image = load_image(SAMPLE_IMAGE)[100:164, 200:296]
     stream = tmp_path / "s.dpl"
-    stream.write_bytes(api.encode_image(image, "splat", **registry.get("splat").test_encode_kwargs()))
+    stream.write_bytes(api.encode_image(image, codec, **registry.get(codec).test_encode_kwargs()))
     out = str(tmp_path / "o.png")
     code = (f"from dappled.cli import cli\nfor args in (['decode', {str(stream)!r}, '-o', {out!r}],"
             f" ['info', {str(stream)!r}]):\n"

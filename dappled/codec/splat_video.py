@@ -25,10 +25,9 @@ import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from dappled.codec.chunks import pack_chunks, require, unpack_chunks
 from dappled.codec.container import (
@@ -56,15 +55,11 @@ from dappled.codec.stream import FrameStats as BaseFrameStats
 from dappled.entropy import decode_symbols, encode_symbols
 from dappled.errors import BitstreamError, LimitError, OptionError
 from dappled.models.splat.numba_cpu import cpu_threads
-from dappled.models.splat.quantize import (
-    LOG_SCALE_MAX,
-    LOG_SCALE_MIN,
-    QuantConfig,
-    QuantizedGaussians,
-    dequantize,
-    quantize,
-)
+from dappled.models.splat.symbols import LOG_SCALE_MAX, LOG_SCALE_MIN, QuantConfig, QuantizedGaussians
 from dappled.quality import psnr
+
+if TYPE_CHECKING:
+    import torch
 
 CODEC_ID = 4
 PAYLOAD_VERSION = 1
@@ -558,7 +553,10 @@ class SplatVideoEncoder:
         return payload, FrameStats(self.index, FRAME_I, 0, 0, len(st.q))
 
     def _encode_predicted(self, frame: np.ndarray, budget: int) -> tuple[bytes, FrameStats]:
+        import torch
+
         from dappled.models.splat.fit import FitConfig, add_by_error, finetune, image_to_tensor, solve_colors
+        from dappled.models.splat.quantize import dequantize, quantize
 
         assert self.state is not None
         st = self.state
@@ -703,11 +701,14 @@ def _count_flags(payload: bytes) -> dict[int, int]:
 
 def _as_gaussians(state: VideoState) -> Any:
     from dappled.models.splat.fit import Gaussians
+    from dappled.models.splat.quantize import dequantize
 
     return Gaussians(*dequantize(state.q, state.cfg))
 
 
 def _render_t(g: Any, w: int, h: int) -> torch.Tensor:
+    import torch
+
     from dappled.models.splat import render_numba_forward
 
     out = render_numba_forward(g.means.numpy(), g.chol.numpy(), g.colors.numpy(), h, w)
