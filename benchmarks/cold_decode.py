@@ -6,7 +6,9 @@ For each codec: encode a 256x256 crop of the bundled sample once (in this proces
 codec's cheap test options for the fitted codecs, so the stream is real but quick to make),
 run one untimed `dappled decode` (fills numba's cache and the OS file cache, as any earlier
 use of the installed program would), then time `--runs` fresh processes from launch to exit
-and report the median and the spread. Each process also reports whether torch was imported.
+and report the median and the spread, with the child's CPU time (user + system: about what the
+wall time is on an idle machine, the decode being single-threaded). Each process also says
+whether torch was imported.
 Prints a Markdown table and a JSON summary (also written with --json).
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,16 +31,20 @@ _CHILD = ("import sys, atexit; atexit.register(lambda: print('TORCH=%d' % ('torc
           "file=sys.stderr)); from dappled.cli import main; sys.argv[0] = 'dappled'; main()")
 
 
-def _decode_once(stream: Path, out: Path) -> tuple[float, bool]:
+def _decode_once(stream: Path, out: Path) -> tuple[float, float, bool]:
+    """(wall seconds, CPU seconds of the child, torch imported) of one fresh `dappled decode`."""
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     # cwd: the stream's folder, so `python -c` imports dappled from $PYTHONPATH or the install,
     # never from a checkout that happens to be the current folder
     proc = subprocess.run([sys.executable, "-c", _CHILD, "decode", str(stream), "-o", str(out)],
                           capture_output=True, text=True, cwd=stream.parent)
     wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else "failed")
-    return wall, "TORCH=1" in proc.stderr
+    return wall, cpu, "TORCH=1" in proc.stderr
 
 
 def main() -> None:
@@ -77,24 +84,27 @@ def main() -> None:
                 print(json.dumps({"codec": name, "failed": str(exc)}), file=sys.stderr, flush=True)
                 rows.append({"codec": name, "bytes": len(data), "failed": str(exc)})
                 continue
-            times, torch_seen = [], False
+            times, cpus, torch_seen = [], [], False
             for _ in range(args.runs):
-                wall, t = _decode_once(stream, out)
+                wall, cpu, t = _decode_once(stream, out)
                 times.append(wall)
+                cpus.append(cpu)
                 torch_seen |= t
             row = {"codec": name, "bytes": len(data), "median_s": round(statistics.median(times), 3),
-                   "min_s": round(min(times), 3), "max_s": round(max(times), 3), "torch": torch_seen,
+                   "min_s": round(min(times), 3), "max_s": round(max(times), 3),
+                   "cpu_median_s": round(statistics.median(cpus), 3), "torch": torch_seen,
                    "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
-    print("| codec | stream bytes | cold decode median (s) | min–max (s) | torch imported |")
-    print("|---|---:|---:|---:|---|")
+    print("| codec | stream bytes | cold decode wall, median (s) | min–max (s) | CPU, median (s) | "
+          "torch imported |")
+    print("|---|---:|---:|---:|---:|---|")
     for r in rows:
         if "failed" in r:
-            print(f"| {r['codec']} | {r['bytes']} | failed: {r['failed']} | | |")
+            print(f"| {r['codec']} | {r['bytes']} | failed: {r['failed']} | | | |")
             continue
         print(f"| {r['codec']} | {r['bytes']} | {r['median_s']:.2f} | {r['min_s']:.2f}–{r['max_s']:.2f} | "
-              f"{'yes' if r['torch'] else 'no'} |")
+              f"{r['cpu_median_s']:.2f} | {'yes' if r['torch'] else 'no'} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 
