@@ -261,8 +261,8 @@ def test_bsds_crops_carry_segmentations() -> None:
 
 
 def test_compare_table_between_series_of_one_run(tmp_path: Path) -> None:
+    from dappled.eval.compare import compare_markdown
     from dappled.eval.sweep import save_results
-    from dappled.models.rat.compare import compare_markdown
 
     rows = []
     for series, shift in (("rat", 0.0), ("rat[decoder=shallow]", -1.0)):

@@ -29,6 +29,9 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
             click.echo(f"dappled: error: {name}{exc.strerror or exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
+        except MemoryError:  # the limits should make this unreachable; never a traceback
+            click.echo("dappled: error: out of memory (input too large for this machine)", err=True)
+            sys.exit(EXIT_BAD_INPUT)
 
     return wrapper
 
@@ -53,15 +56,19 @@ def _codec_names() -> list[str]:
 @click.option("--quality", "-q", type=int, default=None, help="Quality preset (codec-specific range).")
 @click.option("--bpp", type=float, default=None, help="Target bits per pixel (codecs with rate control).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the encoder's randomness.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Seed of the encoder's randomness.")
 @click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE",
               help="Codec-specific option, repeatable (e.g. -O subsampling=444).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("--kbps", type=float, default=None, help="Video: target bit rate in kbit/s.")
-@click.option("--gop", type=int, default=None,
+@click.option("--kbps", type=click.FloatRange(0, 1e7, min_open=True), default=None,
+              help="Video: target bit rate in kbit/s.")
+@click.option("--gop", type=click.IntRange(1, 100_000), default=None,
               help="Video: group length (an intra frame every N frames; default 25).")
-@click.option("--frames", "n_frames", type=int, default=None, help="Video: encode at most N frames.")
-@click.option("--start", type=int, default=0, show_default=True, help="Video: first frame to encode.")
+@click.option("--frames", "n_frames", type=click.IntRange(min=1), default=None,
+              help="Video: encode at most N frames.")
+@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Video: first frame to encode.")
 @click.option("--decoder", type=click.Choice(["full", "shallow"]), default=None,
               help="rat: which synthesis transform the stream asks for (shallow: cheaper decode).")
 @friendly_errors
@@ -87,19 +94,19 @@ def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | Non
         if bpp is not None:
             raise OptionError("--bpp is for images; give a video --kbps or --quality")
         vr = encode_video_file(src, dst, codec, start=start, frames=n_frames, kbps=kbps, quality=quality,
-                               gop=gop or 25, device=device, progress=not quiet, seed=seed, **opts)
+                               gop=gop, device=device, progress=not quiet, seed=seed, **opts)
         click.echo(f"{dst}: {vr.frames} frames {vr.width}x{vr.height}, {vr.bytes} bytes, {vr.kbps:.1f} kbps, "
                    f"encoded in {vr.seconds:.1f} s ({vr.fps:.2f} frames/s)")
         return
     if kbps is not None or gop is not None or n_frames is not None or start:
         raise OptionError("--kbps, --gop, --frames and --start are for video inputs")
     report = encode_file(src, dst, codec, quality=quality, bpp=bpp, device=device,
-                         progress=not quiet, seed=seed, **opts)
+                         progress=not quiet, seed=seed, options=opts)
     click.echo(f"{dst}: {report.bytes} bytes, {report.bpp:.4f} bpp, encoded in {report.seconds:.2f} s")
 
 
 @cli.command()
-@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("src", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False),
               help="Output image (.png, .bmp, .tif ...).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
@@ -114,7 +121,7 @@ def decode(src: str, dst: str, device: str, vcodec: str, crf: int) -> None:
     an image sequence (frames/%04d.png)."""
     from dappled.codec.api import decode_file, is_video_stream_file
 
-    if is_video_stream_file(src):
+    if is_video_stream_file(src, dst):
         from dappled.codec.api import decode_video_file
 
         vr = decode_video_file(src, dst, device=device, vcodec=vcodec, crf=crf)
@@ -125,7 +132,7 @@ def decode(src: str, dst: str, device: str, vcodec: str, crf: int) -> None:
 
 
 @cli.command()
-@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("src", type=click.Path(dir_okay=False, allow_dash=True))
 @friendly_errors
 def info(src: str) -> None:
     """Describe Dappled stream SRC: codec, size, bytes, bpp, bytes per sub-stream."""
@@ -191,23 +198,16 @@ def demo(codec: str, quality: int | None, bpp: float | None, device: str) -> Non
     click.echo(f"decode: {t_dec * 1000:.1f} ms")
 
 
-def _add_optional_commands() -> None:
-    """Attach command groups that live in other modules (eval, bench ...), if present."""
-    import importlib
+def _attach_commands() -> None:
+    """Attach the commands that live in their own modules (each exports a list `commands`)."""
+    from dappled.cli import eval_cmds, play_cmds, train_cmds
 
-    for module in ("dappled.cli.eval_cmds", "dappled.cli.train_cmds", "dappled.cli.video_cmds",
-                   "dappled.cli.play_cmds"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        for command in mod.commands:
+    for module in (eval_cmds, train_cmds, play_cmds):
+        for command in module.commands:
             cli.add_command(command)
 
 
-_add_optional_commands()
+_attach_commands()
 
 
 def main() -> None:

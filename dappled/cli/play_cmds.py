@@ -22,9 +22,11 @@ from dappled.cli.main import friendly_errors
 @click.option("--checksums", "checksums_path", type=click.Path(dir_okay=False), default=None,
               help="Write 'frame sha256' of every decoded frame (RGB bytes) to this file.")
 @click.option("--verbose", "-v", is_flag=True, help="Print each event (frame shown, dropped, seek).")
+@click.option("--timeout", type=click.FloatRange(0, 3600, min_open=True), default=30.0, show_default=True,
+              help="Seconds a read from a pipe or a server may wait for data before playback gives up.")
 @friendly_errors
 def play(source: str, headless: bool, start: int, scale: int, device: str, checksums_path: str | None,
-         verbose: bool) -> None:
+         verbose: bool, timeout: float) -> None:
     """Play video stream SOURCE (a .dpl file, - for standard input, or an http(s) URL served by
     `dappled serve`) as it arrives. Keys: space pause, left/right seek, q quit."""
     from dappled.errors import BitstreamError
@@ -37,13 +39,17 @@ def play(source: str, headless: bool, start: int, scale: int, device: str, check
             click.echo(msg)
             sys.stdout.flush()
 
-    src = open_source(source)
+    if checksums_path is not None:
+        from dappled.codec.api import check_output_folder
+
+        check_output_folder(checksums_path)
+    src = open_source(source, timeout=timeout)
     try:
         stats = play_stream(src, headless=headless, device=device, start=start, scale=scale,
                             checksums=checksums_path is not None, on_event=event)
     finally:
         src.close()
-    if checksums_path is not None:
+    if checksums_path is not None and not stats.error:  # no checksum file from a failed playback
         with atomic_open(checksums_path) as f:
             f.write("".join(f"{i} {h}\n" for i, h in stats.checksums).encode())
     click.echo(stats.summary())

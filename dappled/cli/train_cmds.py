@@ -29,7 +29,11 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _train(trainer: Any, export: str | None) -> Any:
     """Run a trainer and say where it stopped; returns the model."""
-    model = trainer.run()
+    from dappled.datasets.bsds import BsdsCrops
+
+    cfg = trainer.cfg
+    model = trainer.run(lambda: BsdsCrops.load(("train", "val"), cfg.data_root, cfg.scale, cfg.limit,
+                                               progress=trainer.progress))
     steps = trainer.cfg.steps
     click.echo(f"{trainer.cfg.out_dir}: step {trainer.step}/{steps}, checkpoint {trainer.checkpoint_path()}")
     if export and trainer.step < steps:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import stat
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -20,7 +22,7 @@ from dappled.codec.container import (
     unpack,
 )
 from dappled.codec.registry import EncodeParams
-from dappled.errors import BitstreamError, InputError, OptionError
+from dappled.errors import BitstreamError, InputError, LimitError, OptionError
 from dappled.fileio import atomic_write_bytes
 
 DEFAULT_CODEC = "splat"
@@ -112,14 +114,79 @@ def inspect(data: bytes) -> StreamInfo:
                       impl.describe(h, container.packets))
 
 
-def read_stream(path: str | os.PathLike[str]) -> bytes:
-    """Read a stream file; InputError naming the file if it can't be read."""
+MAX_STREAM_BYTES = 1 << 30
+"""Largest stream file read into memory whole (images and `info`); video playback streams."""
+_READ_CHUNK = 1 << 20
+
+
+def stream_byte_cap(header: StreamHeader) -> int:
+    """Most bytes a stream with this header may hold: 8 bytes per pixel per frame (far above
+    any lossy codec; raw RGB is 3) plus slack for headers, capped at MAX_STREAM_BYTES."""
+    per_frame = 8 * header.width * header.height + 4096
+    return min(MAX_STREAM_BYTES, header.frame_count * per_frame + 65536)
+
+
+def _open_stream(path: str | os.PathLike[str]) -> BinaryIO:
+    """The stream file opened for reading: `-` is standard input; anything else must be a
+    regular file (a device such as /dev/zero or a FIFO would never end or never start)."""
+    if str(path) == "-":
+        return sys.stdin.buffer
     try:
-        return Path(path).read_bytes()
+        st = os.stat(path)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}: not a regular file (give - to read standard input)")
+    try:
+        return open(path, "rb")  # closed by read_stream
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def read_stream(path: str | os.PathLike[str]) -> bytes:
+    """Read a stream file (or `-`, standard input) incrementally, never past the size its
+    header allows (:func:`stream_byte_cap`). InputError naming the file if it cannot be read,
+    BitstreamError naming it if it is not a valid stream or is over the cap."""
+    from dappled.codec.container import HEADER_SIZE, decode_header
+
+    f = _open_stream(path)
+    try:
+        head = f.read(HEADER_SIZE)
+        try:
+            header = decode_header(head, registry.ids())
+        except BitstreamError as exc:
+            raise type(exc)(f"{path}: {exc}") from None
+        cap = stream_byte_cap(header)
+        what = f"{header.width}x{header.height} stream of {header.frame_count} frame(s)"
+        if f is not sys.stdin.buffer and os.fstat(f.fileno()).st_size > cap:
+            raise LimitError(f"{path}: {os.fstat(f.fileno()).st_size} bytes is over the {cap} bytes a "
+                             f"{what} may hold")
+        parts = [head]
+        size = len(head)
+        while True:
+            chunk = f.read(min(_READ_CHUNK, cap + 1 - size))
+            if not chunk:
+                break
+            parts.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                raise LimitError(f"{path}: more than the {cap} bytes a {what} may hold")
+        return b"".join(parts)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    finally:
+        if f is not sys.stdin.buffer:
+            f.close()
+
+
+def check_output_folder(dst: str | os.PathLike[str]) -> None:
+    """InputError naming `dst` when its folder does not exist, before any work is done (the
+    atomic write would otherwise fail at the end, naming its temporary file)."""
+    folder = Path(dst).parent
+    if not folder.is_dir():
+        raise InputError(f"{dst}: folder {folder} does not exist")
 
 
 @dataclass
@@ -131,14 +198,19 @@ class EncodeReport:
     seconds: float
 
 
-def encode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], codec: str = DEFAULT_CODEC,
-                **kwargs: Any) -> EncodeReport:
-    """Encode an image file to a stream file (written atomically)."""
+def encode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], codec: str = DEFAULT_CODEC, *,
+                quality: int | None = None, bpp: float | None = None, device: str = "cpu",
+                progress: bool = False, seed: int = 0,
+                options: dict[str, Any] | None = None) -> EncodeReport:
+    """Encode an image file to a stream file (written atomically); `options` are the codec's
+    own (``-O key=value``), the rest as in :func:`encode_image`."""
     from dappled.datasets.images import load_image
 
+    check_output_folder(dst)
     image = load_image(src)
     t0 = time.perf_counter()
-    data = encode_image(image, codec, **kwargs)
+    data = encode_image(image, codec, quality=quality, bpp=bpp, device=device, progress=progress, seed=seed,
+                        **(options or {}))
     seconds = time.perf_counter() - t0
     atomic_write_bytes(dst, data)
     return EncodeReport(len(data), 8 * len(data) / (image.shape[0] * image.shape[1]), seconds)
@@ -148,6 +220,7 @@ def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, dev
     """Decode a stream file to an image file (written atomically); returns decode seconds."""
     from dappled.datasets.images import save_image
 
+    check_output_folder(dst)
     data = read_stream(src)
     t0 = time.perf_counter()
     try:
@@ -162,20 +235,33 @@ def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, dev
 # ---------------------------------------------------------------- video (dappled/codec/video.py)
 
 
-def is_video_stream_file(path: str | os.PathLike[str]) -> bool:
-    """True when the stream file holds more than one frame or the video splat codec.
+IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp", ".ppm", ".pgm")
+
+
+def is_image_output(dst: str | os.PathLike[str]) -> bool:
+    """True when `dst` names one image file (not a video, not a frames/%04d.png pattern)."""
+    return Path(dst).suffix.lower() in IMAGE_SUFFIXES and "%" not in str(dst)
+
+
+def is_video_stream_file(path: str | os.PathLike[str], dst: str | os.PathLike[str] | None = None) -> bool:
+    """True when the stream file holds more than one frame, or the video splat codec and `dst`
+    is not one image file (a one-frame splatv stream decodes to an image like any other).
 
     An unreadable or invalid file returns False, so the image path reports its error.
     """
     from dappled.codec.container import HEADER_SIZE, decode_header
 
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as f:
             head = f.read(HEADER_SIZE)
         h = decode_header(head, registry.ids())
     except (OSError, BitstreamError):
         return False
-    return h.frame_count > 1 or registry.name_of(h.codec_id) == "splatv"
+    if h.frame_count > 1:
+        return True
+    return registry.name_of(h.codec_id) == "splatv" and (dst is None or not is_image_output(dst))
 
 
 def encode_video_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], codec: str = DEFAULT_CODEC,

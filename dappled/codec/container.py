@@ -46,12 +46,10 @@ from dappled.errors import (
     TruncatedError,
     UnsupportedError,
 )
+from dappled.limits import MAX_DIMENSION, MAX_FRAMES, MAX_PIXELS  # re-exported: the header's limits
 
 MAGIC = b"DPLD"
 FORMAT_VERSION = 1
-MAX_DIMENSION = 16384
-MAX_PIXELS = 64 * 1024 * 1024
-MAX_FRAMES = 10_000_000
 MAX_PACKET_BYTES = 256 * 1024 * 1024
 
 _HEADER = struct.Struct("<4sBBBBIIIII")

@@ -32,6 +32,10 @@ CELL_RANGE = (16, 4096)
 # The transforms hold ~0.5 kB of activations per pixel: cap the frame (4096 x 4096) rather than
 # let a large (but container-valid) frame allocate tens of GB.
 MAX_PIXELS = 1 << 24
+# What a stream can justify: the entropy decoding and the synthesis grow with the latent count,
+# so a few hundred bytes may not declare a 4096x4096 image (it took 40 s to refuse). Real
+# streams, flat images at quality 1 included, carry 15-30 latent values per byte.
+MAX_LATENTS_PER_BYTE = 1024
 # Decoded latent symbols of a valid stream stay far below this; larger ones mean garbage.
 MAX_SYMBOL = 1 << 16
 
@@ -161,6 +165,10 @@ class RatCodec(Codec):
         z_shape = (ph // 64, pw // 64)
         n_z = model.config.N * z_shape[0] * z_shape[1]
         n_y = model.config.M * (ph // 16) * (pw // 16)
+        coded = len(z_str) + len(y_str)
+        if n_y + n_z > MAX_LATENTS_PER_BYTE * (coded + 16):
+            raise LimitError(f"rat stream codes {n_y + n_z} latent values for {w}x{h} in {coded} bytes "
+                             f"(at most {MAX_LATENTS_PER_BYTE} per byte)")
         try:
             y_hat = model.decode_latent(_padded_string(y_str, n_y), _padded_string(z_str, n_z), z_shape)
         except (ValueError, RuntimeError, IndexError, OverflowError, TypeError) as exc:

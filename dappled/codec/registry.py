@@ -10,13 +10,17 @@ import importlib
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from dappled.codec.chunks import unpack_chunks
 from dappled.codec.container import Packet, StreamHeader
+from dappled.codec.defaults import DEFAULT_GOP, DEFAULT_QUALITY
 from dappled.errors import BitstreamError, OptionError, UnsupportedError
+
+if TYPE_CHECKING:
+    from dappled.codec.stream import StreamDecoder, StreamEncoder
 
 
 @dataclass
@@ -38,7 +42,7 @@ class Codec(ABC):
     codec_id: ClassVar[int]
     description: ClassVar[str] = ""
     quality_range: ClassVar[tuple[int, int]] = (1, 8)
-    default_quality: ClassVar[int] = 4
+    default_quality: ClassVar[int] = DEFAULT_QUALITY
     supports_bpp: ClassVar[bool] = False
 
     def check_params(self, params: EncodeParams) -> None:
@@ -62,6 +66,29 @@ class Codec(ABC):
     @abstractmethod
     def decode_image(self, header: StreamHeader, packets: list[Packet], device: str = "cpu") -> np.ndarray:
         """Decode the packets of one image back to an (H, W, 3) uint8 RGB array."""
+
+    def test_encode_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`dappled.codec.api.encode_image` for the cheapest real encode
+        (fewest fit iterations, default rate): what the contract test and the cold-start
+        benchmark encode with, so a codec joins both by registering. Default: no options."""
+        return {}
+
+    def make_decoder(self, header: StreamHeader, device: str = "cpu") -> StreamDecoder:
+        """A decoder for the packets of a stream with this header (see dappled.codec.stream);
+        default: every frame decoded alone by :meth:`decode_image`."""
+        from dappled.codec.stream import IntraDecoder
+
+        return IntraDecoder(self, header, device)
+
+    def make_encoder(self, width: int, height: int, fps: float, params: EncodeParams, *,
+                     kbps: float | None = None, gop: int = DEFAULT_GOP,
+                     frames: int | None = None) -> StreamEncoder:
+        """An encoder of `width` x `height` frames at `fps`, at `kbps` or at params' --quality
+        (`frames`: the clip's length when known); default: every frame coded alone by
+        :meth:`encode_image` (intra-only: `gop` and `frames` unused)."""
+        from dappled.codec.stream import IntraEncoder
+
+        return IntraEncoder(self, width, height, fps, params, kbps)
 
     def rd_points(self, n: int) -> list[dict[str, Any]]:
         """n rate settings for a rate-distortion sweep, low to high rate (kwargs of api.encode_image).

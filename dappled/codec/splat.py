@@ -10,34 +10,32 @@ Frame payload = chunks:
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import torch
 
 from dappled.codec.chunks import pack_chunks, require, unpack_chunks
 from dappled.codec.container import (
-    HEADER_SIZE,
     KEYFRAME,
-    PACKET_HEADER_SIZE,
     Packet,
     PacketType,
     StreamHeader,
 )
+from dappled.codec.defaults import DEFAULT_QUALITY, IMAGE_CONTAINER_BYTES, image_payload_budget
 from dappled.codec.registry import Codec, EncodeParams
 from dappled.entropy import decode_symbols, encode_symbols
 from dappled.entropy.golomb import decode_nonneg, encode_nonneg
 from dappled.errors import BitstreamError, LimitError, OptionError
 from dappled.models.splat.numba_cpu import cpu_threads
-from dappled.models.splat.quantize import (
+from dappled.models.splat.symbols import (
     LOG_SCALE_MAX,
     LOG_SCALE_MIN,
     QuantConfig,
     QuantizedGaussians,
-    dequantize,
-    quantize,
+    dequantize_numpy,
 )
 
 PAYLOAD_VERSION = 1
@@ -45,14 +43,45 @@ PAYLOAD_VERSION = 1
 PRESETS: dict[int, float] = {1: 0.15, 2: 0.25, 3: 0.35, 4: 0.5, 5: 0.72, 6: 1.0, 7: 1.4, 8: 2.0}
 BITS_PER_GAUSSIAN_GUESS = 40.0
 MAX_COLOR_SYMBOL = 1 << 20
-# the container around one image frame: file header, FRAME packet header, END packet
-CONTAINER_OVERHEAD = HEADER_SIZE + 2 * PACKET_HEADER_SIZE
+CONTAINER_OVERHEAD = IMAGE_CONTAINER_BYTES
+# An image too small for its rate target to hold a few Gaussians (a 3x5 icon at 0.5 bpp) gets
+# this many payload bytes: the target is exceeded, but the image still codes.
+MIN_PAYLOAD_BYTES = 384  # ~100 go to chunk headers, ~100 to the symbol tables
 _HEAD = struct.Struct("<BI")
+
+
+# What a stream can justify. Real streams spend ~40 bits per Gaussian and their Gaussians cover
+# each pixel ~10-15 times on average (kodim23 crops at 0.5 bpp); the caps below are far above
+# that and keep the decoder's time and memory proportional to the stream and the image.
+MAX_GAUSSIANS_PER_BYTE = 8  # at least one bit of payload per Gaussian
+MAX_COVERAGE = 256  # mean number of Gaussian boxes over a pixel
+COVERAGE_SLACK = 1 << 16  # pixel visits any stream may take (tiny images)
 
 
 def max_gaussians(width: int, height: int) -> int:
     """Cap on the Gaussian count a stream may declare (more than one per pixel is absurd)."""
     return min(width * height, 1 << 22)
+
+
+def check_count(n: int, payload_bytes: int, width: int, height: int) -> None:
+    """LimitError unless `n` Gaussians fit the frame size and the bytes that code them."""
+    if n > max_gaussians(width, height):
+        raise LimitError(f"stream declares {n} Gaussians for a {width}x{height} image")
+    if n > MAX_GAUSSIANS_PER_BYTE * payload_bytes:
+        raise LimitError(f"stream declares {n} Gaussians in {payload_bytes} bytes "
+                         f"(at most {MAX_GAUSSIANS_PER_BYTE} per byte)")
+
+
+def check_render_work(means: np.ndarray, chol: np.ndarray, width: int, height: int) -> None:
+    """LimitError when the Gaussians would cover the image more than MAX_COVERAGE times on
+    average (the render's time and its row table's memory grow with that)."""
+    from dappled.models.splat.numba_cpu import footprint
+
+    pixels, rows = footprint(means, chol, height, width)
+    limit = MAX_COVERAGE * width * height + COVERAGE_SLACK
+    if pixels > limit or rows > limit:
+        raise LimitError(f"the Gaussians cover the {width}x{height} image {pixels / (width * height):.0f} "
+                         f"times over (at most {MAX_COVERAGE})")
 
 
 # ---------------------------------------------------------------- serialization
@@ -96,8 +125,7 @@ def unpack_gaussians(chunks: dict[str, bytes], width: int,
     version, n = _HEAD.unpack_from(head)
     if version != PAYLOAD_VERSION:
         raise BitstreamError(f"unsupported splat payload version {version}")
-    if n > max_gaussians(width, height):
-        raise LimitError(f"stream declares {n} Gaussians for a {width}x{height} image")
+    check_count(n, sum(len(c) for c in (head, pos, shape, color)), width, height)
     cfg = QuantConfig.from_bytes(head[_HEAD.size :])
     scale = 1 << cfg.pos_frac_bits
     gaps = decode_nonneg(pos, n)
@@ -131,19 +159,27 @@ def payload_size(chunks: dict[str, bytes]) -> int:
 # ---------------------------------------------------------------- rendering
 
 
-def render_image(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, width: int, height: int,
-                 device: str = "cpu") -> np.ndarray:
-    """Rasterize Gaussians to an (H, W, 3) uint8 image on the CPU (numba) or CUDA (torch)."""
+def render_quantized(q: QuantizedGaussians, cfg: QuantConfig, width: int, height: int,
+                     device: str = "cpu") -> np.ndarray:
+    """Rasterize quantized Gaussians to an (H, W, 3) uint8 image.
+
+    On the CPU this stays in numpy and numba (:func:`dequantize_numpy` is bit-identical to the
+    torch :func:`dequantize`), so a decode never imports torch; CUDA renders with torch.
+    """
+    means_np, chol_np, colors_np = dequantize_numpy(q, cfg)
+    check_render_work(means_np, chol_np, width, height)
     if device == "cuda":
+        import torch
+
         from dappled.models.splat import render
 
+        means, chol, colors = (torch.from_numpy(a) for a in (means_np, chol_np, colors_np))
         with torch.no_grad():
             out = render(means.cuda(), chol.cuda(), colors.cuda(), height, width).cpu().numpy()
-    else:
-        from dappled.models.splat import render_numba_forward
+        return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    from dappled.models.splat.numba_cpu import render_numba_forward, to_uint8
 
-        out = render_numba_forward(means.numpy(), chol.numpy(), colors.numpy(), height, width)
-    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    return to_uint8(render_numba_forward(means_np, chol_np, colors_np, height, width))
 
 
 # ---------------------------------------------------------------- encoder
@@ -159,6 +195,8 @@ class RateResult:
 
 
 def _serialize(g: Any, cfg: QuantConfig, w: int, h: int) -> dict[str, bytes]:
+    from dappled.models.splat.quantize import quantize
+
     return pack_gaussians(quantize(g.means, g.chol, g.colors, cfg, w, h), cfg, w, h)
 
 
@@ -169,6 +207,7 @@ def quantize_geometry(image: np.ndarray, g: Any, cfg: QuantConfig, solve_iters: 
     quantization did (measured: +2 dB over quantizing everything at once).
     """
     from dappled.models.splat.fit import Gaussians, image_to_tensor, solve_colors
+    from dappled.models.splat.quantize import dequantize, quantize
 
     h, w = image.shape[:2]
     means, chol, _ = dequantize(quantize(g.means, g.chol, g.colors, cfg, w, h), cfg)
@@ -259,8 +298,12 @@ class SplatCodec(Codec):
     codec_id = 1
     description = "2D Gaussians fitted per image, rANS-coded, decoded by rasterization"
     quality_range = (1, 8)
-    default_quality = 4
+    default_quality = DEFAULT_QUALITY
     supports_bpp = True
+
+    def test_encode_kwargs(self) -> dict[str, Any]:
+        """A short fit: enough for a real stream, a second or so at test sizes."""
+        return {"iterations": 30}
 
     def target_bpp(self, params: EncodeParams) -> float:
         """The bpp this encode aims at (from --bpp or the quality preset)."""
@@ -275,15 +318,20 @@ class SplatCodec(Codec):
         h, w = image.shape[:2]
         opts = dict(params.options)
         bpp = self.target_bpp(params)
-        budget = int(bpp * w * h / 8) - CONTAINER_OVERHEAD
-        if budget < 64:
-            raise OptionError(f"target {bpp} bpp leaves no room for Gaussians at {w}x{h}")
+        budget = max(image_payload_budget(bpp, w, h), MIN_PAYLOAD_BYTES)
         try:
-            iterations = int(opts.pop("iterations", 0)) or default_iterations(bpp, w, h)
+            iterations = int(opts.pop("iterations", 0))
             over = float(opts.pop("overprovision", 1.0))
             n_threads = int(opts.pop("threads", 0))  # numba threads; 0: numba_cpu.default_threads()
         except ValueError as exc:
             raise OptionError(f"bad splat option: {exc}") from None
+        if iterations < 0:
+            raise OptionError(f"splat option iterations must be >= 0 (0: default), got {iterations}")
+        if not (math.isfinite(over) and 0 < over <= 100):
+            raise OptionError(f"splat option overprovision must be in (0, 100], got {over}")
+        if n_threads < 0:
+            raise OptionError(f"splat option threads must be >= 0, got {n_threads}")
+        iterations = iterations or default_iterations(bpp, w, h)
         if opts:
             raise OptionError(f"unknown splat option(s): {', '.join(opts)}")
         quant = QuantConfig().canonical()
@@ -301,9 +349,8 @@ class SplatCodec(Codec):
         if len(frames) != 1:
             raise BitstreamError("splat image stream needs exactly one frame packet")
         q, cfg = unpack_gaussians(unpack_chunks(frames[0].payload), header.width, header.height)
-        means, chol, colors = dequantize(q, cfg)
         with cpu_threads(device):
-            return render_image(means, chol, colors, header.width, header.height, device)
+            return render_quantized(q, cfg, header.width, header.height, device)
 
 
 def default_iterations(bpp: float, width: int, height: int) -> int:

@@ -25,10 +25,9 @@ import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from dappled.codec.chunks import pack_chunks, require, unpack_chunks
 from dappled.codec.container import (
@@ -39,29 +38,28 @@ from dappled.codec.container import (
     PacketType,
     StreamHeader,
 )
+from dappled.codec.defaults import DEFAULT_GOP, DEFAULT_QUALITY, image_payload_budget
+from dappled.codec.motion import Motion, _grid, estimate_motion, no_motion
 from dappled.codec.registry import Codec, EncodeParams
 from dappled.codec.splat import (
     MAX_COLOR_SYMBOL,
+    MIN_PAYLOAD_BYTES,
     PRESETS,
     fit_to_budget,
     max_gaussians,
     pack_gaussians,
-    render_image,
+    render_quantized,
     unpack_gaussians,
 )
+from dappled.codec.stream import FrameStats as BaseFrameStats
 from dappled.entropy import decode_symbols, encode_symbols
 from dappled.errors import BitstreamError, LimitError, OptionError
-from dappled.eval.metrics import psnr
 from dappled.models.splat.numba_cpu import cpu_threads
-from dappled.models.splat.quantize import (
-    LOG_SCALE_MAX,
-    LOG_SCALE_MIN,
-    QuantConfig,
-    QuantizedGaussians,
-    dequantize,
-    dequantize_numpy,
-    quantize,
-)
+from dappled.models.splat.symbols import LOG_SCALE_MAX, LOG_SCALE_MIN, QuantConfig, QuantizedGaussians
+from dappled.quality import psnr
+
+if TYPE_CHECKING:
+    import torch
 
 CODEC_ID = 4
 PAYLOAD_VERSION = 1
@@ -71,7 +69,6 @@ _VHED = struct.Struct("<BBI")
 _MOTN = struct.Struct("<BB")  # block size, vector count
 _VEC = struct.Struct("<ii")
 MAX_VECTORS = 16
-MOTION_BLOCK = 32
 _CONFIG = struct.Struct("<BHI")  # version, group length, target kbps (informative)
 # quality preset -> mean bits per pixel per frame of the whole stream
 VIDEO_PRESETS: dict[int, float] = {1: 0.03, 2: 0.05, 3: 0.08, 4: 0.12, 5: 0.18, 6: 0.27, 7: 0.4, 8: 0.6}
@@ -194,28 +191,6 @@ def apply_frame(payload: bytes, state: VideoState | None, width: int, height: in
     return VideoState(new, state.cfg)
 
 
-@dataclass
-class Motion:
-    """A block motion field: vectors (K, 2) in position units, labels (rows, cols) of blocks."""
-
-    block: int
-    vectors: np.ndarray
-    labels: np.ndarray
-
-    def is_zero(self) -> bool:
-        """True when nothing moves."""
-        return not np.any(self.vectors[self.labels.ravel()])
-
-
-def _grid(width: int, height: int, block: int) -> tuple[int, int]:
-    return -(-height // block), -(-width // block)
-
-
-def no_motion(width: int, height: int, block: int = MOTION_BLOCK) -> Motion:
-    """The motion field that moves nothing."""
-    return Motion(block, np.zeros((1, 2), np.int64), np.zeros(_grid(width, height, block), np.int64))
-
-
 def pack_motion(m: Motion) -> bytes:
     """MOTN chunk: block size u8, K u8, K x (dx i32, dy i32), then the block labels (categorical)."""
     vecs = b"".join(_VEC.pack(int(x), int(y)) for x, y in m.vectors)
@@ -266,93 +241,10 @@ def leaves_frame(q: QuantizedGaussians, m: Motion, cfg: QuantConfig, width: int,
     return (x < 0) | (x >= width * scale) | (y < 0) | (y >= height * scale)
 
 
-def _luma(img: np.ndarray) -> np.ndarray:
-    return img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-
-def motion_candidates(prev: np.ndarray, cur: np.ndarray, k: int = 3,
-                      max_shift: float = 0.3) -> list[tuple[float, float]]:
-    """Up to k translations (dx, dy) in pixels that move parts of `prev` onto `cur`: the highest
-    peaks of the phase correlation of the luma, with parabolic sub-pixel refinement."""
-    a, b = _luma(prev), _luma(cur)
-    h, w = a.shape
-    win = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
-    r = np.fft.rfft2((b - b.mean()) * win) * np.conj(np.fft.rfft2((a - a.mean()) * win))
-    r /= np.abs(r) + 1e-6
-    corr = np.fft.irfft2(r, s=(h, w))
-    out: list[tuple[float, float]] = []
-    c = corr.copy()
-    for _ in range(k):
-        iy, ix = np.unravel_index(int(np.argmax(c)), c.shape)
-        if c[iy, ix] <= 0.02:
-            break
-
-        def sub(c_m: float, c_0: float, c_p: float) -> float:
-            den = c_m - 2 * c_0 + c_p
-            return 0.0 if den >= 0 else float(np.clip(0.5 * (c_m - c_p) / den, -0.5, 0.5))
-
-        dy = iy + sub(corr[iy - 1, ix], corr[iy, ix], corr[(iy + 1) % h, ix])
-        dx = ix + sub(corr[iy, ix - 1], corr[iy, ix], corr[iy, (ix + 1) % w])
-        dy = dy - h if dy > h / 2 else dy
-        dx = dx - w if dx > w / 2 else dx
-        if abs(dx) <= max_shift * w and abs(dy) <= max_shift * h:
-            out.append((float(dx), float(dy)))
-        ys = [(iy + d) % h for d in range(-3, 4)]
-        xs = [(ix + d) % w for d in range(-3, 4)]
-        c[np.ix_(ys, xs)] = -np.inf  # suppress the peak's neighbourhood
-    return out
-
-
-def estimate_motion(prev: np.ndarray, cur: np.ndarray, scale: int, block: int = MOTION_BLOCK) -> Motion:
-    """A block motion field from `prev` (the decoder's last frame) to `cur`: candidate vectors by
-    phase correlation (plus zero), each block takes the one with the least squared error."""
-    h, w = prev.shape[:2]
-    vecs = [(0, 0)]
-    for dx, dy in motion_candidates(prev, cur):
-        v = (round(dx * scale), round(dy * scale))
-        if v not in vecs:
-            vecs.append(v)
-    rows, cols = _grid(w, h, block)
-    if len(vecs) == 1:
-        return no_motion(w, h, block)
-    a, b = _luma(prev), _luma(cur)
-    cost = np.full((len(vecs), rows, cols), np.inf)
-    pad_r, pad_c = rows * block - h, cols * block - w
-    for i, (vx, vy) in enumerate(vecs):
-        ix, iy = round(vx / scale), round(vy / scale)
-        moved = np.full((h, w), np.nan, np.float32)  # moved(p) = prev(p - v)
-        ys, yd = slice(max(0, -iy), min(h, h - iy)), slice(max(0, iy), min(h, h + iy))
-        xs, xd = slice(max(0, -ix), min(w, w - ix)), slice(max(0, ix), min(w, w + ix))
-        moved[yd, xd] = a[ys, xs]
-        err = np.pad((moved - b) ** 2, ((0, pad_r), (0, pad_c)), constant_values=np.nan)
-        blocks = err.reshape(rows, block, cols, block)
-        valid = np.isfinite(blocks).sum(axis=(1, 3))
-        with np.errstate(invalid="ignore"):
-            mean = np.nansum(blocks, axis=(1, 3)) / np.maximum(valid, 1)
-        # the block's source must be mostly inside the previous frame
-        total = np.isfinite(np.pad(b, ((0, pad_r), (0, pad_c)), constant_values=np.nan)).reshape(
-            rows, block, cols, block).sum(axis=(1, 3))
-        cost[i] = np.where(valid >= 0.5 * total, mean, np.inf)
-    cost[0] *= 0.98  # ties go to "no motion"
-    labels = np.argmin(cost, axis=0)
-    used = np.unique(labels)
-    remap = np.zeros(len(vecs), np.int64)
-    remap[used] = np.arange(len(used))
-    return Motion(block, np.array(vecs, np.int64)[used], remap[labels])
-
-
 def render_state(state: VideoState, width: int, height: int, device: str = "cpu") -> np.ndarray:
-    """Rasterize a decoder state to an (H, W, 3) uint8 frame.
-
-    On the CPU this stays in numpy and numba (:func:`dequantize_numpy`, bit-identical to the
-    torch path) so that a frame costs no torch dispatch overhead: playback's hot path."""
-    if device == "cpu":
-        from dappled.models.splat.numba_cpu import render_numba_forward, to_uint8
-
-        means, chol, colors = dequantize_numpy(state.q, state.cfg)
-        return to_uint8(render_numba_forward(means, chol, colors, height, width))
-    means_t, chol_t, colors_t = dequantize(state.q, state.cfg)
-    return render_image(means_t, chol_t, colors_t, width, height, device)
+    """Rasterize a decoder state to an (H, W, 3) uint8 frame (numpy and numba on the CPU:
+    no torch dispatch overhead on playback's hot path)."""
+    return render_quantized(state.q, state.cfg, width, height, device)
 
 
 class SplatVideoDecoder:
@@ -377,6 +269,17 @@ class SplatVideoDecoder:
         """Forget the reference (before decoding from another intra frame)."""
         self.state = None
         self.last_frame = None
+
+    def warm_up(self) -> None:
+        """Load the renderer's compiled code (numba's cache) by rendering one Gaussian, so that
+        the first frame of a stream costs what any frame costs (a player calls this before it
+        starts the clock, as a video player initialises its decoder)."""
+        one = np.array([2], dtype=np.int64)
+        zero = np.zeros(1, dtype=np.int64)
+        state = VideoState(QuantizedGaussians(one, one, zero, zero, zero, np.zeros((1, 3), np.int64)),
+                           QuantConfig())
+        with cpu_threads(self.device, self.threads):
+            render_state(state, 4, 4, self.device)
 
     def decode(self, packet: Packet) -> np.ndarray | None:
         """Decode one packet; the frame as (H, W, 3) uint8 for FRAME packets, else None."""
@@ -447,17 +350,28 @@ class VideoEncodeOptions:
                 out = replace(out, **{k: typ(v)})
             except ValueError:
                 raise OptionError(f"bad value for splat video option {k}: {v!r}") from None
+        out.check()
         return out
+
+    def check(self) -> None:
+        """OptionError on a value the encoder cannot work with (negative counts, NaN ...)."""
+        for k in self.__dataclass_fields__:
+            v = getattr(self, k)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise OptionError(f"splat video option {k} must be a finite number, got {v}")
+            if v < 0:
+                raise OptionError(f"splat video option {k} must be >= 0, got {v}")
+        for k in ("i_iterations", "i_weight", "lr_means", "lr_chol", "lr_colors"):
+            if getattr(self, k) <= 0:
+                raise OptionError(f"splat video option {k} must be > 0, got {getattr(self, k)}")
+        if self.seed >= 1 << 32:
+            raise OptionError(f"splat video option seed must be below 2**32, got {self.seed}")
 
 
 @dataclass
-class FrameStats:
-    """What the encoder did for one frame."""
+class FrameStats(BaseFrameStats):
+    """What the splat video encoder did for one frame (beyond what every stream encoder says)."""
 
-    frame: int
-    type: int
-    bytes: int
-    budget: int
     gaussians: int
     updated: int = 0
     added: int = 0
@@ -512,6 +426,7 @@ class SplatVideoEncoder:
         self.stats: list[FrameStats] = []
         self.recon: np.ndarray | None = None  # the decoder's picture of the last frame
         self.last_psnr: float | None = None  # PSNR of that picture if it was a predicted frame
+        self.config_kbps: float | None = None  # the rate the CONFIG packet states (default: kbps)
 
     # -- rate control
 
@@ -530,6 +445,10 @@ class SplatVideoEncoder:
             self.group = None
 
     # -- encoding
+
+    def config(self) -> bytes:
+        """The CONFIG packet's payload: group length and the stream's target rate."""
+        return config_payload(self.gop, self.config_kbps if self.config_kbps is not None else self.kbps)
 
     def encode(self, frame: np.ndarray, frames_left: int | None = None,
                progress: Callable[[int, int, float], None] | None = None) -> Packet:
@@ -614,7 +533,7 @@ class SplatVideoEncoder:
         budget -= vhed_bytes
         if budget < 64:
             raise OptionError(f"--kbps {self.kbps} leaves no room for an intra frame at {self.w}x{self.h}")
-        n_est = max(8, min(int(budget * 8 / BITS_PER_GAUSSIAN_GUESS), max_gaussians(self.w, self.h)))
+        n_est = min(max(8, int(budget * 8 / BITS_PER_GAUSSIAN_GUESS)), max_gaussians(self.w, self.h))
         cfg = FitConfig(n_gaussians=n_est, iterations=self.opts.i_iterations, seed=self.opts.seed)
         if self.float_g is None:
             g = fit(frame, cfg, progress=progress)
@@ -634,7 +553,10 @@ class SplatVideoEncoder:
         return payload, FrameStats(self.index, FRAME_I, 0, 0, len(st.q))
 
     def _encode_predicted(self, frame: np.ndarray, budget: int) -> tuple[bytes, FrameStats]:
+        import torch
+
         from dappled.models.splat.fit import FitConfig, add_by_error, finetune, image_to_tensor, solve_colors
+        from dappled.models.splat.quantize import dequantize, quantize
 
         assert self.state is not None
         st = self.state
@@ -779,11 +701,14 @@ def _count_flags(payload: bytes) -> dict[int, int]:
 
 def _as_gaussians(state: VideoState) -> Any:
     from dappled.models.splat.fit import Gaussians
+    from dappled.models.splat.quantize import dequantize
 
     return Gaussians(*dequantize(state.q, state.cfg))
 
 
 def _render_t(g: Any, w: int, h: int) -> torch.Tensor:
+    import torch
+
     from dappled.models.splat import render_numba_forward
 
     out = render_numba_forward(g.means.numpy(), g.chol.numpy(), g.colors.numpy(), h, w)
@@ -800,14 +725,53 @@ class SplatVideoCodec(Codec):
     codec_id = CODEC_ID
     description = "splat video: intra fits + predicted Gaussian updates (use --codec splat on a video)"
     quality_range = (1, 8)
-    default_quality = 4
+    default_quality = DEFAULT_QUALITY
     supports_bpp = True
+
+    def test_encode_kwargs(self) -> dict[str, Any]:
+        """A short intra fit (see Codec.test_encode_kwargs)."""
+        return {"i_iterations": 30}
+
+    def make_decoder(self, header: StreamHeader, device: str = "cpu") -> SplatVideoDecoder:
+        """The predictive decoder (one state carried from frame to frame)."""
+        return SplatVideoDecoder(header, device)
+
+    def make_encoder(self, width: int, height: int, fps: float, params: EncodeParams, *,
+                     kbps: float | None = None, gop: int = DEFAULT_GOP,
+                     frames: int | None = None) -> SplatVideoEncoder:
+        """The predictive encoder at `kbps` (or the --quality preset's rate, VIDEO_PRESETS). With
+        `frames` known, the container's fixed cost (header, CONFIG, INDEX, END) comes out of the
+        rate, so the whole file meets it."""
+        if kbps is not None and params.quality is not None:
+            raise OptionError("give either --kbps or --quality, not both")
+        if params.bpp is not None:
+            raise OptionError("--bpp is for images; give a video --kbps or --quality")
+        if kbps is None:
+            quality = params.quality if params.quality is not None else self.default_quality
+            if quality not in VIDEO_PRESETS:
+                lo, hi = min(VIDEO_PRESETS), max(VIDEO_PRESETS)
+                raise OptionError(f"--quality for video must be in {lo}..{hi}")
+            kbps = VIDEO_PRESETS[quality] * width * height * fps / 1000.0
+        if not (math.isfinite(kbps) and kbps > 0):
+            raise OptionError(f"--kbps must be a positive number, got {kbps}")
+        if not 1 <= gop <= MAX_GOP:
+            raise OptionError(f"--gop must be in 1..{MAX_GOP}, got {gop}")
+        effective = kbps
+        if frames:
+            fixed = HEADER_SIZE + 3 * PACKET_HEADER_SIZE + _CONFIG.size + 12 * ((frames + gop - 1) // gop) + 4
+            effective = max(kbps - fixed * 8 / 1000 * fps / frames, kbps * 0.5)
+        opts = VideoEncodeOptions.from_options({**params.options, "seed": params.seed})
+        enc = SplatVideoEncoder(width, height, fps, effective, gop, opts, params.device)
+        enc.config_kbps = kbps
+        return enc
 
     def encode_image(self, image: np.ndarray, params: EncodeParams) -> list[Packet]:
         """One intra frame at the image splat codec's bpp target."""
         h, w = image.shape[:2]
-        bpp = params.bpp if params.bpp is not None else PRESETS[params.quality or self.default_quality]
-        nbytes = bpp * w * h / 8 - HEADER_SIZE - PACKET_HEADER_SIZE
+        quality = params.quality if params.quality is not None else self.default_quality
+        bpp = params.bpp if params.bpp is not None else PRESETS[quality]
+        # the FRAME packet header counts in the encoder's budget; tiny images get a floor (splat.py)
+        nbytes = max(image_payload_budget(bpp, w, h), MIN_PAYLOAD_BYTES + 16) + PACKET_HEADER_SIZE
         enc = SplatVideoEncoder(w, h, 1.0, nbytes * 8 / 1000, 1,
                                 VideoEncodeOptions.from_options(dict(params.options)), params.device)
         return [enc.encode(image, 1)]

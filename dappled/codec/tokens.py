@@ -40,6 +40,7 @@ from dappled.codec.container import (
     PacketType,
     StreamHeader,
 )
+from dappled.codec.defaults import DEFAULT_QUALITY, IMAGE_CONTAINER_BYTES, image_payload_budget
 from dappled.codec.registry import Codec, EncodeParams
 from dappled.errors import BitstreamError, InputError, LimitError, OptionError, UnsupportedError
 
@@ -48,6 +49,10 @@ _HEAD = struct.Struct("<BBBB")
 ALLOC_IDS = {"adaptive": 0, "uniform": 1}
 # 4096 x 4096 at most: 4096 tiles of 64 px; decoding batches tiles, so memory stays small.
 MAX_PIXELS = 1 << 24
+# What a stream can justify: every tile costs a network decode, and holds at least one token of
+# a few bits (flat images: ~1 tile per byte), so a stream may not declare more tiles than this
+# many per byte of its token payload.
+MAX_TILES_PER_BYTE = 16
 BATCH = 256  # tiles per network call (larger calls run faster; ~100 MB of activations)
 # Token counts at which the encoder measures each tile's distortion (adaptive allocation picks
 # among these; the ladder is denser where the distortion falls fastest).
@@ -205,6 +210,9 @@ def _read_payload(payload: bytes, height: int, width: int) -> tuple[Any, int, in
         raise LimitError(f"frame of {width}x{height} is over the tokens codec's limit of {MAX_PIXELS} pixels")
     rows, cols = tile_grid(height, width, model.config.tile)
     n_tiles = rows * cols
+    if n_tiles > MAX_TILES_PER_BYTE * (len(toks) + 16):
+        raise LimitError(f"tokens stream codes {n_tiles} tiles of {width}x{height} in {len(toks)} bytes "
+                         f"(at most {MAX_TILES_PER_BYTE} per byte)")
     k = decode_symbols(ks, max_count=n_tiles)
     if k.size != n_tiles:
         raise BitstreamError(f"tokens stream has {k.size} token counts for {n_tiles} tiles")
@@ -365,7 +373,7 @@ class TokensCodec(Codec):
     codec_id = 3
     description = "1D image tokenizer (FSQ tokens, tail-token drop), content-adaptive tokens per tile"
     quality_range: ClassVar[tuple[int, int]] = (1, 8)
-    default_quality = 4
+    default_quality = DEFAULT_QUALITY
     supports_bpp = True
 
     def rd_points(self, n: int) -> list[dict[str, Any]]:
@@ -424,7 +432,7 @@ class TokensCodec(Codec):
                            0, KEYFRAME)]
         # The container, chunk headers, k values and prefix lengths cost bytes outside the token
         # bits: shrink the token budget until the whole stream meets the target.
-        target = params.bpp * h * w
+        target = 8 * (image_payload_budget(params.bpp, w, h) + IMAGE_CONTAINER_BYTES)
         budget = target - 8 * 60
         payload = b""
         for _ in range(8):

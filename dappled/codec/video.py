@@ -9,6 +9,7 @@ with a seekable file finds it from the end without scanning; a reader on a pipe 
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 import time
@@ -33,23 +34,16 @@ from dappled.codec.container import (
     encode_header,
     encode_packet,
 )
-from dappled.codec.splat_video import (
-    CODEC_ID,
-    VIDEO_PRESETS,
-    FrameStats,
-    SplatVideoDecoder,
-    SplatVideoEncoder,
-    VideoEncodeOptions,
-    config_payload,
-)
+from dappled.codec.defaults import DEFAULT_GOP
+from dappled.codec.registry import Codec, EncodeParams
+from dappled.codec.stream import FrameStats, StreamDecoder
 from dappled.errors import BitstreamError, InputError, OptionError, TruncatedError
 from dappled.fileio import atomic_open
 
 _INDEX_ENTRY = struct.Struct("<IQ")
 _PACKET = struct.Struct("<BBHIII")  # the container's packet header (docs/format.md)
 _U32 = struct.Struct("<I")
-VIDEO_CODECS = {"splat": "splatv", "splatv": "splatv"}
-DEFAULT_GOP = 25
+VIDEO_FORMS = {"splat": "splatv"}  # image codec -> the codec that codes its videos
 
 
 @dataclass
@@ -66,13 +60,6 @@ class VideoEncodeResult:
     def frames(self) -> int:
         """Frames coded."""
         return len(self.stats)
-
-
-def rate_from_quality(quality: int, width: int, height: int, fps: float) -> float:
-    """kbps of a --quality preset: mean bits per pixel per frame x pixels x frame rate."""
-    if quality not in VIDEO_PRESETS:
-        raise OptionError(f"--quality for video must be in {min(VIDEO_PRESETS)}..{max(VIDEO_PRESETS)}")
-    return VIDEO_PRESETS[quality] * width * height * fps / 1000.0
 
 
 def as_fraction(fps: float | Fraction) -> Fraction:
@@ -122,17 +109,22 @@ def build_stream(header: StreamHeader, packets: Sequence[Packet], config: bytes 
     return b"".join(parts)
 
 
+def video_codec(name: str) -> Codec:
+    """The codec that codes a video given as --codec `name` (splat's video form is splatv; any
+    other codec codes its frames with its own stream encoder, intra-only by default)."""
+    return registry.get(VIDEO_FORMS.get(name, name))
+
+
 def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str = "splat", *,
-                 kbps: float | None = None, quality: int | None = None, gop: int = DEFAULT_GOP,
+                 kbps: float | None = None, quality: int | None = None, gop: int | None = None,
                  device: str = "cpu", progress: bool = False, keep_recon: bool = False,
                  seed: int = 0, **options: Any) -> VideoEncodeResult:
-    """Encode RGB frames (all the same size) into a splat video stream at a bit rate.
+    """Encode RGB frames (all the same size) into a video stream with any registered codec.
 
-    Give ``kbps`` or a ``quality`` preset (1..8, default 4). ``options`` are
-    :class:`VideoEncodeOptions` fields (strings are parsed).
+    Give ``kbps`` or a ``quality`` (the codec's default when neither); ``options`` are the
+    codec's own (``-O``; splatv: :class:`VideoEncodeOptions` fields, strings are parsed).
     """
-    if codec not in VIDEO_CODECS:
-        raise OptionError(f"codec {codec!r} has no video mode (video codecs: {', '.join(VIDEO_CODECS)})")
+    impl = video_codec(codec)
     if not frames:
         raise InputError("no frames to encode")
     if len(frames) > MAX_FRAMES:
@@ -142,16 +134,16 @@ def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str
         if f.shape != (h, w, 3) or f.dtype != np.uint8:
             raise InputError(f"frame {i} is {f.shape} {f.dtype}, expected ({h}, {w}, 3) uint8")
     rate = as_fraction(fps)
-    if kbps is not None and quality is not None:
-        raise OptionError("give either --kbps or --quality, not both")
-    if kbps is None:
-        kbps = rate_from_quality(quality if quality is not None else 4, w, h, float(rate))
-    opts = VideoEncodeOptions.from_options({**options, "seed": seed})
+    gop = DEFAULT_GOP if gop is None else gop
+    if gop < 1:
+        raise OptionError(f"--gop must be at least 1, got {gop}")
+    if kbps is not None and not (math.isfinite(kbps) and kbps > 0):
+        raise OptionError(f"--kbps must be a positive number, got {kbps}")
     n = len(frames)
-    # the container's fixed cost (header, CONFIG, INDEX, END) comes out of the rate
-    fixed = HEADER_SIZE + 3 * PACKET_HEADER_SIZE + 7 + 12 * ((n + gop - 1) // gop) + 4
-    effective = max(kbps - fixed * 8 / 1000 * float(rate) / n, kbps * 0.5)
-    enc = SplatVideoEncoder(w, h, float(rate), effective, gop, opts, device)
+    params = EncodeParams(quality, None, device, False, seed, dict(options))
+    enc = impl.make_encoder(w, h, float(rate), params, kbps=kbps, gop=gop, frames=n)
+    header = StreamHeader(impl.codec_id, w, h, n, rate.numerator, rate.denominator)
+    checker = impl.make_decoder(header, device) if keep_recon else None
     packets: list[Packet] = []
     recon: list[np.ndarray] = []
     t0 = time.perf_counter()
@@ -163,19 +155,20 @@ def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str
     try:
         for i, frame in enumerate(frames):
             packets.append(enc.encode(np.ascontiguousarray(frame), n - i))
-            if keep_recon:
-                assert enc.recon is not None
-                recon.append(enc.recon)
+            if checker is not None:
+                pic = enc.recon if enc.recon is not None else checker.decode(packets[-1])
+                assert pic is not None
+                recon.append(pic)
             if bar is not None:
                 st = enc.stats[-1]
                 bar.update(1)
-                bar.set_postfix_str(f"{'IP'[st.type]} {st.bytes} B, {st.gaussians} G")
+                extra = f", {st.gaussians} G" if hasattr(st, "gaussians") else ""
+                bar.set_postfix_str(f"{'IP'[st.type]} {st.bytes} B{extra}")
     finally:
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
-    header = StreamHeader(CODEC_ID, w, h, n, rate.numerator, rate.denominator)
-    data = build_stream(header, packets, config_payload(gop, kbps))
+    data = build_stream(header, packets, enc.config())
     return VideoEncodeResult(data, enc.stats, seconds, recon)
 
 
@@ -183,10 +176,12 @@ def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str
 
 
 def _reader(stream: BinaryIO, size_hint: int | None = None) -> ContainerReader:
-    reader = ContainerReader(stream, known_codecs=registry.ids(), size_hint=size_hint)
-    if reader.header.codec_id != CODEC_ID:
-        raise BitstreamError(f"not a video stream (codec {registry.name_of(reader.header.codec_id)})")
-    return reader
+    return ContainerReader(stream, known_codecs=registry.ids(), size_hint=size_hint)
+
+
+def make_decoder(header: StreamHeader, device: str = "cpu") -> StreamDecoder:
+    """The stream decoder of the codec the header names."""
+    return registry.by_id(header.codec_id).make_decoder(header, device)
 
 
 def iter_decode(stream: BinaryIO, device: str = "cpu",
@@ -194,7 +189,7 @@ def iter_decode(stream: BinaryIO, device: str = "cpu",
     """Decode a video stream packet by packet from any file object (a pipe is fine):
     yields (frame index, (H, W, 3) uint8 frame) as each packet arrives."""
     reader = _reader(stream, size_hint)
-    dec = SplatVideoDecoder(reader.header, device)
+    dec = make_decoder(reader.header, device)
     n = 0
     for packet in reader:
         img = dec.decode(packet)
@@ -291,7 +286,7 @@ class VideoReader:
         """Yield (index, frame) from `start` on, decoding from the intra frame before it."""
         _key, offset = self.keyframe_before(start)
         self._seek(offset)
-        dec = SplatVideoDecoder(self.header, self.device)
+        dec = make_decoder(self.header, self.device)
         done = 0
         for p in self._reader:
             if p.type != PacketType.FRAME:
@@ -382,7 +377,7 @@ def decode_video_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], 
         header = reader.header
 
         def frames() -> Iterator[np.ndarray]:
-            dec = SplatVideoDecoder(header, device)
+            dec = make_decoder(header, device)
             n = 0
             while True:
                 t0 = time.perf_counter()

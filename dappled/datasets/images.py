@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dappled.codec.container import MAX_DIMENSION, MAX_PIXELS
 from dappled.errors import InputError
 from dappled.fileio import atomic_open
+from dappled.limits import MAX_DIMENSION, MAX_PIXELS
 
 SAMPLE_IMAGE = Path(__file__).parent / "samples" / "kodim23.png"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -36,7 +36,7 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
                 w, h = im.size
                 if w > MAX_DIMENSION or h > MAX_DIMENSION or w * h > MAX_PIXELS:
                     raise InputError(f"{p}: image size {w}x{h} is over the limit")
-                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+                arr = to_rgb8(im)
     except InputError:
         raise
     except FileNotFoundError:
@@ -47,6 +47,21 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
             Image.DecompressionBombWarning) as exc:
         raise InputError(f"{p}: cannot read image ({exc})") from None
     return np.ascontiguousarray(arr)
+
+
+def to_rgb8(im: Image.Image) -> np.ndarray:
+    """An opened image as (H, W, 3) uint8 RGB. 16-bit (and 32-bit integer) grayscale is scaled
+    to 8 bits (Pillow's convert("RGB") would clip it: a 0..65535 ramp would become almost all
+    255); alpha is dropped; palettes and other modes go through Pillow's conversion."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        v = np.asarray(im).astype(np.int64)
+        full = 65535 if im.mode.startswith("I;16") or v.max(initial=0) > 255 else 255
+        v8 = ((np.clip(v, 0, full) * 255 + full // 2) // full).astype(np.uint8)
+        return np.repeat(v8[:, :, None], 3, axis=2)
+    if im.mode == "F":
+        v8 = np.clip(np.rint(np.asarray(im, dtype=np.float64)), 0, 255).astype(np.uint8)
+        return np.repeat(v8[:, :, None], 3, axis=2)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 def save_image(path: str | os.PathLike[str], image: np.ndarray) -> None:

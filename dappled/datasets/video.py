@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dappled.codec.container import MAX_DIMENSION, MAX_PIXELS
 from dappled.errors import InputError, OptionError
 from dappled.fileio import atomic_open
+from dappled.limits import MAX_DIMENSION, MAX_PIXELS
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".y4m", ".avi", ".mov", ".m4v", ".ts", ".mpg", ".ivf")
 # container format name for av.open(..., format=...) when writing to a file object
@@ -159,6 +159,34 @@ def _pick_codec(suffix: str, codec: str) -> str:
             ".y4m": "rawvideo"}.get(suffix, "ffv1")
 
 
+def _write_image_sequence(pattern: str, frames: Iterable[np.ndarray]) -> int:
+    """Write frames as `pattern % i` files, all or nothing: into a temporary folder beside them,
+    moved into place once the last frame is written (a failed decode leaves no frames behind)."""
+    import shutil
+    import tempfile
+
+    from dappled.datasets.images import save_image
+
+    folder = Path(pattern).parent if str(Path(pattern).parent) else Path(".")
+    name = Path(pattern).name
+    if not is_image_pattern(name):
+        raise OptionError(f"{pattern}: the frame number pattern must be in the file name")
+    if not folder.is_dir():
+        raise InputError(f"{pattern}: folder {folder} does not exist")
+    tmp = Path(tempfile.mkdtemp(prefix=".frames-", suffix=".part", dir=folder))
+    try:
+        n = 0
+        for n, frame in enumerate(frames, start=1):
+            save_image(tmp / (name % (n - 1)), frame)
+        if n == 0:
+            raise InputError(f"{pattern}: no frames to write")
+        for i in range(n):
+            os.replace(tmp / (name % i), folder / (name % i))
+        return n
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_video(path: str | os.PathLike[str], frames: Iterable[np.ndarray], fps: float | Fraction,
                 codec: str = "auto", crf: int = 12) -> int:
     """Write RGB frames to a video file (atomically) or a PNG sequence (pattern with %04d).
@@ -167,12 +195,7 @@ def write_video(path: str | os.PathLike[str], frames: Iterable[np.ndarray], fps:
     (high quality, ``crf=0`` is lossless), webm -> VP9, y4m -> raw 4:4:4. Returns frames written.
     """
     if is_image_pattern(path):
-        from dappled.datasets.images import save_image
-
-        n = 0
-        for n, frame in enumerate(frames, start=1):
-            save_image(str(path) % (n - 1), frame)
-        return n
+        return _write_image_sequence(str(path), frames)
     import av
 
     suffix = Path(path).suffix.lower()

@@ -68,13 +68,12 @@ def decode_nonneg(data: bytes, max_count: int) -> np.ndarray:
         )
     out = np.where(buckets > 0, np.int64(1) << nbits, 0).astype(np.int64)
     if total:
-        bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))[:total].astype(np.int64)
-        width = int(nbits.max())
-        starts = np.concatenate([[0], np.cumsum(nbits)[:-1]])
-        k = np.arange(width)[None, :]
-        valid = k < nbits[:, None]
-        idx = np.where(valid, starts[:, None] + k, 0)
-        gathered = np.where(valid, bits[idx], 0)
-        weights = np.where(valid, np.int64(1) << np.maximum(nbits[:, None] - 1 - k, 0), 0)
-        out += (gathered * weights).sum(axis=1)
+        # Memory O(n + total bits), whatever the widths: each mantissa bit adds its power of two to
+        # its value (exact in float64: every sum is an integer below 2**40).
+        bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))[:total]
+        owner = np.repeat(np.arange(len(nbits)), nbits)
+        ends = np.cumsum(nbits)
+        power = (ends[owner] - 1 - np.arange(total)).astype(np.float64)
+        out += np.bincount(owner, weights=np.where(bits != 0, np.exp2(power), 0.0),
+                           minlength=len(nbits)).astype(np.int64)
     return out

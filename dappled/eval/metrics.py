@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from dappled.quality import mse, psnr, psnr_from_mse
 
-def mse(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean squared error over all pixels and channels, on the 0..255 scale."""
-    if a.shape != b.shape:
-        raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
-    d = a.astype(np.float64) - b.astype(np.float64)
-    return float(np.mean(d * d))
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images (RGB, whole image, peak 255); inf when identical."""
-    m = mse(a, b)
-    return math.inf if m == 0 else 10.0 * math.log10(255.0**2 / m)
+__all__ = ["MS_SSIM_WEIGHTS", "ms_ssim", "ms_ssim_window", "mse", "psnr", "psnr_from_mse"]
 
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli, Bovik 2003

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dappled.codec.defaults import IMAGE_CONTAINER_BYTES
 from dappled.eval.bdrate import bd_quality, bd_rate, msssim_db
 from dappled.fileio import atomic_write_bytes
 
 SUMMARY_MD = "summary.md"
-CONTAINER_OVERHEAD = 64  # bytes per image stream: 32-byte header, 16-byte packet header, 16-byte END
+CONTAINER_OVERHEAD = IMAGE_CONTAINER_BYTES  # per image stream: 32-byte header, 16-byte packet header, END
 
 
 @dataclass

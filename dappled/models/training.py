@@ -120,21 +120,20 @@ class TrainerBase:
 
     # ---------------------------------------------------------------- the loop
 
-    def run(self, data: Any = None) -> Any:
+    def run(self, data: Any) -> Any:
         """Train (resuming if OUT/last.pt exists) to cfg.steps; returns the model in eval mode.
 
-        ``data``: a :class:`~dappled.datasets.bsds.BsdsCrops` (default: BSDS500 train+val).
+        ``data``: the training set (e.g. a :class:`~dappled.datasets.bsds.BsdsCrops`), or a
+        function that loads it, called only when there are steps left to train. The trainer
+        does not know where data lives: the caller (the CLI, a test) chooses it.
         """
         from tqdm import tqdm
-
-        from dappled.datasets.bsds import BsdsCrops
 
         cfg = self.cfg
         resumed = self.try_resume()
         if self.step >= cfg.steps:
             return self.model.eval()
-        self.data = data if data is not None else BsdsCrops.load(
-            ("train", "val"), cfg.data_root, cfg.scale, cfg.limit, progress=self.progress)
+        self.data = data() if callable(data) else data
         log_path = self.out / "log.csv"
         new_log = not log_path.exists() or not resumed
         t_start = time.perf_counter()

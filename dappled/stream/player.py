@@ -31,8 +31,8 @@ import numpy as np
 
 from dappled.codec import registry
 from dappled.codec.container import ContainerReader, PacketType
-from dappled.codec.splat_video import CODEC_ID, SplatVideoDecoder
-from dappled.codec.video import VideoReader
+from dappled.codec.stream import StreamDecoder
+from dappled.codec.video import VideoReader, make_decoder
 from dappled.errors import BitstreamError, DappledError, InputError, OptionError
 from dappled.stream.source import Source
 
@@ -83,7 +83,7 @@ class PlayStats:
     stalls: int = 0
     stall_seconds: float = 0.0
     first_frame_ms: float | None = None
-    startup_ms: float = 0.0  # one-time decoder start-up (JIT cache load) before the source opens
+    startup_ms: float = 0.0  # one-time decoder start-up (decoder.warm_up: JIT cache, weights)
     play_seconds: float = 0.0  # from the first frame shown to the last one (pauses excluded)
     seeks: int = 0
     last_frame: int | None = None  # index of the last good frame decoded
@@ -120,10 +120,11 @@ class _End:
 class _DecoderThread(threading.Thread):
     """Reads and decodes packets into a bounded queue until the stream ends or it is stopped."""
 
-    def __init__(self, reader: ContainerReader, device: str, out: queue.Queue[_Frame | _End]) -> None:
+    def __init__(self, reader: ContainerReader, decoder: StreamDecoder,
+                 out: queue.Queue[_Frame | _End]) -> None:
         super().__init__(daemon=True, name="dappled-decoder")
         self.reader = reader
-        self.device = device
+        self.decoder = decoder
         self.out = out
         self.stop_flag = threading.Event()
         self.last_good: int | None = None
@@ -138,7 +139,8 @@ class _DecoderThread(threading.Thread):
         return False
 
     def run(self) -> None:
-        dec = SplatVideoDecoder(self.reader.header, self.device)
+        dec = self.decoder
+        dec.reset()  # a new thread starts at a keyframe (the start, or after a seek)
         count = self.reader.header.frame_count
         wait = 0.0
         try:
@@ -196,9 +198,9 @@ class Player:
                                      size_hint=self.source.size)
         except BitstreamError as exc:
             raise type(exc)(f"{self.source.name}: {exc}") from None
-        if reader.header.codec_id != CODEC_ID or reader.header.frame_count < 1:
+        if reader.header.fps <= 0:  # an image stream: nothing to play on a clock
             raise BitstreamError(f"{self.source.name}: not a video stream "
-                                 f"(codec {registry.name_of(reader.header.codec_id)})")
+                                 f"(a {registry.name_of(reader.header.codec_id)} image, no frame rate)")
         return reader
 
     def _keyframe(self, frame: int) -> tuple[int, int]:
@@ -214,11 +216,15 @@ class Player:
 
     def play(self) -> PlayStats:
         """Play to the end (or until quit); returns the figures."""
-        t0 = time.perf_counter()
-        warm_up(self.device)
-        t_start = time.perf_counter()
         reader = self._open()
         h = reader.header
+        try:
+            decoder = make_decoder(h, self.device)
+        except BitstreamError as exc:
+            raise type(exc)(f"{self.source.name}: {exc}") from None
+        t0 = time.perf_counter()
+        decoder.warm_up()  # the codec's start-up (compiled code, weights) off the clock
+        t_start = time.perf_counter()
         stats = PlayStats(self.source.name, h.width, h.height, h.frame_count, h.fps)
         stats.startup_ms = (t_start - t0) * 1000.0
         if h.fps <= 0:
@@ -231,7 +237,7 @@ class Player:
             reader.seek(offset)
         display = self.display_factory(h.width, h.height, self.source.name)
         frames: queue.Queue[_Frame | _End] = queue.Queue(QUEUE_FRAMES)
-        worker = _DecoderThread(reader, self.device, frames)
+        worker = _DecoderThread(reader, decoder, frames)
         worker.start()
         origin: float | None = None  # wall time at which frame `base` is due
         base = 0
@@ -265,7 +271,7 @@ class Player:
                     worker.stop()
                     frames = queue.Queue(QUEUE_FRAMES)
                     reader.seek(offset)
-                    worker = _DecoderThread(reader, self.device, frames)
+                    worker = _DecoderThread(reader, decoder, frames)
                     worker.start()
                     origin = None
                     stats.seeks += 1
@@ -319,22 +325,6 @@ class Player:
         if any(c in ("forward", "back") for c in cmd) and not self.source.seekable:
             self.on_event("cannot seek: the source is a pipe")
         return cmd
-
-
-def warm_up(device: str = "cpu") -> None:
-    """Load the renderer's compiled code (numba's cache) by rendering one Gaussian, so that the
-    first frame of a stream costs what any frame costs. A player does this before it opens the
-    stream, as a video player initialises its decoder."""
-    from dappled.codec.splat_video import DECODE_THREADS, VideoState, render_state
-    from dappled.models.splat.numba_cpu import cpu_threads
-    from dappled.models.splat.quantize import QuantConfig, QuantizedGaussians
-
-    one = np.array([2], dtype=np.int64)
-    zero = np.zeros(1, dtype=np.int64)
-    state = VideoState(QuantizedGaussians(one, one, zero, zero, zero, np.zeros((1, 3), np.int64)),
-                       QuantConfig())
-    with cpu_threads(device, DECODE_THREADS):
-        render_state(state, 4, 4, device)
 
 
 def play(source: Source, *, headless: bool = True, device: str = "cpu", start: int = 0,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import logging
 import os
 import urllib.parse
 from collections.abc import Callable
@@ -130,6 +131,30 @@ def make_app(root: str | os.PathLike[str]) -> web.Application:
     return app
 
 
+class _OneLineFormatter(logging.Formatter):
+    """A log record as one line: the message and the exception's own message, no traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            detail = str(getattr(exc, "message", "") or exc).strip().splitlines()
+            msg += f": {type(exc).__name__}" + (f": {detail[0]}" if detail else "")
+        return f"dappled serve: {msg}"
+
+
+def _one_line_logs() -> None:
+    """aiohttp logs a malformed request (bad request line, broken headers) with a traceback, one
+    per request: show one line each instead, on standard error."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(_OneLineFormatter())
+    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access"):
+        log = logging.getLogger(name)
+        log.handlers[:] = [handler]
+        log.propagate = False
+        log.setLevel(logging.WARNING)
+
+
 def serve(root: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8000,
           on_ready: Callable[[str], None] | None = None) -> None:
     """Serve `root` until interrupted; `on_ready` gets the base URL once the socket is bound
@@ -137,6 +162,7 @@ def serve(root: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 800
     if not 0 <= port <= 65535:
         raise OptionError(f"--port must be in 0..65535, got {port}")
     app = make_app(root)
+    _one_line_logs()
 
     async def main() -> None:
         runner = web.AppRunner(app, access_log=None)

@@ -106,6 +106,33 @@ class HTTPRangeFile(io.RawIOBase):
         super().close()
 
 
+class PipeFile(io.RawIOBase):
+    """A pipe (standard input) whose reads give up after `timeout` seconds without data, as an
+    HTTP read does: a stalled writer ends playback with an error instead of a hang."""
+
+    def __init__(self, fd: int, name: str = "<stdin>", timeout: float = HTTP_TIMEOUT) -> None:
+        super().__init__()
+        self.fd = fd
+        self.name = name
+        self.timeout = timeout
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        import select
+
+        ready, _, _ = select.select([self.fd], [], [], self.timeout)
+        if not ready:
+            raise InputError(f"{self.name}: no data for {self.timeout:g} s (the writer stalled)")
+        data = os.read(self.fd, len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:  # the descriptor belongs to the process, not to us
+        super().close()
+
+
 @dataclass
 class Source:
     """An opened stream source: a binary file object, its size when known, and whether it seeks."""
@@ -118,7 +145,7 @@ class Source:
     def close(self) -> None:
         """Close the underlying file (not standard input)."""
         if self.file is not sys.stdin.buffer:
-            self.file.close()
+            self.file.close()  # a PipeFile leaves standard input open
 
 
 def is_url(spec: str) -> bool:
@@ -126,12 +153,18 @@ def is_url(spec: str) -> bool:
     return spec.startswith(("http://", "https://"))
 
 
-def open_source(spec: str) -> Source:
-    """Open SOURCE: a path, ``-`` for standard input, or an http(s) URL (InputError if it cannot)."""
+def open_source(spec: str, timeout: float = HTTP_TIMEOUT) -> Source:
+    """Open SOURCE: a path, ``-`` for standard input, or an http(s) URL (InputError if it cannot).
+    `timeout`: seconds a read from standard input or a server may wait for data."""
     if spec == "-":
-        return Source("<stdin>", sys.stdin.buffer, None, False)
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):  # no real descriptor (embedded, tests)
+            return Source("<stdin>", sys.stdin.buffer, None, False)
+        return Source("<stdin>", io.BufferedReader(PipeFile(fd, "<stdin>", timeout), _CHUNK),  # type: ignore[arg-type]
+                      None, False)
     if is_url(spec):
-        f = HTTPRangeFile(spec)
+        f = HTTPRangeFile(spec, timeout)
         return Source(spec, io.BufferedReader(f, _CHUNK), f.size, True)  # type: ignore[arg-type]
     if "://" in spec:
         raise InputError(f"{spec}: only files, '-' and http(s) URLs can be played")

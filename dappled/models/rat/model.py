@@ -18,23 +18,21 @@ trained against the frozen encoder and entropy model, so a stream decodes with e
 from __future__ import annotations
 
 import copy
-import math
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-# Importing CompressAI imports torch_geometric, which calls the deprecated torch.jit.script at
-# import time; that FutureWarning says nothing to a user of `dappled decode`.
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-    from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-    from compressai.layers import GDN
-    from compressai.models.base import CompressionModel, get_scale_table
-    from compressai.models.utils import conv, deconv
-
+from dappled.models.compressai_parts import (
+    GDN,
+    CompressionModel,
+    EntropyBottleneck,
+    GaussianConditional,
+    conv,
+    deconv,
+    get_scale_table,
+)
 from dappled.models.rat.regions import RegionAdaptiveTransform, downsample_labels
 
 # Total stride of the analysis + hyper-analysis: images are padded to a multiple of it.
@@ -242,8 +240,3 @@ def rate_distortion(out: dict[str, Any], x: torch.Tensor, lambdas: torch.Tensor)
 def count_parameters(module: nn.Module) -> int:
     """Number of learnable parameters (for the docs)."""
     return sum(p.numel() for p in module.parameters())
-
-
-def psnr_from_mse(mse: float) -> float:
-    """PSNR of a [0, 1] image from its MSE."""
-    return 10 * math.log10(1.0 / max(mse, 1e-10))

@@ -7,23 +7,29 @@ on CUDA). ``render`` picks torch for CUDA tensors and numba otherwise.
 
 from __future__ import annotations
 
-from torch import Tensor
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from dappled.models.splat.numba_cpu import project_numba, render_numba, render_numba_forward
-from dappled.models.splat.project import (
-    COV_EPS,
-    CUTOFF_M2,
-    CUTOFF_SIGMAS,
-    TILE_SIZE,
-    bin_tiles,
-    bounding_boxes,
-    conics,
-    covariance,
-    radii,
-    tile_grid,
-)
-from dappled.models.splat.reference import render_reference
-from dappled.models.splat.torch_tiles import render_torch
+from dappled.models.splat.constants import COV_EPS, CUTOFF_M2, CUTOFF_SIGMAS, TILE_SIZE
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+# Loaded on first use (PEP 562), so that the decoder's CPU path, which imports
+# ``dappled.models.splat.numba_cpu``, does not pay for importing torch.
+_LAZY = {
+    "project_numba": "numba_cpu",
+    "render_numba_forward": "numba_cpu",
+    "render_numba": "numba_autograd",
+    "bin_tiles": "project",
+    "bounding_boxes": "project",
+    "conics": "project",
+    "covariance": "project",
+    "radii": "project",
+    "tile_grid": "project",
+    "render_reference": "reference",
+    "render_torch": "torch_tiles",
+}
 
 __all__ = [
     "COV_EPS",
@@ -44,7 +50,15 @@ __all__ = [
     "tile_grid",
 ]
 
-_BACKENDS = {"numba": render_numba, "torch": render_torch, "reference": render_reference}
+_BACKENDS = {"numba": "render_numba", "torch": "render_torch", "reference": "render_reference"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def render(
@@ -57,7 +71,7 @@ def render(
     if backend == "auto":
         backend = "torch" if means.is_cuda else "numba"
     try:
-        fn = _BACKENDS[backend]
+        fn = __getattr__(_BACKENDS[backend])
     except KeyError:
         raise ValueError(
             f"unknown splat backend {backend!r}; expected one of {['auto', *_BACKENDS]}"

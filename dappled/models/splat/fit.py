@@ -23,6 +23,7 @@ from scipy.spatial import cKDTree
 
 from dappled.models.splat import render
 from dappled.models.splat.quantize import QuantConfig, fake_quantize
+from dappled.quality import psnr_from_mse
 
 
 @dataclass
@@ -79,15 +80,11 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(image, dtype=np.float32)) / 255.0
 
 
-def psnr_of(mse: float) -> float:
-    """PSNR in dB of an MSE measured on [0, 1] images."""
-    return 10.0 * math.log10(1.0 / max(mse, 1e-12))
-
-
 def gradient_density(target: torch.Tensor) -> np.ndarray:
     """Per-pixel sampling weight: local gradient magnitude of the luma (Image-GS style)."""
     luma = target.numpy() @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    gy, gx = np.gradient(luma)
+    gy = np.gradient(luma, axis=0) if luma.shape[0] > 1 else np.zeros_like(luma)  # 1-pixel sides
+    gx = np.gradient(luma, axis=1) if luma.shape[1] > 1 else np.zeros_like(luma)
     g = np.sqrt(gx * gx + gy * gy)
     return g.astype(np.float64)
 
@@ -286,7 +283,8 @@ def fit(image: np.ndarray, cfg: FitConfig, quant: QuantConfig | None = None,
     g = initialise(target, n0, cfg, rng)
     iters = max(1, cfg.iterations)
     qat_start = int(iters * (1 - cfg.qat_fraction)) if quant is not None else iters + 1
-    densify = sorted({int(iters * f) for f in cfg.densify_at if 0 < f < 1})
+    # a densification needs a render of the step before it: none at step 0 (very short fits)
+    densify = sorted({int(iters * f) for f in cfg.densify_at if 0 < f < 1 and int(iters * f) >= 1})
     trainer = _Trainer(g, cfg, iters)
     rendered = None
     for it in range(iters):
@@ -301,7 +299,7 @@ def fit(image: np.ndarray, cfg: FitConfig, quant: QuantConfig | None = None,
             trainer = _Trainer(g, cfg, iters)
         loss, rendered = trainer.step(it, target, quant if it >= qat_start else None)
         if progress is not None:
-            progress(it + 1, iters, psnr_of(loss))
+            progress(it + 1, iters, psnr_from_mse(loss))
     return trainer.gaussians().detach()
 
 
@@ -317,5 +315,5 @@ def finetune(image: np.ndarray, g: Gaussians, cfg: FitConfig, iterations: int,
     for it in range(iterations):
         loss, _ = trainer.step(it, target, quant)
         if progress is not None:
-            progress(it + 1, iterations, psnr_of(loss))
+            progress(it + 1, iterations, psnr_from_mse(loss))
     return trainer.gaussians().detach()

@@ -30,11 +30,9 @@ from collections.abc import Iterator
 
 import numba
 import numpy as np
-import torch
 from numba import njit, prange
-from torch import Tensor
 
-from dappled.models.splat.project import COV_EPS, CUTOFF_M2, CUTOFF_SIGMAS, TILE_SIZE
+from dappled.models.splat.constants import COV_EPS, CUTOFF_M2, CUTOFF_SIGMAS, TILE_SIZE
 
 _T = TILE_SIZE
 _TILE_H = _T  # forward tiles: 16 rows x 64 columns
@@ -483,6 +481,17 @@ def render_numba_forward(
     return _forward_np(means, chol, colors, int(height), int(width))[0]
 
 
+def footprint(means: np.ndarray, chol: np.ndarray, height: int, width: int) -> tuple[int, int]:
+    """(pixels, rows) a render visits at most: the sums over the Gaussians of their clipped box
+    areas and box heights. Both bound the forward pass's time and its row table's memory, so
+    a decoder can refuse a stream before it renders it."""
+    means, chol, _ = _as_arrays(means, chol, np.zeros((len(means), 3), np.float32))
+    _, boxes = _project(means, chol, means.dtype.type(COV_EPS), int(height), int(width))
+    rows = np.maximum(boxes[:, 3] - boxes[:, 1], 0)
+    cols = np.maximum(boxes[:, 2] - boxes[:, 0], 0)
+    return int((rows * cols).sum()), int(rows.sum())
+
+
 @njit(**_jit)
 def _to_uint8(img, out):
     flat = img.ravel()
@@ -512,57 +521,3 @@ def project_numba(
     con, boxes = _project(means, chol, means.dtype.type(COV_EPS), int(height), int(width))
     offsets, ids = _bin_tiles(boxes, int(height), int(width), _T, _T)
     return con, boxes, offsets, ids
-
-
-def _to_numpy(x: Tensor) -> np.ndarray:
-    """CPU numpy view (or copy) of a tensor; dtypes numpy lacks (bfloat16) go via float32."""
-    x = x.detach().cpu()
-    if x.dtype not in (torch.float32, torch.float64):
-        x = x.float()
-    return x.numpy()
-
-
-class _RenderNumba(torch.autograd.Function):
-    """Autograd wrapper: numba forward over tiles, numba backward over Gaussians."""
-
-    @staticmethod
-    def forward(ctx, means, chol, colors, height, width):
-        m, lc, c = _as_arrays(*(_to_numpy(x) for x in (means, chol, colors)))
-        out, state = _forward_np(m, lc, c, height, width)
-        ctx.save_for_backward(means, chol, colors)  # autograd's in-place modification check
-        ctx.state = state
-        return torch.from_numpy(out).to(means.device)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        means, chol, colors = ctx.saved_tensors
-        m, lc, c = _as_arrays(*(_to_numpy(x) for x in (means, chol, colors)))
-        con, boxes, order, row_off, spans, wr = ctx.state
-        go = np.ascontiguousarray(_to_numpy(grad_out), dtype=m.dtype)
-        g_means = np.empty_like(m)
-        g_chol = np.empty_like(lc)
-        g_colors = np.empty_like(c)
-        with numba.parallel_chunksize(_BWD_CHUNK):
-            _backward_gaussians(
-                m, lc, con, c, boxes, order, row_off, spans, wr, go, g_means, g_chol, g_colors
-            )
-        dev = means.device
-        return (
-            torch.from_numpy(g_means).to(dev),
-            torch.from_numpy(g_chol).to(dev),
-            torch.from_numpy(g_colors).to(dev),
-            None,
-            None,
-        )
-
-
-def render_numba(means: Tensor, chol: Tensor, colors: Tensor, height: int, width: int) -> Tensor:
-    """Render (height, width, 3) with the numba CPU backend; differentiable w.r.t. all inputs.
-
-    float64 inputs are computed in float64, anything else in float32. Tensors on another
-    device are rendered on the CPU and the result is moved back. Gaussians with non-finite
-    parameters or a degenerate conic (sigma beyond ~1e9 px in float32) are skipped.
-    """
-    if height < 0 or width < 0:
-        raise ValueError("height and width must be >= 0")
-    return _RenderNumba.apply(means, chol, colors, int(height), int(width))

@@ -5,7 +5,7 @@ without region-adaptive transforms), the shallow vs the full decoder, rat vs Web
 so the rat variants are evaluated by separate runs into the same folder (different codec
 options make different series labels), and this module compares any two of them:
 
-    python -m dappled.models.rat.compare runs/kodak-rat [TEST=ANCHOR ...]
+    python -m dappled.eval.compare runs/kodak-rat [TEST=ANCHOR ...]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Print the comparison table of a run folder (pairs given as TEST=ANCHOR, or the defaults)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
-        raise SystemExit("usage: python -m dappled.models.rat.compare RUN_DIR [TEST=ANCHOR ...]")
+        raise SystemExit("usage: python -m dappled.eval.compare RUN_DIR [TEST=ANCHOR ...]")
     pairs = [tuple(a.split("=", 1)) for a in args[1:]] or list(DEFAULT_PAIRS)
     print(compare_markdown(args[0], pairs), end="")  # type: ignore[arg-type]
 
