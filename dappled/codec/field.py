@@ -276,6 +276,10 @@ class FieldCodec(Codec):
     default_quality = 4
     supports_bpp = True
 
+    def test_encode_kwargs(self) -> dict[str, Any]:
+        """A real fit, cut to a few iterations."""
+        return {"iterations": 8}
+
     def rd_points(self, n: int) -> list[dict[str, Any]]:
         """Quality presets spread over 1..8 (lambda halves per step: ~0.15 to ~2 bpp on Kodak)."""
         return super().rd_points(n) if n > 8 else [

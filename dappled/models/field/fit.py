@@ -55,7 +55,7 @@ ProgressFn = Callable[[int, int, float, float], None]
 
 def image_tensor(image: np.ndarray, device: str = "cpu") -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().to(device) / 255.0
+    return torch.from_numpy(np.array(image.transpose(2, 0, 1), dtype=np.float32)).to(device) / 255.0
 
 
 def lr_factor(i: int, n: int, warmup: float) -> float:
