@@ -1,5 +1,5 @@
 """The layering rules of DEVELOPERS.md, checked on the source (every import statement, also those
-inside functions), and the cold-start promise: decoding a splat image never imports torch."""
+inside functions), and the cold-start promise: decoding a splat or field image never imports torch."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def _modules_after(code: str, tmp_path: Path) -> set[str]:
     return set(proc.stdout.split())
 
 
-@pytest.mark.parametrize("codec", ["splat", "splatv"])
+@pytest.mark.parametrize("codec", ["splat", "splatv", "field"])
 def test_splat_decode_and_info_never_import_torch(codec: str, tmp_path: Path) -> None:
     image = load_image(SAMPLE_IMAGE)[100:164, 200:296]
     stream = tmp_path / "s.dpl"

@@ -42,6 +42,8 @@ from dappled.models.field.integer import (
     decode_latents,
     encode_latents,
     tensor_shapes,
+    unzigzag,
+    zigzag,
 )
 from dappled.models.field.layout import PRESETS, STEP_SHIFTS, Arch, grids, macs_per_pixel, step_shift_for
 from dappled.models.field.synthesis import synthesize
@@ -84,8 +86,6 @@ def pack_payload(net: QuantNet, words: np.ndarray, excess: np.ndarray) -> bytes:
     head = _HEAD.pack(PAYLOAD_VERSION, a.ctx, a.arm_hidden, a.arm_layers, a.synth_hidden, a.res_hidden,
                       net.step_shift, len(excess))
     head += bytes(t.k for t in net.tensors())
-    from dappled.models.field.quantize import zigzag
-
     ints = np.concatenate([t.ints.ravel() for t in net.tensors()])
     chunks = {"HEAD": head, "NET ": encode_nonneg(zigzag(ints)), "LAT ": words_to_bytes(words)}
     if len(excess):
@@ -104,8 +104,6 @@ class Parsed:
 
 def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
     """Parse a frame payload; BitstreamError (LimitError) on anything inconsistent or oversized."""
-    from dappled.models.field.quantize import unzigzag
-
     if width * height > MAX_PIXELS:
         raise LimitError(f"field streams are limited to {MAX_PIXELS} pixels, got {width}x{height}")
     chunks = unpack_chunks(payload)

@@ -85,6 +85,18 @@ def arm_layer_count(arch: Arch) -> int:
     return 2 * (arch.arm_layers + 1)
 
 
+def zigzag(v: np.ndarray) -> np.ndarray:
+    """Signed -> non-negative integers (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...)."""
+    v = np.asarray(v, dtype=np.int64)
+    return np.where(v >= 0, 2 * v, -2 * v - 1)
+
+
+def unzigzag(u: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`zigzag`."""
+    u = np.asarray(u, dtype=np.int64)
+    return np.where(u % 2 == 0, u // 2, -(u + 1) // 2)
+
+
 # ---------------------------------------------------------------- coding tables
 
 

@@ -11,22 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dappled.models.field.integer import KMAX, WMAX, QuantNet, QuantTensor, arm_layer_count
+from dappled.models.field.integer import KMAX, WMAX, QuantNet, QuantTensor, arm_layer_count, zigzag
 from dappled.models.field.model import FieldModel, laplace_bits
 
 K_CANDIDATES = range(3, KMAX + 1)
-
-
-def zigzag(v: np.ndarray) -> np.ndarray:
-    """Signed -> non-negative integers (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...)."""
-    v = np.asarray(v, dtype=np.int64)
-    return np.where(v >= 0, 2 * v, -2 * v - 1)
-
-
-def unzigzag(u: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`zigzag`."""
-    u = np.asarray(u, dtype=np.int64)
-    return np.where(u % 2 == 0, u // 2, -(u + 1) // 2)
 
 
 def weight_bits(ints: np.ndarray) -> float:
