@@ -20,6 +20,7 @@ class EvalSpec:
     params: Sequence[str] = ()
     out_dir: str | None = None
     jobs: int = 1
+    ray: str | None = None  # Ray cluster address (local, auto, HOST:PORT, ray://...): points as Ray tasks
     anchor: str = "jpeg"
     data_root: str | None = None
     limit: int | None = None
@@ -74,7 +75,7 @@ def evaluate(spec: EvalSpec) -> EvalResult:
     label = dataset_label(spec.dataset)
     out = Path(spec.out_dir) if spec.out_dir else Path("runs") / label
 
-    outcome = sweep.run_sweep(series, images, out, jobs=spec.jobs, device=spec.device,
+    outcome = sweep.run_sweep(series, images, out, jobs=spec.jobs, ray=spec.ray, device=spec.device,
                               seed=spec.seed, dataset=label, progress=spec.progress)
     curves = summary.mean_curves(outcome.rows, n_images=len(images))
     md = summary.summary_markdown(curves, spec.anchor, label, len(images))
