@@ -74,7 +74,13 @@ def encode_video_gops(frames: Sequence[np.ndarray], fps: float | Fraction, codec
     the bytes do not depend on ``jobs`` or ``ray``."""
     from tqdm import tqdm
 
-    from dappled.codec.splat_video import CODEC_ID, VideoEncodeOptions, config_payload
+    from dappled.codec.splat_video import (
+        CODEC_ID,
+        MAX_GOP,
+        SplatVideoEncoder,
+        VideoEncodeOptions,
+        config_payload,
+    )
     from dappled.codec.video import (
         VIDEO_CODECS,
         VideoEncodeResult,
@@ -101,12 +107,12 @@ def encode_video_gops(frames: Sequence[np.ndarray], fps: float | Fraction, codec
         kbps = rate_from_quality(quality if quality is not None else 4, w, h, float(rate))
     opts = {**{k: str(v) for k, v in options.items()}, "seed": str(seed)}
     VideoEncodeOptions.from_options(opts)  # bad options fail here, not in a worker
+    if not 1 <= gop <= MAX_GOP:
+        raise OptionError(f"--gop must be in 1..{MAX_GOP}, got {gop}")
     n = len(frames)
     groups = plan_groups(n, gop)
     target = effective_kbps(kbps, n, gop, float(rate))
-    # a bad --gop or --kbps fails here too (the encoder's checks), before any worker starts
-    from dappled.codec.splat_video import SplatVideoEncoder
-
+    # a bad --kbps (and the like) fails here too, with the encoder's own checks, before any worker starts
     SplatVideoEncoder(w, h, float(rate), target, gop, VideoEncodeOptions.from_options(opts), device)
 
     results: dict[int, tuple[list[Packet], list[Any], float]] = {}
