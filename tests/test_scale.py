@@ -385,3 +385,21 @@ def test_local_process_gops_match_one_process() -> None:
     assert one.data == two.data
     with pytest.raises(OptionError, match="gop"):
         encode_video_gops(frames, Fraction(25), kbps=160, gop=0, **FAST)
+
+
+def test_ray_local_starts_and_stops_a_runtime_here(crops: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["encode", str(crops), "-o", str(out), "--codec", "jpeg", "-q", "30",
+                                   "--quiet", "--ray", "local"])
+    assert res.exit_code == 0, res.output
+    assert "3 image(s) encoded" in res.output
+    assert (out / "b.dpl").read_bytes() == encode_image(load_image(crops / "b.png"), "jpeg", quality=30)
+    assert not ray.is_initialized()
+
+
+def test_jobs_with_a_cluster_address_is_a_usage_error(cluster: LocalCluster, crops: Path,
+                                                      tmp_path: Path) -> None:
+    res = CliRunner().invoke(cli, ["eval", "--dataset", str(crops), "--codec", "jpeg", "--param",
+                                   "jpeg:quality=20", "--out", str(tmp_path / "o"), "--quiet", "-j", "2",
+                                   "--ray", cluster.address])
+    assert res.exit_code == 1 and "--jobs is for local runs" in res.stderr

@@ -29,7 +29,8 @@ PARAM_HELP = ("Rate points or options of one codec, repeatable: CODEC:quality=10
               help="Parallel worker processes (over images and points).")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
               help="Run the points as Ray tasks (one CPU each) on a cluster: local (start Ray here), auto, "
-                   "HOST:PORT or ray://HOST:PORT. Needs pip install 'dappled[ray]'; see docs/scale.md.")
+                   "HOST:PORT or ray://HOST:PORT (with local, -j N sets its CPUs). Needs "
+                   "pip install 'dappled[ray]'; see docs/scale.md.")
 @click.option("--anchor", default="jpeg", show_default=True, help="Reference curve of the BD table.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Folder of the named data sets (default $DAPPLED_DATA or ../shared/data).")

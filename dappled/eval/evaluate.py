@@ -60,7 +60,10 @@ def evaluate(spec: EvalSpec) -> EvalResult:
     from dappled.datasets.images import dataset_images
     from dappled.eval import plot, report, summary, sweep
 
-    check_device(spec.device)
+    if spec.ray is None:
+        check_device(spec.device)
+    elif spec.device not in ("cpu", "cuda"):  # on a cluster, the workers have the GPUs (or not)
+        raise OptionError(f"device must be cpu or cuda, got {spec.device!r}")
     if spec.limit is not None and spec.limit < 1:
         raise OptionError(f"--limit must be at least 1, got {spec.limit}")
     if spec.jobs < 1:

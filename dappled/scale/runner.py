@@ -242,11 +242,14 @@ def run_all(backend: Backend, fn: Callable[..., Any], count: int,
 @contextlib.contextmanager
 def open_backend(*, jobs: int = 1, ray: str | None = None, device: str = "cpu") -> Iterator[Backend]:
     """The backend of a run: Ray tasks (one CPU each, and one GPU each with ``device='cuda'``) on
-    the cluster at ``ray``, else ``jobs`` local processes (this process for one)."""
+    the cluster at ``ray`` (with ``local``, ``jobs`` > 1 sets the CPUs of the runtime started
+    here), else ``jobs`` local processes (this process for one)."""
     if ray is not None:
-        from dappled.scale.cluster import connect
+        from dappled.scale.cluster import LOCAL, connect
 
-        with connect(ray) as r:
+        if jobs > 1 and ray != LOCAL:
+            raise OptionError("--jobs is for local runs (and --ray local); a cluster runs a task per CPU")
+        with connect(ray, num_cpus=jobs if jobs > 1 else None) as r:
             backend = RayTasks(r, num_cpus=1, num_gpus=1 if device == "cuda" else 0)
             with backend:
                 yield backend
