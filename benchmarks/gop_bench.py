@@ -30,7 +30,8 @@ def main() -> None:
     fps: Fraction = probe_video(args.clip).fps
     frames = load_clip(args.clip, 0, args.frames)
     h, w = frames[0].shape[:2]
-    print(f"{args.clip}: {len(frames)} frames {w}x{h}, GOP {args.gop}, {args.kbps} kbps, {os.cpu_count()} cores")
+    print(f"{args.clip}: {len(frames)} frames {w}x{h}, GOP {args.gop}, {args.kbps} kbps, "
+          f"{os.cpu_count()} cores")
     print("| run | wall (s) | sum of group encode times (s) | load average at start | bytes |")
     print("|---|---:|---:|---:|---:|")
     data = {}
