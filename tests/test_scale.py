@@ -229,6 +229,33 @@ def test_ctrl_c_leaves_a_resumable_run(cluster: LocalCluster, crops: Path, tmp_p
     _keys_once(out, 12)
 
 
+def test_sigint_to_the_cli_leaves_a_resumable_run(cluster: LocalCluster, tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    image = load_image(SAMPLE_IMAGE)
+    for i, view in enumerate((image, image[::-1], image[:, ::-1])):
+        save_image(folder / f"{'abc'[i]}.png", np.ascontiguousarray(view))
+    out = tmp_path / "run"
+    exe = shutil.which("dappled", path=str(Path(sys.executable).parent))
+    assert exe is not None
+    cmd = [exe, "eval", "--dataset", str(folder), "--codec", "jp2", "--codec", "jxl", "--param",
+           "jp2:bpp=0.3,0.8,1.5", "--param", "jxl:quality=20,50,80", "--out", str(out), "--ray",
+           cluster.address, "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / sweep.RESULTS_JSON).exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    _, err = proc.communicate(timeout=60)
+    done = len(sweep.load_results(out))
+    assert proc.returncode != 0 and 1 <= done < 18, (proc.returncode, done, err)
+    assert "Traceback" not in err
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert f"{18 - done} point(s) run, {done} already done" in res.stdout
+    _keys_once(out, 18)
+
+
 # ---------------------------------------------------------------- video by groups
 
 
