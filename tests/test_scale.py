@@ -229,6 +229,11 @@ def test_ctrl_c_leaves_a_resumable_run(cluster: LocalCluster, crops: Path, tmp_p
     _keys_once(out, 12)
 
 
+def _default_sigint() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_to_the_cli_leaves_a_resumable_run(cluster: LocalCluster, tmp_path: Path) -> None:
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -241,14 +246,18 @@ def test_sigint_to_the_cli_leaves_a_resumable_run(cluster: LocalCluster, tmp_pat
     cmd = [exe, "eval", "--dataset", str(folder), "--codec", "jp2", "--codec", "jxl", "--param",
            "jp2:bpp=0.3,0.8,1.5", "--param", "jxl:quality=20,50,80", "--out", str(out), "--ray",
            cluster.address, "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # the child gets SIGINT as a terminal gives it (pytest's process may have it ignored or blocked
+    # by then, and a child inherits both)
+    parent = (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     deadline = time.monotonic() + 120
     while not (out / sweep.RESULTS_JSON).exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     _, err = proc.communicate(timeout=60)
     done = len(sweep.load_results(out))
-    assert proc.returncode != 0 and 1 <= done < 18, (proc.returncode, done, err)
+    assert proc.returncode != 0 and 1 <= done < 18, (proc.returncode, done, err, parent)
     assert "Traceback" not in err
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
