@@ -1,4 +1,4 @@
-"""Classical baselines (jpeg, webp, avif, jp2, hevc): round trips, rate control, typed errors."""
+"""Classical baselines (jpeg, webp, avif, jp2, hevc, jxl): round trips, rate control, typed errors."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dappled.datasets import SAMPLE_IMAGE, load_image
 from dappled.errors import BitstreamError, OptionError
 from dappled.eval.metrics import psnr
 
-BASELINES = ["jpeg", "webp", "avif", "jp2", "hevc"]
+BASELINES = ["jpeg", "webp", "avif", "jp2", "hevc", "jxl"]
 # (low, high) settings per codec, and the magic bytes that start the codec's own file format
 SETTINGS = {
     "jpeg": ({"quality": 15}, {"quality": 80}),
@@ -22,6 +22,7 @@ SETTINGS = {
     "avif": ({"quality": 30}, {"quality": 70}),
     "jp2": ({"bpp": 0.3}, {"bpp": 1.5}),
     "hevc": ({"quality": 12}, {"quality": 30}),
+    "jxl": ({"quality": 15}, {"quality": 80}),
 }
 MAGIC = {
     "jpeg": lambda b: b[:3] == b"\xff\xd8\xff",
@@ -29,6 +30,7 @@ MAGIC = {
     "avif": lambda b: b[4:12] == b"ftypavif",
     "jp2": lambda b: b[:4] == b"\xff\x4f\xff\x51",  # SOC + SIZ of a raw J2K codestream
     "hevc": lambda b: b[:4] == b"\x00\x00\x00\x01" and (b[4] >> 1) & 0x3F == 32,  # VPS NAL
+    "jxl": lambda b: b[:2] == b"\xff\x0a",  # a bare JPEG XL codestream
 }
 
 
@@ -38,7 +40,7 @@ def image() -> np.ndarray:
 
 
 def test_registry_ids() -> None:
-    for name, cid in zip(BASELINES, range(16, 21), strict=True):
+    for name, cid in zip(BASELINES, range(16, 22), strict=True):
         codec = registry.get(name)
         assert codec.codec_id == cid and registry.name_of(cid) == name
         assert isinstance(codec, ClassicalCodec)
@@ -191,3 +193,19 @@ def test_rd_points_default_method() -> None:
     assert [p["bpp"] for p in Rate().rd_points(5)] == [0.25, 0.43, 0.72, 1.0, 1.5]
     many = Rate().rd_points(20)
     assert len(many) == 20 and many[0]["bpp"] == pytest.approx(0.1) and many[-1]["bpp"] == pytest.approx(3.0)
+
+
+def test_jxl_size_is_read_before_decoding_and_effort_is_an_option(image: np.ndarray) -> None:
+    from dappled.codec.classical import jxl_size
+
+    for h, w in ((1, 1), (8, 16), (24, 32), (17, 33), (128, 176), (96, 128)):  # small, 1:1, 4:3 ...
+        crop = np.ascontiguousarray(np.tile(image, (1, 2, 1))[:h, :w])
+        payload = parse(encode_image(crop, "jxl", quality=50)).frames()[0].payload
+        assert jxl_size(payload) == (w, h)
+    with pytest.raises(BitstreamError, match="not a JPEG XL"):
+        jxl_size(b"\x00\x00\x00\x0cJXL \r\n\x87\n")  # the ISOBMFF container is not what we store
+    fast = encode_image(image, "jxl", quality=50, effort=3)
+    assert fast != encode_image(image, "jxl", quality=50)
+    assert psnr(image, decode_image(fast)) > 25
+    with pytest.raises(OptionError, match="effort"):
+        encode_image(image, "jxl", quality=50, effort=10)

@@ -27,6 +27,10 @@ PARAM_HELP = ("Rate points or options of one codec, repeatable: CODEC:quality=10
               help="Run folder (results.csv/json, summary.md, rd.png). Default runs/DATASET.")
 @click.option("--jobs", "-j", type=int, default=1, show_default=True,
               help="Parallel worker processes (over images and points).")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Run the points as Ray tasks (one CPU each) on a cluster: local (start Ray here), auto, "
+                   "HOST:PORT or ray://HOST:PORT (with local, -j N sets its CPUs). Needs "
+                   "pip install 'dappled[ray]'; see docs/scale.md.")
 @click.option("--anchor", default="jpeg", show_default=True, help="Reference curve of the BD table.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Folder of the named data sets (default $DAPPLED_DATA or ../shared/data).")
@@ -49,9 +53,9 @@ PARAM_HELP = ("Rate points or options of one codec, repeatable: CODEC:quality=10
               help="Video: first N frames of each clip (0 = all).")
 @friendly_errors
 def eval_cmd(dataset: str, codecs: tuple[str, ...], points: int, params: tuple[str, ...],
-             out_dir: str | None, jobs: int, anchor: str, data_root: str | None, limit: int | None,
-             device: str, seed: int, report: str | None, report_section: str | None, quiet: bool,
-             videos: tuple[str, ...], kbps: tuple[str, ...], gop: int, n_frames: int) -> None:
+             out_dir: str | None, jobs: int, ray_address: str | None, anchor: str, data_root: str | None,
+             limit: int | None, device: str, seed: int, report: str | None, report_section: str | None,
+             quiet: bool, videos: tuple[str, ...], kbps: tuple[str, ...], gop: int, n_frames: int) -> None:
     """Rate-distortion evaluation of codecs on an image set (resumable).
 
     Every (codec, rate point, image) is encoded and decoded once; results go to
@@ -63,6 +67,10 @@ def eval_cmd(dataset: str, codecs: tuple[str, ...], points: int, params: tuple[s
       dappled eval --dataset kodak --codec jpeg --codec webp --param jpeg:quality=20,50 -j 2
     """
     if videos:
+        if ray_address is not None:
+            from dappled.errors import OptionError
+
+            raise OptionError("--ray is for image evaluations (not --video)")
         _eval_video(videos, codecs, kbps, gop, n_frames, params, out_dir, anchor, report, report_section,
                     seed, quiet)
         return
@@ -79,6 +87,7 @@ def eval_cmd(dataset: str, codecs: tuple[str, ...], points: int, params: tuple[s
     words += [w for p in params for w in ("--param", p)]
     words += ["--out", out_dir] if out_dir else []
     words += ["--jobs", str(jobs)] if jobs != 1 else []
+    words += ["--ray", ray_address] if ray_address is not None else []
     words += ["--anchor", anchor] if anchor != "jpeg" else []
     words += ["--limit", str(limit)] if limit is not None else []
     words += ["--data-root", data_root] if data_root else []
@@ -87,8 +96,8 @@ def eval_cmd(dataset: str, codecs: tuple[str, ...], points: int, params: tuple[s
     command = " ".join(shlex.quote(w) for w in words)
     result = evaluate(EvalSpec(
         codecs=codecs, dataset=dataset, points=points, params=params, out_dir=out_dir, jobs=jobs,
-        anchor=anchor, data_root=data_root, limit=limit, device=device, seed=seed, report=report,
-        report_section=report_section, command=command, progress=not quiet,
+        ray=ray_address, anchor=anchor, data_root=data_root, limit=limit, device=device, seed=seed,
+        report=report, report_section=report_section, command=command, progress=not quiet,
     ))
     click.echo(f"{result.ran} point(s) run, {result.skipped} already done")
     click.echo(f"results: {result.out_dir}/results.csv, {result.out_dir}/results.json")

@@ -49,9 +49,9 @@ def _codec_names() -> list[str]:
 
 
 @cli.command()
-@click.argument("src", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False),
-              help="Output stream file (.dpl).")
+@click.argument("src", type=click.Path())
+@click.option("-o", "--output", "dst", required=True, type=click.Path(),
+              help="Output stream file (.dpl); the output folder when SRC is a folder or a glob.")
 @click.option("--codec", default="splat", show_default=True, help="Codec name (see `dappled codecs`).")
 @click.option("--quality", "-q", type=int, default=None, help="Quality preset (codec-specific range).")
 @click.option("--bpp", type=float, default=None, help="Target bits per pixel (codecs with rate control).")
@@ -71,11 +71,24 @@ def _codec_names() -> list[str]:
               help="Video: first frame to encode.")
 @click.option("--decoder", type=click.Choice(["full", "shallow"]), default=None,
               help="rat: which synthesis transform the stream asks for (shallow: cheaper decode).")
+@click.option("--jobs", "-j", type=int, default=1, show_default=True,
+              help="Folder: images coded in parallel local processes; video: groups coded in parallel "
+                   "(implies --independent-gops).")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Folder or video: code images (video: groups) as Ray tasks on a cluster: local, auto, "
+                   "HOST:PORT or ray://HOST:PORT (implies --independent-gops). See docs/scale.md.")
+@click.option("--independent-gops", is_flag=True,
+              help="Video: code every group with a fresh encoder (no budget or fit carried over), so the "
+                   "bytes are the same in one process, with -j N or on Ray.")
 @friendly_errors
 def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | None, device: str,
            seed: int, options: tuple[str, ...], quiet: bool, kbps: float | None, gop: int | None,
-           n_frames: int | None, start: int, decoder: str | None) -> None:
-    """Encode image or video SRC into a Dappled stream (video: mp4, mkv, webm, y4m, frames/%04d.png)."""
+           n_frames: int | None, start: int, decoder: str | None, jobs: int, ray_address: str | None,
+           independent_gops: bool) -> None:
+    """Encode image or video SRC into a Dappled stream (video: mp4, mkv, webm, y4m, frames/%04d.png).
+
+    A folder or a glob pattern (quoted: 'photos/*.jpg') as SRC encodes every image into the
+    folder -o, one STEM.dpl each, skipping images already coded there with the same settings."""
     from dappled.codec.api import encode_file
     from dappled.datasets.video import is_video_path
     from dappled.errors import OptionError
@@ -88,18 +101,41 @@ def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | Non
         opts[k.strip()] = v.strip()
     if decoder is not None:
         opts["decoder"] = decoder
+    if jobs < 1:
+        raise OptionError(f"--jobs must be at least 1, got {jobs}")
+    from dappled.scale.folder import is_folder_source
+
+    if is_folder_source(src):
+        from dappled.scale.folder import encode_folder, settings_from
+
+        if kbps is not None or gop is not None or n_frames is not None or start or independent_gops:
+            raise OptionError("--kbps, --gop, --frames, --start and --independent-gops are for video inputs")
+        fr = encode_folder(src, dst, settings_from(codec, quality, bpp, device, seed, opts), jobs=jobs,
+                           ray=ray_address, progress=not quiet)
+        click.echo(f"{dst}: {len(fr.encoded)} image(s) encoded ({fr.bytes} bytes, {fr.bpp:.4f} bpp) in "
+                   f"{fr.seconds:.1f} s, {len(fr.skipped)} already done")
+        return
     if is_video_path(src):
         from dappled.codec.api import encode_video_file
 
         if bpp is not None:
             raise OptionError("--bpp is for images; give a video --kbps or --quality")
-        vr = encode_video_file(src, dst, codec, start=start, frames=n_frames, kbps=kbps, quality=quality,
-                               gop=gop, device=device, progress=not quiet, seed=seed, **opts)
+        if independent_gops or jobs > 1 or ray_address is not None:
+            from dappled.scale.gops import encode_video_file_gops
+
+            vr = encode_video_file_gops(src, dst, codec, start=start, frames=n_frames, kbps=kbps,
+                                        quality=quality, gop=gop, device=device, progress=not quiet,
+                                        seed=seed, jobs=jobs, ray=ray_address, **opts)
+        else:
+            vr = encode_video_file(src, dst, codec, start=start, frames=n_frames, kbps=kbps, quality=quality,
+                                   gop=gop, device=device, progress=not quiet, seed=seed, **opts)
         click.echo(f"{dst}: {vr.frames} frames {vr.width}x{vr.height}, {vr.bytes} bytes, {vr.kbps:.1f} kbps, "
                    f"encoded in {vr.seconds:.1f} s ({vr.fps:.2f} frames/s)")
         return
-    if kbps is not None or gop is not None or n_frames is not None or start:
-        raise OptionError("--kbps, --gop, --frames and --start are for video inputs")
+    if kbps is not None or gop is not None or n_frames is not None or start or independent_gops:
+        raise OptionError("--kbps, --gop, --frames, --start and --independent-gops are for video inputs")
+    if jobs > 1 or ray_address is not None:
+        raise OptionError("--jobs and --ray are for a folder, a glob or a video (one image is one task)")
     report = encode_file(src, dst, codec, quality=quality, bpp=bpp, device=device,
                          progress=not quiet, seed=seed, options=opts)
     click.echo(f"{dst}: {report.bytes} bytes, {report.bpp:.4f} bpp, encoded in {report.seconds:.2f} s")

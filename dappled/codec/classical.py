@@ -1,4 +1,4 @@
-"""Classical baseline codecs behind the registry: JPEG, WebP, AVIF, JPEG 2000 and HEVC intra.
+"""Classical baseline codecs behind the registry: JPEG, WebP, AVIF, JPEG 2000, HEVC intra, JPEG XL.
 
 Each codec stores the codec's own bytes (a real .jpg, .webp, .avif, .j2k or .hevc byte string)
 as the single FRAME packet of a Dappled container, so the rate counted by `dappled eval` is the
@@ -18,6 +18,9 @@ Settings (fixed so results are reproducible; see docs/results.md):
   (so no swscale range guesswork), constant QP with ``QP = 51 - quality`` (quality 0..51),
   preset ``slow`` (``-O preset=...``), wavefront on, no info SEI, logging off. x265 refuses
   frames under 16 px a side, so smaller images are edge-padded to 16 and cropped after decoding.
+* ``jxl``: JPEG XL (libjxl through pillow-jxl-plugin), lossy VarDCT, ``effort=7`` (libjxl's
+  default, ``-O effort=1..9``), quality 1..99 (libjxl maps it to a Butteraugli distance, as
+  ``cjxl -q`` does), a bare codestream (no ISOBMFF container, no metadata).
 
 Decoding checks the codec's bytes against the container header (format, then dimensions,
 before any pixel buffer is allocated) and turns every library failure into a BitstreamError.
@@ -370,3 +373,70 @@ class HevcCodec(ClassicalCodec):
         if frame.format.name != "yuv444p":
             raise BitstreamError(f"HEVC payload has pixel format {frame.format.name}, expected yuv444p")
         return ycbcr_to_rgb(frame.to_ndarray()[:, :height, :width])
+
+
+class JxlCodec(ClassicalCodec):
+    """JPEG XL (libjxl through pillow-jxl-plugin), lossy, effort 7: a bare .jxl codestream."""
+
+    name = "jxl"
+    codec_id = 21
+    description = "JPEG XL lossy (libjxl via pillow-jxl-plugin, effort 7)"
+    quality_range = (1, 99)
+    default_quality = 75
+    extension = "jxl"
+    option_values: ClassVar[dict[str, dict[str, Any]]] = {"effort": {str(e): e for e in range(1, 10)}}
+    option_defaults: ClassVar[dict[str, Any]] = {"effort": 7}
+    calibration = ((1, 0.156), (5, 0.189), (10, 0.238), (20, 0.306), (30, 0.414), (40, 0.461),
+                   (50, 0.537), (60, 0.659), (70, 0.842), (80, 1.166), (85, 1.444), (90, 1.903),
+                   (95, 2.854), (99, 5.135))  # pillow-jxl-plugin 1.3.8, effort 7
+
+    def _encode(self, image: np.ndarray, quality: int | None, bpp: float | None,
+                opts: dict[str, Any]) -> bytes:
+        _jxl_plugin()
+        # one encoder thread: the same bytes on every machine, and eval parallelises over images
+        return _pillow_encode(image, "JXL", quality=quality, effort=opts["effort"], lossless=False,
+                              use_container=False, num_threads=1)
+
+    def _decode(self, data: bytes, width: int, height: int) -> np.ndarray:
+        size = jxl_size(data)
+        if size != (width, height):  # the plugin decodes while opening: check the size first
+            raise BitstreamError(f"JPEG XL payload declares {size[0]}x{size[1]}, "
+                                 f"container header says {width}x{height}")
+        _jxl_plugin()
+        return _pillow_decode(data, "JXL", width, height, "JPEG XL")
+
+
+def _jxl_plugin() -> None:
+    """Register Pillow's JXL format (pillow-jxl-plugin); ImportError if it is not installed."""
+    import pillow_jxl  # noqa: F401  (registers the JXL plugin with Pillow on import)
+
+
+_JXL_RATIOS = (None, (1, 1), (12, 10), (4, 3), (3, 2), (16, 9), (5, 4), (2, 1))
+
+
+def jxl_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the SizeHeader of a bare JPEG XL codestream (ISO/IEC 18181-1, A.4.1),
+    read without decoding; BitstreamError if ``data`` is not one."""
+    if len(data) < 3 or data[:2] != b"\xff\x0a":
+        raise BitstreamError("corrupt JPEG XL payload (not a JPEG XL codestream)")
+    bits = int.from_bytes(data[2:14], "little")  # the SizeHeader fits in 11 bytes
+    pos = 0
+
+    def u(n: int) -> int:
+        nonlocal pos
+        v = (bits >> pos) & ((1 << n) - 1)
+        pos += n
+        return v
+
+    def u32_size() -> int:
+        return u((9, 13, 18, 30)[u(2)]) + 1
+
+    small = u(1)
+    height = 8 * (u(5) + 1) if small else u32_size()
+    ratio = u(3)
+    if ratio:
+        num, den = _JXL_RATIOS[ratio]
+        width = height * num // den
+    else:
+        width = 8 * (u(5) + 1) if small else u32_size()
+    return width, height

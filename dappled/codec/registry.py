@@ -143,6 +143,7 @@ _TABLE: dict[str, tuple[int, str]] = {
     "avif": (18, "dappled.codec.classical:AvifCodec"),
     "jp2": (19, "dappled.codec.classical:Jpeg2000Codec"),
     "hevc": (20, "dappled.codec.classical:HevcCodec"),
+    "jxl": (21, "dappled.codec.classical:JxlCodec"),
 }
 _INSTANCES: dict[str, Codec] = {}
 

@@ -28,11 +28,20 @@ NAMED_SETS = {
 
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Load an image file as an (H, W, 3) uint8 RGB array; InputError naming the file if it can't."""
-    p = Path(path)
+    return _load(Path(path), Path(path))
+
+
+def load_image_bytes(data: bytes, name: str) -> np.ndarray:
+    """Decode an image file's bytes (an image sent by value, e.g. to a Ray worker) like load_image;
+    errors name ``name``."""
+    return _load(io.BytesIO(data), name)
+
+
+def _load(source: Path | io.BytesIO, p: Path | str) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
+            with Image.open(source) as im:
                 w, h = im.size
                 if w > MAX_DIMENSION or h > MAX_DIMENSION or w * h > MAX_PIXELS:
                     raise InputError(f"{p}: image size {w}x{h} is over the limit")

@@ -20,6 +20,7 @@ class EvalSpec:
     params: Sequence[str] = ()
     out_dir: str | None = None
     jobs: int = 1
+    ray: str | None = None  # Ray cluster address (local, auto, HOST:PORT, ray://...): points as Ray tasks
     anchor: str = "jpeg"
     data_root: str | None = None
     limit: int | None = None
@@ -59,7 +60,10 @@ def evaluate(spec: EvalSpec) -> EvalResult:
     from dappled.datasets.images import dataset_images
     from dappled.eval import plot, report, summary, sweep
 
-    check_device(spec.device)
+    if spec.ray is None:
+        check_device(spec.device)
+    elif spec.device not in ("cpu", "cuda"):  # on a cluster, the workers have the GPUs (or not)
+        raise OptionError(f"device must be cpu or cuda, got {spec.device!r}")
     if spec.limit is not None and spec.limit < 1:
         raise OptionError(f"--limit must be at least 1, got {spec.limit}")
     if spec.jobs < 1:
@@ -74,7 +78,7 @@ def evaluate(spec: EvalSpec) -> EvalResult:
     label = dataset_label(spec.dataset)
     out = Path(spec.out_dir) if spec.out_dir else Path("runs") / label
 
-    outcome = sweep.run_sweep(series, images, out, jobs=spec.jobs, device=spec.device,
+    outcome = sweep.run_sweep(series, images, out, jobs=spec.jobs, ray=spec.ray, device=spec.device,
                               seed=spec.seed, dataset=label, progress=spec.progress)
     curves = summary.mean_curves(outcome.rows, n_images=len(images))
     md = summary.summary_markdown(curves, spec.anchor, label, len(images))

@@ -10,7 +10,10 @@ skips every point already there. A point is identified by series label, rate par
 the image's file name plus a hash of its bytes.
 
 Points run in parallel over ``jobs`` worker processes (spawned, so no forked torch state),
-each with ``max(1, cores // jobs)`` torch threads.
+each with ``max(1, cores // jobs)`` torch threads, or as Ray tasks across a cluster (``ray``:
+one CPU each, the image's file bytes sent by value through the object store, so workers need
+no shared filesystem). Either way the driver alone writes the results files, once per point
+(dappled.scale.runner).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -225,12 +227,19 @@ def _load(path: Path) -> Any:
     return load_image(path)
 
 
-def run_task(task: Task) -> dict[str, Any]:
-    """Encode, decode and measure one point; returns its result row."""
+def _load_bytes(data: bytes, name: str) -> Any:
+    from dappled.datasets.images import load_image_bytes
+
+    return load_image_bytes(data, name)
+
+
+def run_task(task: Task, data: bytes | None = None) -> dict[str, Any]:
+    """Encode, decode and measure one point; returns its result row. The image comes from
+    ``data`` (its file's bytes) when given, else from its path."""
     from dappled.codec.api import decode_image, encode_image
     from dappled.eval.metrics import ms_ssim, psnr
 
-    image = _load(task.image.path)
+    image = _load(task.image.path) if data is None else _load_bytes(data, task.image.name)
     h, w = image.shape[:2]
     point = dict(task.point)
     t0 = time.perf_counter()
@@ -267,14 +276,9 @@ def run_task(task: Task) -> dict[str, Any]:
 
 def worker_threads(jobs: int) -> int:
     """Torch threads per worker so that jobs x threads does not exceed the cores."""
-    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+    from dappled.scale.runner import worker_threads as _threads
 
-
-def _init_worker(threads: int) -> None:
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
+    return _threads(jobs)
 
 
 @dataclass
@@ -296,15 +300,19 @@ def plan_tasks(series: Sequence[Series], images: Sequence[ImageRef], device: str
 
 
 def run_sweep(series: Sequence[Series], images: Sequence[ImageRef], out_dir: str | os.PathLike[str], *,
-              jobs: int = 1, device: str = "cpu", seed: int = 0, dataset: str = "",
+              jobs: int = 1, ray: str | None = None, device: str = "cpu", seed: int = 0, dataset: str = "",
               progress: bool = True,
               on_row: Callable[[dict[str, Any]], None] | None = None) -> SweepOutcome:
     """Run the points of ``series`` x ``images`` not already stored in ``out_dir``.
 
-    Returns the rows of this run's points (stored and new). A DappledError from any point
-    stops the sweep after saving the rows finished so far, and is raised.
+    Local worker processes (``jobs``), or Ray tasks on the cluster at ``ray`` (``local`` starts
+    a runtime here; see dappled.scale.cluster). Returns the rows of this run's points (stored
+    and new). A DappledError from any point stops the sweep after saving the rows finished so
+    far, and is raised; so does Ctrl-C, which cancels the points in flight: a re-run resumes.
     """
     from tqdm import tqdm
+
+    from dappled.scale.runner import open_backend, run_all
 
     if jobs < 1:
         raise OptionError(f"--jobs must be at least 1, got {jobs}")
@@ -317,42 +325,51 @@ def run_sweep(series: Sequence[Series], images: Sequence[ImageRef], out_dir: str
     done_before = len(tasks) - len(todo)
     all_rows = list(stored)
 
-    def finish(row: dict[str, Any]) -> None:
+    bar = tqdm(total=len(tasks), initial=done_before, desc="eval", unit="pt", disable=not progress,
+               dynamic_ncols=True)
+
+    def finish(i: int, row: dict[str, Any]) -> None:
+        key = row_key(row)
+        if key in by_key:  # never two rows for one point, whatever a backend does
+            return
         all_rows.append(row)
-        by_key[row_key(row)] = row
+        by_key[key] = row
         save_results(out, all_rows)
+        bar.set_postfix_str(f"{row['series']} {row['params']} {row['image']}")
+        bar.update()
         if on_row is not None:
             on_row(row)
 
-    bar = tqdm(total=len(tasks), initial=done_before, desc="eval", unit="pt", disable=not progress,
-               dynamic_ncols=True)
     try:
-        if todo and jobs == 1:
-            _init_worker(worker_threads(1))
-            for task in todo:
-                bar.set_postfix_str(f"{task.series} {format_params(dict(task.point))} {task.image.name}")
-                finish(run_task(task))
-                bar.update()
-        elif todo:
-            import multiprocessing
+        if todo:
+            with open_backend(jobs=jobs, ray=ray, device=device) as backend:
+                left = {}  # image sha1 -> points not yet submitted (frees the shared bytes after)
+                for t in todo:
+                    left[t.image.sha1] = left.get(t.image.sha1, 0) + 1
+                shared: dict[str, Any] = {}
 
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx,
-                                     initializer=_init_worker, initargs=(worker_threads(jobs),)) as pool:
-                pending: dict[Future[dict[str, Any]], Task] = {pool.submit(run_task, t): t for t in todo}
-                try:
-                    while pending:
-                        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                        for fut in finished:
-                            task = pending.pop(fut)
-                            finish(fut.result())
-                            bar.set_postfix_str(f"{task.series} {task.image.name}")
-                            bar.update()
-                except BaseException:
-                    for fut in pending:
-                        fut.cancel()
-                    raise
+                def make_args(i: int) -> tuple[Any, ...]:
+                    task = todo[i]
+                    if ray is None:
+                        return (task,)
+                    sha = task.image.sha1
+                    if sha not in shared:
+                        shared[sha] = backend.put(_read_bytes(task.image.path))
+                    ref = shared[sha]
+                    left[sha] -= 1
+                    if left[sha] <= 0:  # a retry reads the file again
+                        shared.pop(sha)
+                    return (task, ref)
+
+                run_all(backend, run_task, len(todo), make_args, lambda i, row: finish(i, row))
     finally:
         bar.close()
     rows = [by_key[t.key] for t in tasks]
     return SweepOutcome(rows, done_before, len(todo), all_rows)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
