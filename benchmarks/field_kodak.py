@@ -31,6 +31,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out")
     ap.add_argument("--codec", default="field")
+    ap.add_argument("--points", type=int, default=4, help="Rate points of a complete curve.")
     args = ap.parse_args()
     out = Path(args.out)
     rows = list(csv.DictReader(open(out / "results.csv")))
@@ -41,7 +42,7 @@ def main() -> int:
     for r in rows:
         if r["codec"] == args.codec:
             points[r["image"]].add(r["params"])
-    n_points = max((len(v) for v in points.values()), default=0)
+    n_points = args.points
     done = sorted(img for img, p in points.items() if len(p) == n_points)
     rows = [r for r in rows if r["image"] in done]
     if not done:
