@@ -46,11 +46,19 @@ from dappled.models.field.integer import (
     unzigzag,
     zigzag,
 )
-from dappled.models.field.layout import PRESETS, STEP_SHIFTS, Arch, grids, macs_per_pixel, step_shift_for
+from dappled.models.field.layout import (
+    PRESETS,
+    STEP_LADDERS,
+    STEP_SHIFTS,
+    Arch,
+    grids,
+    macs_per_pixel,
+    steps_for,
+)
 from dappled.models.field.synthesis import synthesize
 
 PAYLOAD_VERSION = 1
-_HEAD = struct.Struct("<B5BbI")
+_HEAD = struct.Struct("<B5BbBI")
 MAX_PIXELS = 1 << 24  # 16 Mpixel: the field decoder's work is linear in this
 # quality preset -> lambda (weight of bits per pixel against RGB MSE on [0, 1])
 LAMBDAS: dict[int, float] = {q: 0.064 / 2.0 ** (q - 1) for q in range(1, 9)}
@@ -85,7 +93,7 @@ def pack_payload(net: QuantNet, words: np.ndarray, excess: np.ndarray) -> bytes:
     """The frame payload of a coded field."""
     a = net.arch
     head = _HEAD.pack(PAYLOAD_VERSION, a.ctx, a.arm_hidden, a.arm_layers, a.synth_hidden, a.res_hidden,
-                      net.step_shift, len(excess))
+                      net.step_shift, net.step_ladder, len(excess))
     head += bytes(t.k for t in net.tensors())
     ints = np.concatenate([t.ints.ravel() for t in net.tensors()])
     chunks = {"HEAD": head, "NET ": encode_nonneg(zigzag(ints)), "LAT ": words_to_bytes(words)}
@@ -111,11 +119,11 @@ def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
     head, net_bytes, lat = require(chunks, "HEAD", "NET ", "LAT ")
     if len(head) < _HEAD.size:
         raise BitstreamError("field header is too short")
-    version, ctx, ah, al, sh, rh, shift, n_esc = _HEAD.unpack_from(head)
+    version, ctx, ah, al, sh, rh, shift, ladder, n_esc = _HEAD.unpack_from(head)
     if version != PAYLOAD_VERSION:
         raise BitstreamError(f"unsupported field payload version {version}")
-    if shift not in STEP_SHIFTS:
-        raise BitstreamError(f"field step shift {shift} out of range")
+    if shift not in STEP_SHIFTS or ladder not in STEP_LADDERS:
+        raise BitstreamError(f"field step shift {shift} or ladder {ladder} out of range")
     arch = Arch(ctx, ah, al, sh, rh)
     try:
         arch.check()
@@ -140,7 +148,7 @@ def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
         tensors.append(QuantTensor(ints[pos : pos + n].reshape(s), int(k)))
         pos += n
     n_arm = arm_layer_count(arch)
-    net = QuantNet(arch, tensors[:n_arm], tensors[n_arm:], shift)
+    net = QuantNet(arch, tensors[:n_arm], tensors[n_arm:], shift, ladder)
     n_lat = sum(g.size for g in gs)
     if n_lat > LATENTS_PER_BIT * (8 * len(lat) + 64):  # 64: the rANS state's slack
         raise LimitError(f"{len(lat)} bytes of latents cannot code {n_lat} latents")
@@ -239,7 +247,7 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
     gs = grids(h, w)
     with torch_threads(params.device, threads):
         cfg = FitConfig(iterations=n_it, lam=lam0, target_bpp=target_bpp, seed=params.seed,
-                        step_shift=step_shift_for(lam0))
+                        step_shift=steps_for(lam0)[0], step_ladder=steps_for(lam0)[1])
         res = fit(image, arch, cfg, params.device, progress)
         model, lam_used, history = res.model, res.lam, res.history
         target = image_tensor(image, params.device)

@@ -37,7 +37,8 @@ class FitConfig:
     t_end: float = 0.05  # ... and at the end (geometric schedule)
     noise: float = 1.0
     seed: int = 0
-    step_shift: int = 0  # latent steps times 2**step_shift (layout.step_shift_for picks it)
+    step_shift: int = 0  # latent steps times 2**step_shift (layout.steps_for picks it)
+    step_ladder: int = 0  # which ladder of level steps (layout.step)
 
 
 @dataclass
@@ -75,7 +76,7 @@ def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
     h, w = image.shape[:2]
     target = image_tensor(image, device)
     if model is None:
-        model = FieldModel(h, w, arch, device, cfg.seed, cfg.step_shift)
+        model = FieldModel(h, w, arch, device, cfg.seed, cfg.step_shift, cfg.step_ladder)
         model.init_from_image(target)
     n_pix = float(h * w)
     net_bits = NET_BITS_PER_PARAM * sum(p.numel() for p in model.network_params())

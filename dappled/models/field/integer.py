@@ -63,6 +63,7 @@ class QuantNet:
     arm: list[QuantTensor]  # w1, b1, [w2, b2], wo, bo
     synth: list[QuantTensor]  # wa, ba, wb, bb, ka, kba, kb, kbb
     step_shift: int = 0  # latent steps times 2**step_shift
+    step_ladder: int = 0  # which ladder of level steps (layout.step)
 
     def tensors(self) -> list[QuantTensor]:
         return [*self.arm, *self.synth]

@@ -80,11 +80,11 @@ class FieldModel(nn.Module):
     """Latent grids + ARM + synthesis of one image, ready to fit."""
 
     def __init__(self, height: int, width: int, arch: Arch, device: str = "cpu", seed: int = 0,
-                 step_shift: int = 0) -> None:
+                 step_shift: int = 0, step_ladder: int = 0) -> None:
         super().__init__()
         arch.check()
         self.height, self.width, self.arch = height, width, arch
-        self.step_shift = step_shift
+        self.step_shift, self.step_ladder = step_shift, step_ladder
         self.grids: list[Grid] = grids(height, width)
         dev = torch.device(device)
         gen = torch.Generator().manual_seed(seed)
@@ -167,7 +167,7 @@ class FieldModel(nn.Module):
                         r, cc = level_size(self.height, self.width, j)
                         recon = up2(recon, r, cc)
                 target = means[lv][c : c + 1]
-                s = step(lv, self.step_shift)
+                s = step(lv, self.step_shift, self.step_ladder)
                 val = torch.round((target - (recon if recon is not None else 0.0)) / s)
                 self.latents[k].copy_(val[0])
                 recon = val * s + (recon if recon is not None else 0.0)
@@ -233,7 +233,8 @@ class FieldModel(nn.Module):
         for lv in sorted(self._levels, reverse=True):
             idx = self._by_level[lv]
             rows, cols = level_size(self.height, self.width, lv)
-            x = torch.stack([q[k] for k in idx]).reshape(len(idx), -1) * step(lv, self.step_shift)
+            x = torch.stack([q[k] for k in idx]).reshape(len(idx), -1) * step(lv, self.step_shift,
+                                                                                self.step_ladder)
             z = (self.wa[:, idx] @ x).reshape(-1, rows, cols)
             acc = z if acc is None else up2(acc, rows, cols) + z
         assert acc is not None

@@ -81,4 +81,4 @@ def quantize_network(model: FieldModel, target: torch.Tensor, lam: float) -> Qua
         p.copy_(pq)
         chosen[i] = (pi, k)
     tensors = [QuantTensor(*chosen[i]) for i in range(len(params))]
-    return QuantNet(model.arch, tensors[:n_arm], tensors[n_arm:], model.step_shift)
+    return QuantNet(model.arch, tensors[:n_arm], tensors[n_arm:], model.step_shift, model.step_ladder)

@@ -152,13 +152,13 @@ def _to_pixels(rgb: np.ndarray, res: np.ndarray, out: np.ndarray) -> None:
 
 
 def _coarse_accumulator(latents: list[np.ndarray], gs: list[Grid], wa: np.ndarray, height: int,
-                        width: int, shift: int) -> np.ndarray | None:
+                        width: int, shift: int, ladder: int) -> np.ndarray | None:
     """The level accumulator at level 1 (numpy, exact), or None when there is no level 1."""
     acc = None
     for lv in sorted({g.level for g in gs if g.level > 0}, reverse=True):
         idx = [k for k, g in enumerate(gs) if g.level == lv]
         rows, cols = level_size(height, width, lv)
-        x = np.stack([latents[k].astype(np.float64) * step(lv, shift) for k in idx])
+        x = np.stack([latents[k].astype(np.float64) * step(lv, shift, ladder) for k in idx])
         z = (wa[:, idx] @ x.reshape(len(idx), -1)).reshape(-1, rows, cols)
         acc = z if acc is None else _up2(np, np.asarray, acc, (0, rows), cols) + z
         acc = _round_to(np, acc, ACC_BITS, ACC_LIMIT)
@@ -176,10 +176,10 @@ def synthesize(latents: list[np.ndarray], gs: list[Grid], net: QuantNet, height:
     backend = backend or ("numba" if device == "cpu" else "torch")
     if backend == "numba" and len(gs) > 1 and gs[0].level == 0:
         wa, ba, wb, bb, ka, kba, kb, kbb = (t.values() for t in net.synth)
-        acc = _coarse_accumulator(latents, gs, wa, height, width, net.step_shift)
+        acc = _coarse_accumulator(latents, gs, wa, height, width, net.step_shift, net.step_ladder)
         rgb = np.zeros((3, height, width), dtype=np.float32)
         _full_size(acc, latents[0].astype(np.float64), np.ascontiguousarray(wa[:, 0]), ba, wb, bb,
-                   step(0, net.step_shift), rgb)
+                   step(0, net.step_shift, net.step_ladder), rgb)
         res = np.zeros((0, height, width), dtype=np.float32)
         if net.arch.res_hidden:
             t = np.zeros((net.arch.res_hidden, height, width), dtype=np.float32)
@@ -214,7 +214,8 @@ def _synthesize_arrays(latents: list[np.ndarray], gs: list[Grid], net: QuantNet,
         """The first layer's share from level lv's grids, rows r0..r1 of that level."""
         idx = by_level[lv]
         _, cols = level_size(height, width, lv)
-        x = xp.stack([arr(latents[k][r0:r1].astype(np.float64) * step(lv, net.step_shift)) for k in idx])
+        s_lv = step(lv, net.step_shift, net.step_ladder)
+        x = xp.stack([arr(latents[k][r0:r1].astype(np.float64) * s_lv) for k in idx])
         return (wa[:, idx] @ x.reshape(len(idx), -1)).reshape(-1, r1 - r0, cols)
 
     # coarse levels: whole arrays (a quarter of the pixels and less)
