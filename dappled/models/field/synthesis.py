@@ -75,7 +75,8 @@ def _conv3x3(xp: Any, x: Any, k: Any, b: Any) -> Any:
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _rnd(v: float, scale: float, limit: float) -> float:
-    r = np.floor(v * scale + 0.5) / scale
+    # scale is a power of two, so multiplying by its inverse is the exact division, and cheaper
+    r = np.floor(v * scale + 0.5) * (1.0 / scale)
     if r > limit:
         return limit
     if r < -limit:
