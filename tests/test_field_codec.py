@@ -91,12 +91,13 @@ def test_fit_improves_the_loss(crop: np.ndarray) -> None:
     assert last[1] > first[1] - 0.5 and last[2] < first[2]
 
 
-@pytest.mark.parametrize("preset", ["low", "medium"])
-def test_fused_arm_kernel_matches_torch(crop: np.ndarray, preset: str) -> None:
+@pytest.mark.parametrize(("preset", "cap"), [("low", 16.0), ("medium", 16.0), ("low", 24.0)])
+def test_fused_arm_kernel_matches_torch(crop: np.ndarray, preset: str, cap: float) -> None:
     """The numba rate kernel (CPU fits) gives the torch ARM's bits and gradients (CUDA fits)."""
     from dappled.models.field.model import FieldModel
 
     m = FieldModel(48, 64, PRESETS[preset])
+    m.rate_cap = cap
     m.init_from_image(image_tensor(crop))
     with torch.no_grad():
         for p in m.arm_params():

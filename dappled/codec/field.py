@@ -233,7 +233,7 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
                  target_bpp: float | None = None, progress: Any = None) -> FieldEncoding:
     """Fit, quantize and code one image; with target_bpp, steer lambda to land near that rate."""
 
-    from dappled.models.field.fit import FitConfig, fit, image_tensor
+    from dappled.models.field.fit import FitConfig, fit, image_tensor, rate_cap_for
     from dappled.models.field.quantize import quantize_network
 
     effort, complexity, iterations, threads, lam_opt = _options(params.options)
@@ -247,7 +247,8 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
     gs = grids(h, w)
     with torch_threads(params.device, threads):
         cfg = FitConfig(iterations=n_it, lam=lam0, target_bpp=target_bpp, seed=params.seed,
-                        step_shift=steps_for(lam0)[0], step_ladder=steps_for(lam0)[1])
+                        step_shift=steps_for(lam0)[0], step_ladder=steps_for(lam0)[1],
+                        rate_cap=rate_cap_for(lam0))
         res = fit(image, arch, cfg, params.device, progress)
         model, lam_used, history = res.model, res.lam, res.history
         target = image_tensor(image, params.device)
@@ -269,6 +270,7 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
             # too far off: a short continued fit with lambda moved by the measured error
             lam_used *= math.exp(1.5 * err)
             more = FitConfig(iterations=max(30, n_it // 4), lam=lam_used, target_bpp=target_bpp,
+                             rate_cap=model.rate_cap,
                              lr_latent=0.05, lr_net=0.005, warmup=0.0, t_start=0.1, t_end=0.05,
                              seed=params.seed + attempt + 1)
             again = fit(image, arch, more, params.device, progress, model=model)

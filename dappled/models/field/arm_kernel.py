@@ -23,7 +23,6 @@ from dappled.models.field.layout import NEIGHBOURS, PAD
 _LN2 = math.log(2.0)
 _LS_MIN = math.log(0.02)
 _LS_MAX = math.log(64.0)
-_MIN_P = 2.0**-16
 _NB = np.array(NEIGHBOURS, dtype=np.int64)
 
 
@@ -32,7 +31,7 @@ def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray,
               c: int, hdim: int, n_hidden: int, w1t: np.ndarray, b1: np.ndarray, w2t: np.ndarray,
               b2: np.ndarray, wo: np.ndarray, bo: np.ndarray, gbuf: np.ndarray, gw1t: np.ndarray,
               gb1: np.ndarray, gw2t: np.ndarray, gb2: np.ndarray, gwo: np.ndarray,
-              gbo: np.ndarray) -> float:
+              gbo: np.ndarray, cap_bits: float) -> float:
     """Total bits of all latents; gradients of that total are added into the g* arrays.
 
     Hidden-layer weights come transposed (inputs x units), so every inner loop runs over the
@@ -47,6 +46,7 @@ def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray,
     g_a1 = np.zeros(hdim, dtype=np.float32)
     gz = np.zeros(hdim, dtype=np.float32)
     total = 0.0
+    min_p = 2.0**-cap_bits
     for g in range(hs.size):
         stride = ws[g] + 2 * PAD
         for y in range(hs[g]):
@@ -107,8 +107,8 @@ def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray,
                     p = 1.0 - 0.5 * (e_l + e_u)
                     dp_da = -0.5 * (e_l - e_u) / b
                     dp_db = -0.5 * (e_u * up - e_l * lo) / b
-                if p < _MIN_P:
-                    total += 16.0
+                if p < min_p:
+                    total += cap_bits
                     continue
                 total += -math.log(p) / _LN2
                 gp = -1.0 / (p * _LN2)
@@ -157,10 +157,11 @@ def padded_buffer(latents: list[torch.Tensor]) -> torch.Tensor:
 
 
 class ArmRate(torch.autograd.Function):
-    """Total bits of the latents (given as their padded buffer) under the ARM: fused numba."""
+    """Total bits of the latents (given as their padded buffer) under the ARM: fused numba. A
+    latent's cost is capped at cap_bits (its gradient is zero beyond)."""
 
     @staticmethod
-    def forward(ctx, buf, layout, arch, *weights):  # type: ignore[override]
+    def forward(ctx, buf, layout, arch, cap_bits, *weights):  # type: ignore[override]
         offs, hs, ws = layout
         w = [t.detach().float().cpu().contiguous().numpy() for t in weights]
         if arch.arm_layers == 2:
@@ -172,7 +173,7 @@ class ArmRate(torch.autograd.Function):
         b = buf.detach().float().cpu().contiguous().numpy()
         grads = [np.zeros_like(a) for a in (b, w1t, b1, w2t, b2, wo, bo)]
         total = _arm_rate(b, offs, hs, ws, _NB, arch.ctx, arch.arm_hidden, arch.arm_layers,
-                          w1t, b1, w2t, b2, wo, bo, *grads)
+                          w1t, b1, w2t, b2, wo, bo, *grads, float(cap_bits))
         grads[1], grads[3] = grads[1].T.copy(), grads[3].T.copy()
         gb, gw1, gb1, gw2, gb2, gwo, gbo = (torch.from_numpy(a).to(buf.device) for a in grads)
         wg = [gw1, gb1, gw2, gb2, gwo, gbo] if arch.arm_layers == 2 else [gw1, gb1, gwo, gbo]
@@ -182,7 +183,7 @@ class ArmRate(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         gb, *wg = ctx.saved_tensors
-        return (gb * grad, None, None, *(g * grad for g in wg))
+        return (gb * grad, None, None, None, *(g * grad for g in wg))
 
 
 def layout_arrays(latents: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -28,7 +28,6 @@ from dappled.models.field.layout import (
 
 LOG_SCALE_MIN = math.log(0.02)  # the ARM's Laplace scale range (that of the coding tables)
 LOG_SCALE_MAX = math.log(64.0)
-MIN_PROB = 2.0**-16  # the coding tables' floor: no symbol costs more than 16 bits in the estimate
 
 
 def soft_round(x: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -41,8 +40,9 @@ def soft_round(x: torch.Tensor, temperature: float) -> torch.Tensor:
     return m + 0.5 + torch.tanh(a * r) / (2.0 * math.tanh(a / 2.0))
 
 
-def laplace_bits(x: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
-    """-log2 P(bin of x) under a discretized Laplace(mu, exp(log_scale)); stable in the tails."""
+def laplace_bits(x: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor,
+                 cap_bits: float = 16.0) -> torch.Tensor:
+    """-log2 P(bin of x) under a discretized Laplace(mu, exp(log_scale)), at most cap_bits."""
     b = torch.exp(log_scale.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX))
     a = (x - mu).abs()
     upper = (a + 0.5) / b
@@ -50,7 +50,7 @@ def laplace_bits(x: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor) -> 
     tail = 0.5 * (torch.exp(-lower.clamp(min=0)) - torch.exp(-upper))
     centre = 1.0 - 0.5 * (torch.exp(lower.clamp(max=0)) + torch.exp(-upper))
     p = torch.where(lower >= 0, tail, centre)
-    return -torch.log2(p.clamp(min=MIN_PROB))
+    return -torch.log2(p.clamp(min=2.0**-cap_bits))
 
 
 def up2(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
@@ -85,6 +85,9 @@ class FieldModel(nn.Module):
         arch.check()
         self.height, self.width, self.arch = height, width, arch
         self.step_shift, self.step_ladder = step_shift, step_ladder
+        # the fit's cap on a latent's cost: 16 bits is what an escape costs in the stream, but
+        # with a higher cap the ARM also pays for over-confidence (see fit.rate_cap_for)
+        self.rate_cap = 16.0
         self.grids: list[Grid] = grids(height, width)
         dev = torch.device(device)
         gen = torch.Generator().manual_seed(seed)
@@ -214,13 +217,13 @@ class FieldModel(nn.Module):
             from dappled.models.field.arm_kernel import layout_arrays
 
             self._layout = layout_arrays(q)
-        return ArmRate.apply(padded_buffer(q), self._layout, self.arch, *self.arm_params())
+        return ArmRate.apply(padded_buffer(q), self._layout, self.arch, self.rate_cap, *self.arm_params())
 
     def rate_bits_torch(self, q: list[torch.Tensor]) -> torch.Tensor:
         """:meth:`rate_bits` in torch ops (the reference, and the CUDA path)."""
         mu, ls = self.arm(self.contexts(q))
         x = torch.cat([y.reshape(-1) for y in q])
-        return laplace_bits(x, mu, ls).sum()
+        return laplace_bits(x, mu, ls, self.rate_cap).sum()
 
     def render(self, q: list[torch.Tensor]) -> torch.Tensor:
         """Latents -> (3, H, W) RGB in [0, 1] (unclamped).
