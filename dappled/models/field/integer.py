@@ -205,9 +205,15 @@ def _table_of(mu: int, ls: int) -> tuple[int, int]:
 
 @numba.njit(cache=True, nogil=True)
 def _gather(buf: np.ndarray, base: int, stride: int, y: int, x: int, nb: np.ndarray, c: int,
-            ctx: np.ndarray) -> None:
+            ctx: np.ndarray) -> bool:
+    """Fill ctx with the causal neighbours; True when any of them is non-zero."""
+    nonzero = False
     for i in range(c):
-        ctx[i] = buf[base + (PAD + y + nb[i, 0]) * stride + PAD + x + nb[i, 1]]
+        v = buf[base + (PAD + y + nb[i, 0]) * stride + PAD + x + nb[i, 1]]
+        ctx[i] = v
+        if v != 0:
+            nonzero = True
+    return nonzero
 
 
 @numba.njit(cache=True, nogil=True)
@@ -226,13 +232,16 @@ def _arm_all(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray, 
     ctx = np.zeros(c, dtype=np.int64)
     a1 = np.zeros(hdim, dtype=np.int64)
     a2 = np.zeros(hdim, dtype=np.int64)
+    mu0, ls0 = _predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo, ko, a1, a2)
     j = 0
     for g in range(hs.size):
         stride = ws[g] + 2 * PAD
         for y in range(hs[g]):
             for x in range(ws[g]):
-                _gather(buf, offs[g], stride, y, x, nb, c, ctx)
-                mu, ls = _predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo, ko, a1, a2)
+                if _gather(buf, offs[g], stride, y, x, nb, c, ctx):
+                    mu, ls = _predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo, ko, a1, a2)
+                else:  # an all-zero context: the prediction is a constant
+                    mu, ls = mu0, ls0
                 tid[j], cen[j] = _table_of(mu, ls)
                 mus[j] = mu
                 lss[j] = ls
@@ -251,15 +260,19 @@ def _decode_all(words: np.ndarray, excess: np.ndarray, buf: np.ndarray, offs: np
     ctx = np.zeros(c, dtype=np.int64)
     a1 = np.zeros(hdim, dtype=np.int64)
     a2 = np.zeros(hdim, dtype=np.int64)
+    mu0, ls0 = _predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo, ko, a1, a2)
+    t0, centre0 = _table_of(mu0, ls0)
     x_state, pos = dec_init(words)
     e = 0
     for g in range(hs.size):
         stride = ws[g] + 2 * PAD
         for y in range(hs[g]):
             for x in range(ws[g]):
-                _gather(buf, offs[g], stride, y, x, nb, c, ctx)
-                mu, ls = _predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo, ko, a1, a2)
-                t, centre = _table_of(mu, ls)
+                if _gather(buf, offs[g], stride, y, x, nb, c, ctx):
+                    mu, ls = _predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo, ko, a1, a2)
+                    t, centre = _table_of(mu, ls)
+                else:  # an all-zero context: the prediction is a constant
+                    t, centre = t0, centre0
                 s, x_state, pos = dec_symbol(x_state, pos, words, cdf, start[t], nsym[t])
                 if s == nsym[t] - 1:  # escape: the excess beyond the table's edge
                     if e >= excess.size:
