@@ -187,11 +187,8 @@ class ArmRate(torch.autograd.Function):
 
 
 def layout_arrays(latents: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(offsets, heights, widths) of the padded buffer of these grids."""
-    hs = np.array([y.shape[0] for y in latents], dtype=np.int64)
-    ws = np.array([y.shape[1] for y in latents], dtype=np.int64)
-    sizes = (hs + PAD) * (ws + 2 * PAD)
-    offs = np.zeros(len(latents), dtype=np.int64)
-    if len(latents) > 1:
-        np.cumsum(sizes[:-1], out=offs[1:])
+    """(offsets, heights, widths) of the padded buffer of these grids (that of the integer ARM)."""
+    from dappled.models.field.integer import layout_of
+
+    offs, hs, ws, _ = layout_of([y.shape[0] for y in latents], [y.shape[1] for y in latents])
     return offs, hs, ws

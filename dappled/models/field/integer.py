@@ -296,11 +296,16 @@ def _decode_all(words: np.ndarray, excess: np.ndarray, buf: np.ndarray, offs: np
 
 def padded_layout(gs: list[Grid]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(offsets, heights, widths, total) of the grids zero-padded above and on both sides."""
-    hs = np.array([g.height for g in gs], dtype=np.int64)
-    ws = np.array([g.width for g in gs], dtype=np.int64)
+    return layout_of([g.height for g in gs], [g.width for g in gs])
+
+
+def layout_of(heights: list[int], widths: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """:func:`padded_layout` from the grid sizes alone."""
+    hs = np.array(heights, dtype=np.int64)
+    ws = np.array(widths, dtype=np.int64)
     sizes = (hs + PAD) * (ws + 2 * PAD)
-    offs = np.zeros(len(gs), dtype=np.int64)
-    if len(gs) > 1:
+    offs = np.zeros(len(hs), dtype=np.int64)
+    if len(hs) > 1:
         np.cumsum(sizes[:-1], out=offs[1:])
     return offs, hs, ws, int(sizes.sum())
 
@@ -353,21 +358,26 @@ class CodedLatents:
     excess: np.ndarray
 
 
-def encode_latents(latents: list[np.ndarray], gs: list[Grid], net: QuantNet) -> CodedLatents:
-    """Code integer latents (|q| <= QMAX) under the integer ARM."""
+def _symbols(latents: list[np.ndarray], gs: list[Grid],
+             net: QuantNet) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(table ids, coded symbols, escape mask, escaped excesses) of the latents under the ARM."""
     flat = np.concatenate([q.reshape(-1) for q in latents]).astype(np.int64)
-    if flat.size and np.abs(flat).max() > QMAX:
-        raise ValueError("latent out of range")
     tid, centre, _, _ = arm_predictions(latents, gs, net)
     tb = tables()
     r = flat - centre
-    lo = tb.lo[tid]
-    nsym = tb.nsym[tid]
+    lo, nsym = tb.lo[tid], tb.nsym[tid]
     s = r - lo
     esc = (s < 0) | (s >= nsym - 1)
-    hi = lo + nsym - 2
-    excess = np.where(r > hi, r - hi, r - lo)[esc]
-    s = np.where(esc, nsym - 1, s)
+    excess = np.where(r > lo + nsym - 2, r - (lo + nsym - 2), r - lo)[esc]
+    return tid, np.where(esc, nsym - 1, s), esc, excess
+
+
+def encode_latents(latents: list[np.ndarray], gs: list[Grid], net: QuantNet) -> CodedLatents:
+    """Code integer latents (|q| <= QMAX) under the integer ARM."""
+    if any(q.size and np.abs(q).max() > QMAX for q in latents):
+        raise ValueError("latent out of range")
+    tid, s, _, excess = _symbols(latents, gs, net)
+    tb = tables()
     return CodedLatents(encode_flat(s, tid, tb.cdf, tb.start), excess.astype(np.int64))
 
 
@@ -388,14 +398,8 @@ def decode_latents(words: np.ndarray, excess: np.ndarray, gs: list[Grid], net: Q
 def latent_bits(latents: list[np.ndarray], gs: list[Grid], net: QuantNet) -> tuple[np.ndarray, np.ndarray]:
     """Per latent: ideal code length (bits) under the integer ARM's tables, and whether it
     escapes (its excess, coded apart, is not counted)."""
-    flat = np.concatenate([q.reshape(-1) for q in latents]).astype(np.int64)
-    tid, centre, _, _ = arm_predictions(latents, gs, net)
+    tid, s, esc, _ = _symbols(latents, gs, net)
     tb = tables()
-    r = flat - centre
-    lo, nsym = tb.lo[tid], tb.nsym[tid]
-    s = r - lo
-    esc = (s < 0) | (s >= nsym - 1)
-    s = np.where(esc, nsym - 1, s)
     base = tb.start[tid] + s
     freq = tb.cdf[base + 1] - tb.cdf[base]
     return 16.0 - np.log2(freq), esc
