@@ -115,16 +115,8 @@ def video_codec(name: str) -> Codec:
     return registry.get(VIDEO_FORMS.get(name, name))
 
 
-def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str = "splat", *,
-                 kbps: float | None = None, quality: int | None = None, gop: int | None = None,
-                 device: str = "cpu", progress: bool = False, keep_recon: bool = False,
-                 seed: int = 0, **options: Any) -> VideoEncodeResult:
-    """Encode RGB frames (all the same size) into a video stream with any registered codec.
-
-    Give ``kbps`` or a ``quality`` (the codec's default when neither); ``options`` are the
-    codec's own (``-O``; splatv: :class:`VideoEncodeOptions` fields, strings are parsed).
-    """
-    impl = video_codec(codec)
+def check_frames(frames: Sequence[np.ndarray], fps: Any, gop: int | None) -> tuple[int, int, Fraction, int]:
+    """Check the frames and group length of an encode: (height, width, frame rate, gop)."""
     if not frames:
         raise InputError("no frames to encode")
     if len(frames) > MAX_FRAMES:
@@ -137,6 +129,19 @@ def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str
     gop = DEFAULT_GOP if gop is None else gop
     if gop < 1:
         raise OptionError(f"--gop must be at least 1, got {gop}")
+    return h, w, rate, gop
+
+def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str = "splat", *,
+                 kbps: float | None = None, quality: int | None = None, gop: int | None = None,
+                 device: str = "cpu", progress: bool = False, keep_recon: bool = False,
+                 seed: int = 0, **options: Any) -> VideoEncodeResult:
+    """Encode RGB frames (all the same size) into a video stream with any registered codec.
+
+    Give ``kbps`` or a ``quality`` (the codec's default when neither); ``options`` are the
+    codec's own (``-O``; splatv: :class:`VideoEncodeOptions` fields, strings are parsed).
+    """
+    impl = video_codec(codec)
+    h, w, rate, gop = check_frames(frames, fps, gop)
     if kbps is not None and not (math.isfinite(kbps) and kbps > 0):
         raise OptionError(f"--kbps must be a positive number, got {kbps}")
     n = len(frames)

@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from dappled.codec.container import MAX_FRAMES, Packet, StreamHeader
-from dappled.errors import InputError, OptionError
+from dappled.codec.container import Packet, StreamHeader
 
 GROUP_THREADS = 1  # torch threads of every group encode (the bytes must not depend on the worker)
 
@@ -70,22 +69,11 @@ def encode_video_gops(frames: Sequence[np.ndarray], fps: float | Fraction, codec
     from tqdm import tqdm
 
     from dappled.codec.registry import EncodeParams
-    from dappled.codec.video import DEFAULT_GOP, VideoEncodeResult, as_fraction, build_stream, video_codec
+    from dappled.codec.video import VideoEncodeResult, build_stream, check_frames, video_codec
     from dappled.scale.runner import open_backend, run_all
 
     impl = video_codec(codec)
-    if not frames:
-        raise InputError("no frames to encode")
-    if len(frames) > MAX_FRAMES:
-        raise OptionError(f"at most {MAX_FRAMES} frames")
-    h, w = frames[0].shape[:2]
-    for i, f in enumerate(frames):
-        if f.shape != (h, w, 3) or f.dtype != np.uint8:
-            raise InputError(f"frame {i} is {f.shape} {f.dtype}, expected ({h}, {w}, 3) uint8")
-    rate = as_fraction(fps)
-    gop = DEFAULT_GOP if gop is None else gop
-    if gop < 1:
-        raise OptionError(f"--gop must be at least 1, got {gop}")
+    h, w, rate, gop = check_frames(frames, fps, gop)
     n = len(frames)
     params = EncodeParams(quality, None, device, False, seed, dict(options))
     # bad settings fail here, with the codec's own checks, before any worker starts
