@@ -28,7 +28,7 @@ from dappled.models.field.layout import PRESETS, grids
 from dappled.models.field.model import laplace_bits, up2
 from dappled.models.field.quantize import quantize_network
 from dappled.models.field.synthesis import synthesize
-from tests._streams import forge, frame_payload
+from _streams import forge, frame_payload
 
 FAST = {"iterations": 60}
 
