@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from _streams import forge, frame_payload
 
 from dappled.codec import api
 from dappled.codec.field import decode_payload, encode_field, unpack_payload
@@ -28,7 +29,6 @@ from dappled.models.field.layout import PRESETS, grids
 from dappled.models.field.model import laplace_bits, up2
 from dappled.models.field.quantize import quantize_network
 from dappled.models.field.synthesis import synthesize
-from _streams import forge, frame_payload
 
 FAST = {"iterations": 60}
 
