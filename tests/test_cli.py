@@ -113,12 +113,13 @@ def test_usage_errors_exit_2(small_png: Path, tmp_path: Path) -> None:
     assert res.returncode == 2
 
 
-def test_option_errors_exit_1(small_png: Path, tmp_path: Path) -> None:
+def test_option_errors_exit_2(small_png: Path, tmp_path: Path) -> None:
+    """Bad option values are usage errors: one line, exit 2 (as click's own)."""
     out = tmp_path / "x.dpl"
     res = _dappled("encode", str(small_png), "-o", str(out), "--bpp", "0.5", "--quality", "3")
-    assert res.returncode == 1 and "either --quality or --bpp" in res.stderr
+    assert res.returncode == 2 and "either --quality or --bpp" in res.stderr
     res = _dappled("encode", str(small_png), "-o", str(out), "--codec", "nope")
-    assert res.returncode == 1 and "unknown codec" in res.stderr
+    assert res.returncode == 2 and "unknown codec" in res.stderr
     assert not out.exists()
 
 
@@ -126,5 +127,5 @@ def test_failed_encode_keeps_existing_output(small_png: Path, tmp_path: Path) ->
     out = tmp_path / "keep.dpl"
     out.write_bytes(b"previous")
     res = _dappled("encode", str(small_png), "-o", str(out), "--quality", "42")
-    assert res.returncode == 1
+    assert res.returncode == 2
     assert out.read_bytes() == b"previous"

@@ -37,8 +37,9 @@ def _invoke(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def _assert_one_line_error(code: int, err: str, fragment: str) -> None:
-    assert code == 1
+def _assert_one_line_error(code: int, err: str, fragment: str, expected: int = 1) -> None:
+    """One `dappled: error:` line naming `fragment`; exit 1 for bad input, 2 for bad options."""
+    assert code == expected, (code, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dappled: error:"), err
     assert fragment in lines[0]
@@ -67,9 +68,9 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
     save_image(src, load_image(SAMPLE_IMAGE)[:32, :32])
     dpl = tmp_path / "x.dpl"
     _assert_one_line_error(*_invoke("encode", "--codec", "jpeg", "-q", "200", str(src), "-o", str(dpl))[::2],
-                           "quality")
+                           "quality", 2)
     _assert_one_line_error(*_invoke("encode", "--codec", "webp", "-O", "subsampling=444", str(src),
-                                    "-o", str(dpl))[::2], "no option")
+                                    "-o", str(dpl))[::2], "no option", 2)
     _assert_one_line_error(*_invoke("encode", "--codec", "jpeg", str(tmp_path / "missing.png"),
                                     "-o", str(dpl))[::2], "no such file")
     code, _, _ = _invoke("encode", "--codec", "hevc", "-q", "20", str(src), "-o", str(dpl))
@@ -161,7 +162,7 @@ def test_eval_bad_options_are_one_line(crops: Path, tmp_path: Path) -> None:
         (["--codec", "jpeg", "--report", "x.md", "--report-section", "a b"], "section"),
     ]
     for extra, fragment in cases:
-        _assert_one_line_error(*_invoke(*base, *extra)[::2], fragment)
+        _assert_one_line_error(*_invoke(*base, *extra)[::2], fragment, 2)
     _assert_one_line_error(*_invoke("eval", "--dataset", str(tmp_path / "none"), "--codec", "jpeg")[::2],
                            "no such image folder")
 
@@ -208,5 +209,5 @@ def test_bench_cli(tmp_path: Path) -> None:
                                 "--runs", "3", "--warmup", "1", "--param", "jpeg:quality=30", "--quiet")
     assert code == 0, err
     assert "| jpeg | quality=30 | 96x64 |" in stdout and "| webp | quality=75 |" in stdout
-    _assert_one_line_error(*_invoke("bench", "--codec", "jpeg", "--runs", "0", "--quiet")[::2], "--runs")
-    _assert_one_line_error(*_invoke("bench", "--codec", "zzz", "--quiet")[::2], "unknown codec")
+    _assert_one_line_error(*_invoke("bench", "--codec", "jpeg", "--runs", "0", "--quiet")[::2], "--runs", 2)
+    _assert_one_line_error(*_invoke("bench", "--codec", "zzz", "--quiet")[::2], "unknown codec", 2)

@@ -402,16 +402,16 @@ def test_folder_encode_cli_and_bad_image(crops: Path, tmp_path: Path) -> None:
     assert "Traceback" not in res.output
     res = CliRunner().invoke(cli, ["encode", str(crops / "a.png"), "-o", str(tmp_path / "a.dpl"),
                                    "--codec", "jpeg", "-j", "2"])
-    assert res.exit_code == 1 and "--jobs and --ray" in res.stderr
+    assert res.exit_code == 2 and "--jobs and --ray" in res.stderr
 
 
 def test_ray_address_errors(crops: Path, tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["eval", "--dataset", str(crops), "--codec", "jpeg", "--param",
                                    "jpeg:quality=20", "--out", str(tmp_path / "o"), "--ray", "",
                                    "--quiet"])
-    assert res.exit_code == 1 and "--ray wants an address" in res.stderr
+    assert res.exit_code == 2 and "--ray wants an address" in res.stderr
     res = CliRunner().invoke(cli, ["eval", "--video", "x.mp4", "--ray", "local"])
-    assert res.exit_code == 1 and "--ray is for image evaluations" in res.stderr
+    assert res.exit_code == 2 and "--ray is for image evaluations" in res.stderr
 
 
 def test_local_process_gops_match_one_process() -> None:
@@ -438,4 +438,4 @@ def test_jobs_with_a_cluster_address_is_a_usage_error(cluster: LocalCluster, cro
     res = CliRunner().invoke(cli, ["eval", "--dataset", str(crops), "--codec", "jpeg", "--param",
                                    "jpeg:quality=20", "--out", str(tmp_path / "o"), "--quiet", "-j", "2",
                                    "--ray", cluster.address])
-    assert res.exit_code == 1 and "--jobs is for local runs" in res.stderr
+    assert res.exit_code == 2 and "--jobs is for local runs" in res.stderr

@@ -104,8 +104,9 @@ def _summary(stdout: str) -> dict[str, int]:
     return dict(zip(("shown", "dropped", "decoded", "count"), map(int, m.groups()), strict=True))
 
 
-def _one_line_error(res: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert res.returncode == 1, (res.stdout, res.stderr)
+def _one_line_error(res: subprocess.CompletedProcess[str], *needles: str, code: int = 1) -> None:
+    """One `dappled: error:` line holding every needle; exit 1 (bad input) or 2 (bad option)."""
+    assert res.returncode == code, (res.stdout, res.stderr)
     err = res.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("dappled: error:"), res.stderr
     assert "Traceback" not in res.stderr
@@ -257,10 +258,10 @@ def test_play_bad_inputs_are_one_line_errors(stream_dir: Path, tmp_path: Path) -
     _one_line_error(_run("play", "--headless", str(stream_dir)), "directory")
     _one_line_error(_run("play", "--headless", "ftp://example.org/a.dpl"), "ftp://")
     _one_line_error(_run("play", "--headless", "http://127.0.0.1:9/a.dpl"), "127.0.0.1:9")
-    _one_line_error(_run("play", "--headless", "--start", "99", str(stream_dir / "clip.dpl")), "--start")
+    _one_line_error(_run("play", "--headless", "--start", "99", str(stream_dir / "clip.dpl")), "--start", code=2)
     res = subprocess.run([*_dappled_cmd(), "play", "--headless", "--start", "3", "-"],
                          input=(stream_dir / "clip.dpl").read_bytes(), capture_output=True, timeout=300)
-    assert res.returncode == 1 and b"cannot seek in a pipe" in res.stderr
+    assert res.returncode == 2 and b"cannot seek in a pipe" in res.stderr
     # an image stream is not a video
     from dappled.codec.api import encode_image
 

@@ -10,18 +10,23 @@ from typing import Any
 
 import click
 
-from dappled.errors import DappledError
+from dappled.errors import DappledError, OptionError
 
 EXIT_BAD_INPUT = 1
+EXIT_USAGE = 2  # a bad option value (click's own usage errors exit 2 too)
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn DappledError into a one-line message and exit status 1 (no traceback)."""
+    """Turn DappledError into a one-line message and exit status 1 (no traceback); a bad option
+    value (OptionError) is a usage error and exits 2, as click's own usage errors do."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except OptionError as exc:
+            click.echo(f"dappled: error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
         except DappledError as exc:
             click.echo(f"dappled: error: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
