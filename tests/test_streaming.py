@@ -258,7 +258,8 @@ def test_play_bad_inputs_are_one_line_errors(stream_dir: Path, tmp_path: Path) -
     _one_line_error(_run("play", "--headless", str(stream_dir)), "directory")
     _one_line_error(_run("play", "--headless", "ftp://example.org/a.dpl"), "ftp://")
     _one_line_error(_run("play", "--headless", "http://127.0.0.1:9/a.dpl"), "127.0.0.1:9")
-    _one_line_error(_run("play", "--headless", "--start", "99", str(stream_dir / "clip.dpl")), "--start", code=2)
+    _one_line_error(_run("play", "--headless", "--start", "99", str(stream_dir / "clip.dpl")), "--start",
+                    code=2)
     res = subprocess.run([*_dappled_cmd(), "play", "--headless", "--start", "3", "-"],
                          input=(stream_dir / "clip.dpl").read_bytes(), capture_output=True, timeout=300)
     assert res.returncode == 2 and b"cannot seek in a pipe" in res.stderr
