@@ -57,7 +57,7 @@ from dappled.models.field.layout import (
 )
 from dappled.models.field.synthesis import synthesize
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2  # 2: the ARM's output bias is per grid
 _HEAD = struct.Struct("<B5BbBI")
 MAX_PIXELS = 1 << 24  # 16 Mpixel: the field decoder's work is linear in this
 # quality preset -> lambda (weight of bits per pixel against RGB MSE on [0, 1])

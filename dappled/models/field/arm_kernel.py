@@ -75,8 +75,8 @@ def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray,
                     last = a2
                 else:
                     last = a1
-                mu = bo[0]
-                ls = bo[1]
+                mu = bo[g, 0]
+                ls = bo[g, 1]
                 for i in range(hdim):
                     mu += wo[0, i] * last[i]
                     ls += wo[1, i] * last[i]
@@ -115,8 +115,8 @@ def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray,
                 g_mu = np.float32(-gp * dp_da * sgn)
                 g_ls = np.float32(gp * dp_db * b * dls)
                 gbuf[pos] += gp * dp_da * sgn
-                gbo[0] += g_mu
-                gbo[1] += g_ls
+                gbo[g, 0] += g_mu
+                gbo[g, 1] += g_ls
                 for i in range(hdim):
                     gwo[0, i] += g_mu * last[i]
                     gwo[1, i] += g_ls * last[i]

@@ -60,7 +60,7 @@ class QuantNet:
     """The network the stream carries: ARM layers (weight and bias share k) and synthesis."""
 
     arch: Arch
-    arm: list[QuantTensor]  # w1, b1, [w2, b2], wo, bo
+    arm: list[QuantTensor]  # w1, b1, [w2, b2], wo, bo (one row per grid)
     synth: list[QuantTensor]  # wa, ba, wb, bb, ka, kba, kb, kbb
     step_shift: int = 0  # latent steps times 2**step_shift
     step_ladder: int = 0  # which ladder of level steps (layout.step)
@@ -75,7 +75,7 @@ def tensor_shapes(arch: Arch, n_grids: int) -> list[tuple[int, ...]]:
     shapes: list[tuple[int, ...]] = [(h, c), (h,)]
     if arch.arm_layers == 2:
         shapes += [(h, h), (h,)]
-    shapes += [(2, h + c), (2,)]
+    shapes += [(2, h + c), (n_grids, 2)]  # the output bias is per grid
     sh, rh = arch.synth_hidden, arch.res_hidden
     shapes += [(sh, n_grids), (sh,), (3, sh), (3,), (rh, 3, 3, 3), (rh,), (3, rh, 3, 3), (3,)]
     return shapes
@@ -163,7 +163,8 @@ def _clamp(v: int, lim: int) -> int:
 def _predict(ctx: np.ndarray, c: int, hdim: int, n_hidden: int, w1: np.ndarray, b1: np.ndarray,
              k1: int, w2: np.ndarray, b2: np.ndarray, k2: int, wo: np.ndarray, bo: np.ndarray,
              ko: int, a1: np.ndarray, a2: np.ndarray) -> tuple[int, int]:
-    """(mu, log scale) in 2**-ARM_BITS fixed point from integer context latents ctx[:c]."""
+    """(mu, log scale) in 2**-ARM_BITS fixed point from integer context latents ctx[:c]; bo is
+    the output bias of the latent's grid (one row of the per-grid table)."""
     for j in range(hdim):
         acc = b1[j] << ARM_BITS
         for i in range(c):
@@ -232,14 +233,15 @@ def _arm_all(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray, 
     ctx = np.zeros(c, dtype=np.int64)
     a1 = np.zeros(hdim, dtype=np.int64)
     a2 = np.zeros(hdim, dtype=np.int64)
-    mu0, ls0 = _predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo, ko, a1, a2)
     j = 0
     for g in range(hs.size):
         stride = ws[g] + 2 * PAD
+        ctx[:] = 0
+        mu0, ls0 = _predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo[g], ko, a1, a2)
         for y in range(hs[g]):
             for x in range(ws[g]):
                 if _gather(buf, offs[g], stride, y, x, nb, c, ctx):
-                    mu, ls = _predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo, ko, a1, a2)
+                    mu, ls = _predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo[g], ko, a1, a2)
                 else:  # an all-zero context: the prediction is a constant
                     mu, ls = mu0, ls0
                 tid[j], cen[j] = _table_of(mu, ls)
@@ -260,16 +262,17 @@ def _decode_all(words: np.ndarray, excess: np.ndarray, buf: np.ndarray, offs: np
     ctx = np.zeros(c, dtype=np.int64)
     a1 = np.zeros(hdim, dtype=np.int64)
     a2 = np.zeros(hdim, dtype=np.int64)
-    mu0, ls0 = _predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo, ko, a1, a2)
-    t0, centre0 = _table_of(mu0, ls0)
     x_state, pos = dec_init(words)
     e = 0
     for g in range(hs.size):
         stride = ws[g] + 2 * PAD
+        ctx[:] = 0
+        mu0, ls0 = _predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo[g], ko, a1, a2)
+        t0, centre0 = _table_of(mu0, ls0)
         for y in range(hs[g]):
             for x in range(ws[g]):
                 if _gather(buf, offs[g], stride, y, x, nb, c, ctx):
-                    mu, ls = _predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo, ko, a1, a2)
+                    mu, ls = _predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo[g], ko, a1, a2)
                     t, centre = _table_of(mu, ls)
                 else:  # an all-zero context: the prediction is a constant
                     t, centre = t0, centre0

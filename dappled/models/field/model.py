@@ -100,6 +100,10 @@ class FieldModel(nn.Module):
         for o, i in arm_shapes:
             self.arm_w.append(nn.Parameter((torch.randn(o, i, generator=gen) / math.sqrt(i)).to(dev)))
             self.arm_b.append(nn.Parameter(torch.zeros(o, device=dev)))
+        # the output layer's bias is per grid (mu, log scale): one ARM serves sparse fine grids
+        # and dense coarse ones, whose latents would otherwise all be costly outliers
+        self.arm_b[-1] = nn.Parameter(torch.zeros(len(self.grids), 2, device=dev))
+        self._grid_index: torch.Tensor | None = None
         with torch.no_grad():  # the output layer starts at mu = 0, scale = 1
             self.arm_w[-1].mul_(0.01)
         n_ch, sh, rh = len(self.grids), arch.synth_hidden, arch.res_hidden
@@ -175,6 +179,10 @@ class FieldModel(nn.Module):
                 self.latents[k].copy_(val[0])
                 recon = val * s + (recon if recon is not None else 0.0)
                 prev = lv
+        with torch.no_grad():  # each grid's log scale starts at its latents' Laplace fit
+            for k, y in enumerate(self.latents):
+                b = float(y.abs().mean()) if y.numel() else 1.0
+                self.arm_b[-1][k, 1] = math.log(min(max(b, 0.05), 32.0))
 
     # ------------------------------------------------------------ forward
 
@@ -197,13 +205,20 @@ class FieldModel(nn.Module):
             rows.append(F.conv2d(p, kernel)[0].reshape(self.arch.ctx, -1).t())
         return torch.cat(rows, dim=0)
 
+    def grid_index(self) -> torch.Tensor:
+        """(N,) grid number of every latent, in the order of :meth:`contexts`."""
+        if self._grid_index is None or self._grid_index.device != self.arm_b[-1].device:
+            self._grid_index = torch.cat([torch.full((g.size,), k, dtype=torch.long)
+                                          for k, g in enumerate(self.grids)]).to(self.arm_b[-1].device)
+        return self._grid_index
+
     def arm(self, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Laplace mean and log scale of each latent from its context."""
+        """Laplace mean and log scale of each latent (all grids, in order) from its context."""
         h = ctx
         n = len(self.arm_w)
         for i in range(n - 1):
             h = F.relu(F.linear(h, self.arm_w[i], self.arm_b[i]))
-        out = F.linear(torch.cat([h, ctx], dim=1), self.arm_w[-1], self.arm_b[-1])
+        out = F.linear(torch.cat([h, ctx], dim=1), self.arm_w[-1]) + self.arm_b[-1][self.grid_index()]
         return out[:, 0], out[:, 1]
 
     def rate_bits(self, q: list[torch.Tensor]) -> torch.Tensor:
