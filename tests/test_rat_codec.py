@@ -220,9 +220,9 @@ def test_cli_encode_decode_with_shallow_decoder(tmp_path: Path, crop: np.ndarray
     assert (tmp_path / "a.dpl").read_bytes() == (tmp_path / "c.dpl").read_bytes()
     res = runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path / "d.dpl"), "--codec", "splat",
                               "--decoder", "shallow", "--quiet"])
-    assert res.exit_code == 1 and "decoder" in res.output
+    assert res.exit_code == 2 and "decoder" in res.output
     res = runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path / "b.dpl"), "--codec", "rat", "-q", "9"])
-    assert res.exit_code == 1 and "quality" in res.output
+    assert res.exit_code == 2 and "quality" in res.output
 
 
 def test_cli_train_help_and_bad_options(tmp_path: Path) -> None:
@@ -230,9 +230,9 @@ def test_cli_train_help_and_bad_options(tmp_path: Path) -> None:
     res = runner.invoke(cli, ["train", "rat", "--help"])
     assert res.exit_code == 0 and "--stage" in res.output and "--export" in res.output
     res = runner.invoke(cli, ["train", "rat", "--out", str(tmp_path / "r"), "--lambdas", "0.02,0.01"])
-    assert res.exit_code == 1 and "increasing" in res.output
+    assert res.exit_code == 2 and "increasing" in res.output
     res = runner.invoke(cli, ["train", "rat", "--out", str(tmp_path / "r"), "--stage", "shallow"])
-    assert res.exit_code == 1 and "--init" in res.output
+    assert res.exit_code == 2 and "--init" in res.output
 
 
 @pytest.mark.slow

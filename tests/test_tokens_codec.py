@@ -282,7 +282,7 @@ def test_cli_encode_decode_with_bpp(tmp_path: Path, crop: np.ndarray) -> None:
     assert load_image(tmp_path / "a.png").shape == crop.shape
     res = runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path / "b.dpl"), "--codec", "tokens",
                               "-O", "alloc=nope"])
-    assert res.exit_code == 1 and "alloc" in res.output
+    assert res.exit_code == 2 and "alloc" in res.output
     (tmp_path / "c.dpl").write_bytes((tmp_path / "a.dpl").read_bytes()[:-9])
     res = runner.invoke(cli, ["decode", str(tmp_path / "c.dpl"), "-o", str(tmp_path / "c.png")])
     assert res.exit_code == 1 and "error" in res.output and "Traceback" not in res.output

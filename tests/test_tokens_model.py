@@ -120,7 +120,7 @@ def test_cli_train_help_and_bad_options(tmp_path: Path) -> None:
     res = runner.invoke(cli, ["train", "tokens", "--help"])
     assert res.exit_code == 0 and "--tokens" in res.output and "--export" in res.output
     res = runner.invoke(cli, ["train", "tokens", "--out", str(tmp_path / "r"), "--levels", "8,1"])
-    assert res.exit_code == 1 and "levels" in res.output
+    assert res.exit_code == 2 and "levels" in res.output
     res = runner.invoke(cli, ["train", "tokens", "--out", str(tmp_path / "r"), "--tile", "60",
                               "--patch", "8"])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
