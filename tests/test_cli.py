@@ -4,13 +4,12 @@ atomic outputs. Runs the installed console script where the behaviour depends on
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli import one_line_error, run_dappled
 from click.testing import CliRunner
 
 from dappled.cli import cli
@@ -19,9 +18,7 @@ from dappled.eval.metrics import psnr
 
 
 def _dappled(*args: str) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("dappled", path=str(Path(sys.executable).parent))
-    cmd = [exe] if exe else [sys.executable, "-m", "dappled.cli.main"]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=600)
+    return run_dappled(*args, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +75,7 @@ def test_bad_streams_exit_1_with_one_line(splat_stream: Path, tmp_path: Path, ma
     make(splat_stream, bad)
     out = tmp_path / "never.png"
     res = _dappled("decode", str(bad), "-o", str(out))
-    assert res.returncode == 1
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dappled: error:"), res.stderr
-    assert needle in lines[0] and str(bad) in lines[0]
+    one_line_error(res, needle, str(bad))
     assert not out.exists()
     assert list(tmp_path.glob("*.part")) == []
 

@@ -4,10 +4,12 @@ the published reference data, and the CLI's encode/decode/info with a baseline c
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli import one_line_error
 from click.testing import CliRunner
 from PIL import Image
 
@@ -30,20 +32,12 @@ def crops(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _invoke(*args: str) -> tuple[int, str, str]:
+def _invoke(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in this process; the result has a child process's fields."""
     result = CliRunner().invoke(cli, list(args))
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
-    return result.exit_code, result.stdout, result.stderr
-
-
-def _assert_one_line_error(code: int, err: str, fragment: str, expected: int = 1) -> None:
-    """One `dappled: error:` line naming `fragment`; exit 1 for bad input, 2 for bad options."""
-    assert code == expected, (code, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dappled: error:"), err
-    assert fragment in lines[0]
-    assert "Traceback" not in err
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
 
 # -- encode / decode / info with a baseline --------------------------------------------------
@@ -52,34 +46,35 @@ def test_cli_encode_decode_info(tmp_path: Path) -> None:
     src = tmp_path / "in.png"
     save_image(src, load_image(SAMPLE_IMAGE)[:64, :80])
     dpl, out = tmp_path / "out.dpl", tmp_path / "out.png"
-    code, stdout, _ = _invoke("encode", "--codec", "jpeg", "-q", "20", str(src), "-o", str(dpl))
+    res = _invoke("encode", "--codec", "jpeg", "-q", "20", str(src), "-o", str(dpl))
+    code, stdout = res.returncode, res.stdout
     assert code == 0 and "bpp" in stdout
-    code, stdout, _ = _invoke("info", str(dpl))
+    res = _invoke("info", str(dpl))
+    code, stdout = res.returncode, res.stdout
     assert code == 0 and "codec:   jpeg" in stdout and "jpg" in stdout
-    code, _, _ = _invoke("decode", str(dpl), "-o", str(out))
-    assert code == 0 and load_image(out).shape == (64, 80, 3)
-    code, _, _ = _invoke("encode", "--codec", "jpeg", "-q", "20", "-O", "subsampling=444", str(src),
-                         "-o", str(dpl))
-    assert code == 0
+    assert _invoke("decode", str(dpl), "-o", str(out)).returncode == 0
+    assert load_image(out).shape == (64, 80, 3)
+    res = _invoke("encode", "--codec", "jpeg", "-q", "20", "-O", "subsampling=444", str(src), "-o", str(dpl))
+    assert res.returncode == 0, res.stderr
 
 
 def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
     src = tmp_path / "in.png"
     save_image(src, load_image(SAMPLE_IMAGE)[:32, :32])
     dpl = tmp_path / "x.dpl"
-    _assert_one_line_error(*_invoke("encode", "--codec", "jpeg", "-q", "200", str(src), "-o", str(dpl))[::2],
-                           "quality", 2)
-    _assert_one_line_error(*_invoke("encode", "--codec", "webp", "-O", "subsampling=444", str(src),
-                                    "-o", str(dpl))[::2], "no option", 2)
-    _assert_one_line_error(*_invoke("encode", "--codec", "jpeg", str(tmp_path / "missing.png"),
-                                    "-o", str(dpl))[::2], "no such file")
-    code, _, _ = _invoke("encode", "--codec", "hevc", "-q", "20", str(src), "-o", str(dpl))
-    assert code == 0
+    one_line_error(_invoke("encode", "--codec", "jpeg", "-q", "200", str(src), "-o", str(dpl)),
+                   "quality", code=2)
+    one_line_error(_invoke("encode", "--codec", "webp", "-O", "subsampling=444", str(src), "-o", str(dpl)),
+                   "no option", code=2)
+    one_line_error(_invoke("encode", "--codec", "jpeg", str(tmp_path / "missing.png"), "-o", str(dpl)),
+                   "no such file")
+    res = _invoke("encode", "--codec", "hevc", "-q", "20", str(src), "-o", str(dpl))
+    assert res.returncode == 0, res.stderr
     data = bytearray(dpl.read_bytes())
     data[60] ^= 0xFF
     dpl.write_bytes(bytes(data))
-    _assert_one_line_error(*_invoke("decode", str(dpl), "-o", str(tmp_path / "o.png"))[::2], "x.dpl")
-    _assert_one_line_error(*_invoke("info", str(tmp_path / "in.png"))[::2], "in.png")
+    one_line_error(_invoke("decode", str(dpl), "-o", str(tmp_path / "o.png")), "x.dpl")
+    one_line_error(_invoke("info", str(tmp_path / "in.png")), "in.png")
 
 
 # -- eval ---------------------------------------------------------------------------------------
@@ -88,7 +83,8 @@ def test_tiny_eval_run_and_resume(crops: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["eval", "--dataset", str(crops), "--codec", "jpeg", "--codec", "webp", "--points", "2",
             "--out", str(out), "--quiet"]
-    code, stdout, err = _invoke(*args)
+    res = _invoke(*args)
+    code, stdout, err = res.returncode, res.stdout, res.stderr
     assert code == 0, err
     assert "8 point(s) run, 0 already done" in stdout
     for name in ("results.csv", "results.json", "summary.md", "rd.png"):
@@ -112,7 +108,8 @@ def test_tiny_eval_run_and_resume(crops: Path, tmp_path: Path) -> None:
 
     # re-running does no new encodes and leaves the stored rows as they were
     before = (out / "results.json").read_text()
-    code, stdout, _ = _invoke(*args)
+    res = _invoke(*args)
+    code, stdout = res.returncode, res.stdout
     assert code == 0 and "0 point(s) run, 8 already done" in stdout
     assert (out / "results.json").read_text() == before
 
@@ -162,9 +159,9 @@ def test_eval_bad_options_are_one_line(crops: Path, tmp_path: Path) -> None:
         (["--codec", "jpeg", "--report", "x.md", "--report-section", "a b"], "section"),
     ]
     for extra, fragment in cases:
-        _assert_one_line_error(*_invoke(*base, *extra)[::2], fragment, 2)
-    _assert_one_line_error(*_invoke("eval", "--dataset", str(tmp_path / "none"), "--codec", "jpeg")[::2],
-                           "no such image folder")
+        one_line_error(_invoke(*base, *extra), fragment, code=2)
+    one_line_error(_invoke("eval", "--dataset", str(tmp_path / "none"), "--codec", "jpeg"),
+                   "no such image folder")
 
 
 def test_plan_series_defaults() -> None:
@@ -205,9 +202,10 @@ def test_published_reference_curves() -> None:
 def test_bench_cli(tmp_path: Path) -> None:
     src = tmp_path / "b.png"
     save_image(src, np.ascontiguousarray(load_image(SAMPLE_IMAGE)[:64, :96]))
-    code, stdout, err = _invoke("bench", "--codec", "jpeg", "--codec", "webp", "--image", str(src),
+    res = _invoke("bench", "--codec", "jpeg", "--codec", "webp", "--image", str(src),
                                 "--runs", "3", "--warmup", "1", "--param", "jpeg:quality=30", "--quiet")
+    code, stdout, err = res.returncode, res.stdout, res.stderr
     assert code == 0, err
     assert "| jpeg | quality=30 | 96x64 |" in stdout and "| webp | quality=75 |" in stdout
-    _assert_one_line_error(*_invoke("bench", "--codec", "jpeg", "--runs", "0", "--quiet")[::2], "--runs", 2)
-    _assert_one_line_error(*_invoke("bench", "--codec", "zzz", "--quiet")[::2], "unknown codec", 2)
+    one_line_error(_invoke("bench", "--codec", "jpeg", "--runs", "0", "--quiet"), "--runs", code=2)
+    one_line_error(_invoke("bench", "--codec", "zzz", "--quiet"), "unknown codec", code=2)

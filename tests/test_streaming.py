@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli import dappled_cmd, one_line_error, run_dappled
 from _clips import FAST, moving_pattern
 
 from dappled.codec.container import HEADER_SIZE, ContainerReader, PacketType
@@ -81,15 +81,6 @@ def _sha(img: np.ndarray) -> str:
     return hashlib.sha256(img.tobytes()).hexdigest()
 
 
-def _dappled_cmd() -> list[str]:
-    exe = shutil.which("dappled", path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-m", "dappled.cli.main"]
-
-
-def _run(*args: str, **kw) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*_dappled_cmd(), *args], capture_output=True, text=True, timeout=300, **kw)
-
-
 def _checksums(path: Path) -> dict[int, str]:
     out = {}
     for line in path.read_text().splitlines():
@@ -102,16 +93,6 @@ def _summary(stdout: str) -> dict[str, int]:
     m = re.search(r"shown (\d+), dropped (\d+), decoded (\d+) of (\d+)", stdout)
     assert m, stdout
     return dict(zip(("shown", "dropped", "decoded", "count"), map(int, m.groups()), strict=True))
-
-
-def _one_line_error(res: subprocess.CompletedProcess[str], *needles: str, code: int = 1) -> None:
-    """One `dappled: error:` line holding every needle; exit 1 (bad input) or 2 (bad option)."""
-    assert res.returncode == code, (res.stdout, res.stderr)
-    err = res.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("dappled: error:"), res.stderr
-    assert "Traceback" not in res.stderr
-    for n in needles:
-        assert n in err[0], err[0]
 
 
 # ---------------------------------------------------------------- container seek
@@ -142,7 +123,7 @@ def test_container_reader_seek_goes_to_a_packet(data: bytes) -> None:
 def test_play_through_a_slow_pipe_starts_early_and_matches_the_offline_decoder(
         data: bytes, offline: list[np.ndarray], tmp_path: Path) -> None:
     sums = tmp_path / "sums.txt"
-    proc = subprocess.Popen([*_dappled_cmd(), "play", "--headless", "-v", "--checksums", str(sums), "-"],
+    proc = subprocess.Popen([*dappled_cmd(), "play", "--headless", "-v", "--checksums", str(sums), "-"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
     assert proc.stdin is not None and proc.stdout is not None
     first_part = _packet_ends(data)[1]  # header, CONFIG and the first two frames only
@@ -178,7 +159,8 @@ def test_play_through_a_slow_pipe_starts_early_and_matches_the_offline_decoder(
 
 def test_play_file_from_a_later_frame_seeks_to_the_intra_frame(stream_dir: Path, offline, tmp_path) -> None:
     sums = tmp_path / "sums.txt"
-    res = _run("play", "--headless", "--start", "6", "--checksums", str(sums), str(stream_dir / "clip.dpl"))
+    res = run_dappled("play", "--headless", "--start", "6", "--checksums", str(sums),
+                      str(stream_dir / "clip.dpl"))
     assert res.returncode == 0, res.stderr
     assert "time to first frame" in res.stdout and "rate" in res.stdout
     got = _checksums(sums)
@@ -188,7 +170,7 @@ def test_play_file_from_a_later_frame_seeks_to_the_intra_frame(stream_dir: Path,
 
 def test_play_in_a_window_with_sdl_dummy_driver(stream_dir: Path) -> None:
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
-    res = _run("play", str(stream_dir / "clip.dpl"), env=env)
+    res = run_dappled("play", str(stream_dir / "clip.dpl"), env=env)
     assert res.returncode == 0, res.stderr
     assert _summary(res.stdout)["decoded"] == N_FRAMES
 
@@ -233,11 +215,8 @@ def test_play_truncated_stream_stops_after_the_last_good_frame(stream_dir: Path,
     cut = stream_dir / "cut.dpl"
     for source, stdin in ((str(cut), None), ("-", cut.read_bytes())):
         sums = tmp_path / "sums.txt"
-        res = subprocess.run([*_dappled_cmd(), "play", "--headless", "--checksums", str(sums), source],
-                             input=stdin, capture_output=True, timeout=300)
-        err = res.stderr.decode()
-        _one_line_error(subprocess.CompletedProcess(res.args, res.returncode, res.stdout.decode(), err),
-                        "after frame 5")
+        res = run_dappled("play", "--headless", "--checksums", str(sums), source, stdin=stdin, text=False)
+        one_line_error(res, "after frame 5")
         s = _summary(res.stdout.decode())
         assert s["decoded"] == 6  # frames 0..5 arrived whole; frame 6 was cut
         assert not sums.exists()  # a failed playback writes no checksum file (issue 10)
@@ -253,22 +232,23 @@ def test_play_truncated_stream_stops_after_the_last_good_frame(stream_dir: Path,
 
 
 def test_play_bad_inputs_are_one_line_errors(stream_dir: Path, tmp_path: Path) -> None:
-    _one_line_error(_run("play", "--headless", str(tmp_path / "missing.dpl")), "missing.dpl")
-    _one_line_error(_run("play", "--headless", str(stream_dir / "notes.txt")), "notes.txt", "not a Dappled")
-    _one_line_error(_run("play", "--headless", str(stream_dir)), "directory")
-    _one_line_error(_run("play", "--headless", "ftp://example.org/a.dpl"), "ftp://")
-    _one_line_error(_run("play", "--headless", "http://127.0.0.1:9/a.dpl"), "127.0.0.1:9")
-    _one_line_error(_run("play", "--headless", "--start", "99", str(stream_dir / "clip.dpl")), "--start",
-                    code=2)
-    res = subprocess.run([*_dappled_cmd(), "play", "--headless", "--start", "3", "-"],
-                         input=(stream_dir / "clip.dpl").read_bytes(), capture_output=True, timeout=300)
-    assert res.returncode == 2 and b"cannot seek in a pipe" in res.stderr
+    one_line_error(run_dappled("play", "--headless", str(tmp_path / "missing.dpl")), "missing.dpl")
+    one_line_error(run_dappled("play", "--headless", str(stream_dir / "notes.txt")), "notes.txt",
+                   "not a Dappled")
+    one_line_error(run_dappled("play", "--headless", str(stream_dir)), "directory")
+    one_line_error(run_dappled("play", "--headless", "ftp://example.org/a.dpl"), "ftp://")
+    one_line_error(run_dappled("play", "--headless", "http://127.0.0.1:9/a.dpl"), "127.0.0.1:9")
+    one_line_error(run_dappled("play", "--headless", "--start", "99", str(stream_dir / "clip.dpl")),
+                   "--start", code=2)
+    res = run_dappled("play", "--headless", "--start", "3", "-", stdin=(stream_dir / "clip.dpl").read_bytes(),
+                      text=False)
+    one_line_error(res, "cannot seek in a pipe", code=2)
     # an image stream is not a video
     from dappled.codec.api import encode_image
 
     img = tmp_path / "still.dpl"
     img.write_bytes(encode_image(_clip(1)[0], "jpeg", quality=50))
-    _one_line_error(_run("play", "--headless", str(img)), "still.dpl", "not a video stream")
+    one_line_error(run_dappled("play", "--headless", str(img)), "still.dpl", "not a video stream")
 
 
 # ---------------------------------------------------------------- dappled serve
@@ -276,7 +256,7 @@ def test_play_bad_inputs_are_one_line_errors(stream_dir: Path, tmp_path: Path) -
 
 @pytest.fixture(scope="module")
 def server(stream_dir: Path) -> Iterator[str]:
-    proc = subprocess.Popen([*_dappled_cmd(), "serve", str(stream_dir), "--port", "0"],
+    proc = subprocess.Popen([*dappled_cmd(), "serve", str(stream_dir), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -339,13 +319,14 @@ def test_serve_refuses_paths_outside_the_folder(server: str) -> None:
 
 def test_play_over_http_with_seek(server: str, offline, tmp_path: Path) -> None:
     sums = tmp_path / "sums.txt"
-    res = _run("play", "--headless", "--start", "9", "--checksums", str(sums), f"{server}/files/clip.dpl")
+    res = run_dappled("play", "--headless", "--start", "9", "--checksums", str(sums),
+                      f"{server}/files/clip.dpl")
     assert res.returncode == 0, res.stderr
     got = _checksums(sums)
     assert sorted(got) == [8, 9] and all(got[i] == _sha(offline[i]) for i in got)
-    res = _run("play", "--headless", f"{server}/files/cut.dpl")
-    _one_line_error(res, "after frame 5")
-    _one_line_error(_run("play", "--headless", f"{server}/files/nothere.dpl"), "404")
+    res = run_dappled("play", "--headless", f"{server}/files/cut.dpl")
+    one_line_error(res, "after frame 5")
+    one_line_error(run_dappled("play", "--headless", f"{server}/files/nothere.dpl"), "404")
 
 
 # ---------------------------------------------------------------- the browser player

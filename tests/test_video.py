@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
-import sys
 import threading
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli import one_line_error, run_dappled
 from _clips import FAST, moving_pattern
 from click.testing import CliRunner
 
@@ -49,9 +48,7 @@ def coded(clip: list[np.ndarray]):
 
 
 def _dappled(*args: str) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("dappled", path=str(Path(sys.executable).parent))
-    cmd = [exe] if exe else [sys.executable, "-m", "dappled.cli.main"]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=600)
+    return run_dappled(*args, timeout=600)
 
 
 # ---------------------------------------------------------------- codec
@@ -250,9 +247,7 @@ def test_cli_truncated_video_stream_is_a_one_line_error(coded, tmp_path: Path) -
     cut = tmp_path / "cut.dpl"
     cut.write_bytes(coded.data[: len(coded.data) - 200])
     res = _dappled("decode", str(cut), "-o", str(tmp_path / "x.mkv"))
-    assert res.returncode == 1
-    assert res.stderr.startswith("dappled: error:") and len(res.stderr.strip().splitlines()) == 1
-    assert "cut.dpl" in res.stderr
+    one_line_error(res, "cut.dpl")
     assert not (tmp_path / "x.mkv").exists()
 
 
