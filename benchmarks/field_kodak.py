@@ -10,7 +10,11 @@ holds whole curves of its first images), and prints mean curves and BD-rates (PS
 of every series against JPEG, WebP and AVIF on exactly those images, plus encode and decode
 times; writes OUT/rd-partial.png. Nothing is encoded.
 
-Usage: .venv/bin/python benchmarks/field_kodak.py runs/kodak-field [--series field]
+With `--compare OLD` (an earlier run or its committed rows, e.g. docs/data/kodak-field-default-v1)
+the codec's rows of OLD join as series "<series> (OLD's folder name)", and only images complete
+in both runs count: a before/after figure on the same images.
+
+Usage: .venv/bin/python benchmarks/field_kodak.py runs/kodak-field [--codec field] [--compare OLD]
 """
 
 from __future__ import annotations
@@ -32,18 +36,21 @@ def main() -> int:
     ap.add_argument("out")
     ap.add_argument("--codec", default="field")
     ap.add_argument("--points", type=int, default=4, help="Rate points of a complete curve.")
+    ap.add_argument("--compare", help="An earlier run folder whose codec rows join, relabelled.")
     args = ap.parse_args()
     out = Path(args.out)
-    rows = list(csv.DictReader(open(out / "results.csv")))
-    for r in rows:
-        for k in NUMERIC:
-            r[k] = float(r[k])
-    points: dict[str, set[str]] = defaultdict(set)
-    for r in rows:
-        if r["codec"] == args.codec:
-            points[r["image"]].add(r["params"])
-    n_points = args.points
-    done = sorted(img for img, p in points.items() if len(p) == n_points)
+    rows = _read(out / "results.csv")
+    done = _complete(rows, args.codec, args.points)
+    anchors = ["jpeg", "webp", "avif"]
+    if args.compare:
+        old = Path(args.compare)
+        old_rows = [r for r in _read(old / "results.csv") if r["codec"] == args.codec]
+        done &= _complete(old_rows, args.codec, args.points)
+        for r in old_rows:
+            r["series"] = f"{r['series']} ({old.name})"
+        anchors += sorted({r["series"] for r in old_rows})
+        rows += old_rows
+    done = sorted(done)
     rows = [r for r in rows if r["image"] in done]
     if not done:
         print("no image has a complete curve yet")
@@ -55,7 +62,7 @@ def main() -> int:
         for p in c.points:
             print(f"  {p.params:<24} {p.bpp:6.3f} bpp  {p.psnr:6.2f} dB  MS-SSIM {p.ms_ssim:.4f}  "
                   f"encode {p.encode_s:7.1f} s  decode {1000 * p.decode_s:7.1f} ms  ({p.images} images)")
-    for anchor in ("jpeg", "webp", "avif"):
+    for anchor in anchors:
         print(f"\nBD against {anchor} (negative: fewer bits for the same quality):")
         for row in bd_table(curves, anchor):
             fmt = lambda v: "n/a" if v is None else f"{v:+.1f} %"  # noqa: E731
@@ -63,6 +70,25 @@ def main() -> int:
     plot_rd(curves, out / "rd-partial.png", f"Kodak, first {len(done)} images", published=[])
     print(f"\nplot: {out / 'rd-partial.png'}")
     return 0
+
+
+def _read(path: Path) -> list[dict]:
+    """The rows of a results.csv, numeric columns as floats."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k in NUMERIC:
+            r[k] = float(r[k])
+    return rows
+
+
+def _complete(rows: list[dict], codec: str, n_points: int) -> set[str]:
+    """The images on which `codec` has all `n_points` rate points."""
+    points: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        if r["codec"] == codec:
+            points[r["image"]].add(r["params"])
+    return {img for img, p in points.items() if len(p) == n_points}
 
 
 if __name__ == "__main__":
