@@ -65,11 +65,6 @@ LAMBDAS: dict[int, float] = {q: 0.064 / 2.0 ** (q - 1) for q in range(1, 9)}
 DEFAULT_COMPLEXITY = "low"
 
 
-def lambda_for_bpp(bpp: float) -> float:
-    """Starting lambda for a bpp target (bpp falls roughly as lambda**-0.5 on Kodak)."""
-    return 0.002 * (0.6 / bpp) ** 2
-
-
 @contextlib.contextmanager
 def torch_threads(device: str, n: int) -> Iterator[None]:
     """Run a fit with n torch threads (one by default: fits scale out by images, not threads)."""
@@ -231,54 +226,36 @@ def iterations_for(effort: str, height: int, width: int) -> int:
 
 def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = None,
                  target_bpp: float | None = None, progress: Any = None) -> FieldEncoding:
-    """Fit, quantize and code one image; with target_bpp, steer lambda to land near that rate."""
+    """Fit, quantize and code one image; with target_bpp, lambda is predicted before the fit and
+    nudged early in it (models/field/rate.py), so the rate lands near the target on the same
+    rate-distortion curve as a fixed lambda."""
 
     from dappled.models.field.fit import FitConfig, fit, image_tensor, rate_cap_for
     from dappled.models.field.quantize import quantize_network
+    from dappled.models.field.rate import RateSteer, predict_lambda
 
     effort, complexity, iterations, threads, lam_opt = _options(params.options)
     h, w = image.shape[:2]
     if h * w > MAX_PIXELS:
         raise OptionError(f"the field codec takes at most {MAX_PIXELS} pixels, got {w}x{h}")
     n_it = iterations or iterations_for(effort, h, w)
-    lam0 = lam_opt or lam or (lambda_for_bpp(target_bpp) if target_bpp else LAMBDAS[4])
+    steer = None
+    if target_bpp is not None and lam_opt is None:  # the steer sees the payload's rate alone
+        steer = RateSteer(max(target_bpp - 8 * IMAGE_CONTAINER_BYTES / (h * w), 0.25 * target_bpp))
+    lam0 = lam_opt or lam or (predict_lambda(image, target_bpp, n_it) if target_bpp else LAMBDAS[4])
     arch = PRESETS[complexity]
     t0 = time.perf_counter()
     gs = grids(h, w)
+    shift, ladder = steps_for(lam0)
     with torch_threads(params.device, threads):
-        cfg = FitConfig(iterations=n_it, lam=lam0, target_bpp=target_bpp, seed=params.seed,
-                        step_shift=steps_for(lam0)[0], step_ladder=steps_for(lam0)[1],
-                        rate_cap=rate_cap_for(lam0))
-        res = fit(image, arch, cfg, params.device, progress)
-        model, lam_used, history = res.model, res.lam, res.history
-        target = image_tensor(image, params.device)
-        best: tuple[float, bytes, QuantNet, float] | None = None
-        for attempt in range(4):
-            net = quantize_network(model, target, lam_used)
-            latents = [np.clip(q, -QMAX, QMAX) for q in model.hard_latents()]
-            coded = encode_latents(latents, gs, net)
-            payload = pack_payload(net, coded.words, coded.excess)
-            if target_bpp is None:
-                break
-            # the rate of the whole file, as the user counts it (container included)
-            bpp = 8 * (len(payload) + IMAGE_CONTAINER_BYTES) / (h * w)
-            err = math.log(bpp / target_bpp)
-            if best is None or abs(err) < abs(best[0]):
-                best = (err, payload, net, lam_used)
-            if abs(err) < 0.05 or attempt == 3:
-                break
-            # too far off: a short continued fit with lambda moved by the measured error
-            lam_used *= math.exp(1.5 * err)
-            more = FitConfig(iterations=max(30, n_it // 4), lam=lam_used, target_bpp=target_bpp,
-                             rate_cap=model.rate_cap,
-                             lr_latent=0.05, lr_net=0.005, warmup=0.0, t_start=0.1, t_end=0.05,
-                             seed=params.seed + attempt + 1)
-            again = fit(image, arch, more, params.device, progress, model=model)
-            history += again.history
-            lam_used = again.lam
-        if best is not None:  # the closest of the attempts
-            _, payload, net, lam_used = best
-    return FieldEncoding(payload, net, lam_used, time.perf_counter() - t0, history)
+        cfg = FitConfig(iterations=n_it, lam=lam0, seed=params.seed, step_shift=shift, step_ladder=ladder,
+                        rate_cap=rate_cap_for(lam0), probes=steer.probes if steer else ())
+        res = fit(image, arch, cfg, params.device, progress, steer=steer)
+        net = quantize_network(res.model, image_tensor(image, params.device), res.lam)
+        latents = [np.clip(q, -QMAX, QMAX) for q in res.model.hard_latents()]
+        coded = encode_latents(latents, gs, net)
+        payload = pack_payload(net, coded.words, coded.excess)
+    return FieldEncoding(payload, net, res.lam, time.perf_counter() - t0, res.history)
 
 
 class FieldCodec(Codec):

@@ -1,8 +1,9 @@
 """Fitting a field to one image: Adam on MSE + lambda * bits per pixel, from a pyramid start,
 with warm-up + cosine learning rates and soft rounding annealed towards hard rounding.
 
-Rate control by --bpp steers lambda during the fit itself (a log-domain controller on the
-estimated rate), so a bpp target costs about one fit rather than a search of several.
+Rate control (--bpp) lives in :mod:`.rate`: lambda is predicted before the fit, and the fit
+only nudges it (by bounded factors, early) from the rate its hard-rounded latents would cost,
+so a bpp target costs one fit and lands on the same rate-distortion curve as a fixed lambda.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ class FitConfig:
 
     iterations: int = 1000
     lam: float = 0.002  # weight of bits per pixel against MSE on [0, 1] RGB
-    target_bpp: float | None = None  # when set, lam is steered towards this rate
     lr_latent: float = 0.1
     lr_net: float = 0.01
     warmup: float = 0.05  # share of iterations with a rising learning rate
@@ -40,6 +40,7 @@ class FitConfig:
     step_shift: int = 0  # latent steps times 2**step_shift (layout.steps_for picks it)
     step_ladder: int = 0  # which ladder of level steps (layout.step)
     rate_cap: float = 16.0  # a latent's cost in the fit is capped at this many bits
+    probes: tuple[float, ...] = ()  # fractions of the fit at which the hard rate is measured
 
 
 @dataclass
@@ -50,6 +51,12 @@ class FitResult:
     lam: float
     seconds: float
     history: list[tuple[int, float, float]]  # (iteration, psnr, estimated bpp)
+    probes: list[tuple[float, float, float]]  # (fraction, hard-rounded bpp, lambda then)
+
+
+# (fraction of the fit, lambda) -> new lambda; called at each of FitConfig.probes with the bpp
+# the hard-rounded latents (and the network's estimated bits) would cost at that point
+Steer = Callable[[float, float, float], float]
 
 
 ProgressFn = Callable[[int, int, float, float], None]
@@ -80,8 +87,10 @@ def lr_factor(i: int, n: int, warmup: float) -> float:
 
 
 def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
-        progress: ProgressFn | None = None, model: FieldModel | None = None) -> FitResult:
-    """Fit (or continue fitting `model`) to an (H, W, 3) uint8 image."""
+        progress: ProgressFn | None = None, model: FieldModel | None = None,
+        steer: Steer | None = None) -> FitResult:
+    """Fit (or continue fitting `model`) to an (H, W, 3) uint8 image; at each of cfg.probes the
+    hard-rounded rate is measured and `steer` (rate control) may move lambda."""
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     h, w = image.shape[:2]
@@ -101,7 +110,8 @@ def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
     lam = cfg.lam
     log_t0, log_t1 = math.log(cfg.t_start), math.log(cfg.t_end)
     history: list[tuple[int, float, float]] = []
-    checkpoints = {max(1, int(n * 0.35)): (2.0, 8.0), max(2, int(n * 0.7)): (1.5, 3.0)}
+    at_probe = {max(1, round(n * f)): f for f in cfg.probes}
+    probes: list[tuple[float, float, float]] = []
     for i in range(n):
         f = lr_factor(i, n, cfg.warmup)
         for g, b in zip(opt.param_groups, base, strict=True):
@@ -114,17 +124,17 @@ def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
         loss.backward()
         opt.step()
         bpp = (float(bits.detach()) + net_bits) / n_pix
-        if cfg.target_bpp is not None and i + 1 in checkpoints:
-            # rate control: at two points of the fit, move lambda by the rate the hard-rounded
-            # latents have now (what would be coded), using bpp ~ lambda**-0.5. The rate still
-            # falls a little after each move, which the second, gentler step corrects.
+        if i + 1 in at_probe:
+            frac = at_probe[i + 1]
             with torch.no_grad():
                 hard = (float(model.rate_bits([torch.round(y) for y in model.latents])) + net_bits) / n_pix
-            power, limit = checkpoints[i + 1]
-            lam *= float(np.clip((hard / cfg.target_bpp) ** power, 1 / limit, limit))
+            probes.append((frac, hard, lam))
+            if steer is not None:  # rate control; the cost cap follows lambda as at a fixed one
+                lam = steer(frac, hard, lam)
+                model.rate_cap = rate_cap_for(lam)
         if i % 10 == 0 or i == n - 1:
             psnr = -10 * math.log10(max(float(mse.detach()), 1e-10))
             history.append((i + 1, psnr, bpp))
             if progress is not None:
                 progress(i + 1, n, psnr, bpp)
-    return FitResult(model, lam, time.perf_counter() - t0, history)
+    return FitResult(model, lam, time.perf_counter() - t0, history, probes)
