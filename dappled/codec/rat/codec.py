@@ -117,7 +117,7 @@ class RatCodec(Codec):
         model = _model(model_id)
         if decoder_id == DECODER_IDS["shallow"] and model.shallow is None:
             raise OptionError("this rat model has no shallow decoder")
-        quality = params.quality if params.quality is not None else self.default_quality
+        quality = self.resolve_quality(params)
         h, w = image.shape[:2]
         if h * w > MAX_PIXELS:
             raise InputError(f"image of {w}x{h} is over the rat codec's limit of {MAX_PIXELS} pixels")
