@@ -77,6 +77,10 @@ class Codec(ABC):
     """False for a baseline measured outside the container (the PyAV video codecs of
     ``dappled eval --video``): it codes clips with :meth:`code_clip` and writes no stream."""
 
+    comparisons: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """(test, anchor) series pairs that ``python -m dappled.eval.compare`` tables by default
+    (this codec's ablations, and the baselines it is measured against)."""
+
     def resolve_quality(self, params: EncodeParams) -> int:
         """The --quality of an encode: the one asked for, else this codec's default."""
         return params.quality if params.quality is not None else self.default_quality

@@ -84,6 +84,12 @@ class RatCodec(Codec):
     description = "learned hyperprior transform codec with region-adaptive transforms (CompressAI rANS)"
     quality_range: ClassVar[tuple[int, int]] = (1, 4)
     default_quality = 3
+    comparisons: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("rat", "jpeg"),
+        ("rat", "webp"),
+        ("rat[model=noregion]", "rat"),
+        ("rat[decoder=shallow]", "rat"),
+    )
 
     def parse_options(self, options: dict[str, Any]) -> tuple[int, int, int]:
         """(model id, decoder id, grid cell) from -O model=rat|noregion, decoder=full|shallow, grid=N."""
