@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dappled.codec.container import Packet, StreamHeader
+from dappled.codec.defaults import DEFAULT_GOP
 from dappled.codec.registry import ClipResult, Codec, EncodeParams
 from dappled.errors import OptionError, UnsupportedError
 
@@ -116,7 +117,7 @@ class PyavVideoCodec(Codec):
         raise self._no_stream()
 
     def make_encoder(self, width: int, height: int, fps: float, params: EncodeParams, *,
-                     kbps: float | None = None, gop: int = 25, frames: int | None = None) -> Any:
+                     kbps: float | None = None, gop: int = DEFAULT_GOP, frames: int | None = None) -> Any:
         """Not available: the baseline writes no Dappled stream."""
         raise self._no_stream()
 
