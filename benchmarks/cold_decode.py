@@ -69,7 +69,7 @@ def main() -> None:
         folder = args.streams or Path(tmp)
         folder = folder.resolve()
         folder.mkdir(parents=True, exist_ok=True)
-        for name in args.codec or registry.names():
+        for name in args.codec or registry.names(streams=True):
             stream = folder / f"{name}.dpl"
             if stream.is_file():
                 data = stream.read_bytes()

@@ -137,7 +137,7 @@ def _bases(folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     image = load_image(SAMPLE_IMAGE)[180:212, 300:348]
     out = {}
-    for name in registry.names():
+    for name in registry.names(streams=True):
         path = folder / f"{name}.dpl"
         if not path.exists():
             path.write_bytes(api.encode_image(image, name, **registry.get(name).test_encode_kwargs()))

@@ -1,7 +1,7 @@
 """Quality against the token budget on Kodak, through progressive truncation (issue 5).
 
 Every image is encoded once with all K tokens in every tile (``alloc=uniform`` at a rate above
-the codec's ceiling), then cut with :func:`dappled.codec.tokens.truncate_stream` to its first j
+the codec's ceiling), then cut with :func:`dappled.codec.tokens.codec.truncate_stream` to its first j
 token positions for j in the ladder, and each cut stream is decoded through the container. Prints
 a Markdown table (mean bpp, PSNR, MS-SSIM per j) and writes a plot. Usage:
 
@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dappled.codec import api
-from dappled.codec.tokens import truncate_stream
+from dappled.codec.tokens.codec import truncate_stream
 from dappled.datasets.images import default_data_root, load_image
 from dappled.eval.metrics import ms_ssim, psnr
 

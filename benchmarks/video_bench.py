@@ -26,7 +26,7 @@ import numpy as np
 def decode_timed(data: bytes, device: str) -> tuple[float, float, int, float]:
     """(entropy+update seconds, render seconds, frames, process CPU seconds) of one full decode."""
     from dappled.codec.container import ContainerReader, PacketType
-    from dappled.codec.splat_video import apply_frame, render_state
+    from dappled.codec.splat.video.decoder import apply_frame, render_state
 
     reader = ContainerReader(io.BytesIO(data))
     h = reader.header

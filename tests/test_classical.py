@@ -7,7 +7,7 @@ import pytest
 
 from dappled.codec import registry
 from dappled.codec.api import decode_image, encode_image, inspect, parse
-from dappled.codec.classical import ClassicalCodec, rgb_to_ycbcr, ycbcr_to_rgb
+from dappled.codec.classical.image import ClassicalCodec, rgb_to_ycbcr, ycbcr_to_rgb
 from dappled.codec.container import Packet, PacketType, StreamHeader
 from dappled.codec.registry import Codec, EncodeParams
 from dappled.datasets import SAMPLE_IMAGE, load_image
@@ -196,7 +196,7 @@ def test_rd_points_default_method() -> None:
 
 
 def test_jxl_size_is_read_before_decoding_and_effort_is_an_option(image: np.ndarray) -> None:
-    from dappled.codec.classical import jxl_size
+    from dappled.codec.classical.image import jxl_size
 
     for h, w in ((1, 1), (8, 16), (24, 32), (17, 33), (128, 176), (96, 128)):  # small, 1:1, 4:3 ...
         crop = np.ascontiguousarray(np.tile(image, (1, 2, 1))[:h, :w])

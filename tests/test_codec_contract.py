@@ -26,7 +26,7 @@ from dappled.codec.container import HEADER_SIZE, PACKET_HEADER_SIZE
 from dappled.datasets import SAMPLE_IMAGE, load_image
 from dappled.errors import BitstreamError
 
-CODECS = registry.names()
+CODECS = registry.names(streams=True)
 SAMPLE = load_image(SAMPLE_IMAGE)
 
 

@@ -12,7 +12,9 @@ import torch
 from _streams import forge, frame_payload
 
 from dappled.codec import api
-from dappled.codec.field import decode_payload, encode_field, unpack_payload
+from dappled.codec.field.decoder import decode_payload
+from dappled.codec.field.encoder import encode_field
+from dappled.codec.field.format import unpack_payload
 from dappled.codec.registry import EncodeParams
 from dappled.datasets import SAMPLE_IMAGE, load_image
 from dappled.errors import BitstreamError, LimitError, OptionError

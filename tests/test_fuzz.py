@@ -17,7 +17,7 @@ from dappled.codec.video import decode_video, stream_header
 from dappled.datasets import SAMPLE_IMAGE, load_image
 from dappled.errors import BitstreamError
 
-CODECS = registry.names()
+CODECS = registry.names(streams=True)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from dappled.cli import cli
 from dappled.cli.main import friendly_errors
 from dappled.codec import api
 from dappled.codec.container import KEYFRAME, ColorSpace, Packet, PacketType, StreamHeader, pack
-from dappled.codec.splat import MAX_COVERAGE, pack_gaussians
+from dappled.codec.splat.decoder import MAX_COVERAGE
+from dappled.codec.splat.format import pack_gaussians
 from dappled.datasets import SAMPLE_IMAGE, load_image, save_image
 from dappled.entropy import encode_symbols
 from dappled.entropy.golomb import decode_nonneg

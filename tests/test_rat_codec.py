@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from dappled.cli import cli
 from dappled.codec import api
 from dappled.codec.chunks import pack_chunks, unpack_chunks
-from dappled.codec.rat import _HEAD, PAYLOAD_VERSION, padded_size
+from dappled.codec.rat.codec import _HEAD, PAYLOAD_VERSION, padded_size
 from dappled.datasets import SAMPLE_IMAGE, load_image, save_image
 from dappled.errors import BitstreamError, OptionError
 from dappled.eval.metrics import psnr
@@ -132,7 +132,7 @@ def test_bad_header_fields_are_bitstream_errors(streams: dict[int, bytes]) -> No
 
 
 def test_oversized_frames_are_refused_before_any_allocation(streams: dict[int, bytes]) -> None:
-    from dappled.codec.rat import MAX_PIXELS, RatCodec
+    from dappled.codec.rat.codec import MAX_PIXELS, RatCodec
     from dappled.errors import LimitError
 
     container = api.parse(streams[1])

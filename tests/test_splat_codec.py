@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dappled.codec import api
-from dappled.codec.splat import CONTAINER_OVERHEAD, pack_gaussians, payload_size, unpack_gaussians
+from dappled.codec.splat.encoder import CONTAINER_OVERHEAD
+from dappled.codec.splat.format import pack_gaussians, payload_size, unpack_gaussians
 from dappled.datasets import SAMPLE_IMAGE, load_image
 from dappled.errors import BitstreamError, OptionError
 from dappled.eval.metrics import psnr

@@ -20,7 +20,7 @@ from dappled.cli import cli
 from dappled.codec import api
 from dappled.codec.chunks import pack_chunks, unpack_chunks
 from dappled.codec.container import PACKET_HEADER_SIZE
-from dappled.codec.tokens import (
+from dappled.codec.tokens.codec import (
     _HEAD,
     PAYLOAD_VERSION,
     _order,
@@ -213,7 +213,7 @@ def test_bad_header_fields_are_bitstream_errors(streams: dict[float, bytes], cro
 
 
 def test_oversized_frames_are_refused(streams: dict[float, bytes]) -> None:
-    from dappled.codec.tokens import MAX_PIXELS, TokensCodec
+    from dappled.codec.tokens.codec import MAX_PIXELS, TokensCodec
     from dappled.errors import LimitError
 
     container = api.parse(streams[0.05])

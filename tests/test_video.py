@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from dappled.cli import cli
 from dappled.codec.container import PACKET_HEADER_SIZE, ContainerReader, PacketType
-from dappled.codec.splat_video import FRAME_I, FRAME_P, frame_type
+from dappled.codec.splat.video.format import FRAME_I, FRAME_P, frame_type
 from dappled.codec.video import VideoReader, decode_video, encode_video, iter_decode
 from dappled.datasets.video import load_clip, probe_video, read_frames, write_video
 from dappled.errors import BitstreamError, InputError, TruncatedError
@@ -252,12 +252,9 @@ def test_cli_truncated_video_stream_is_a_one_line_error(coded, tmp_path: Path) -
 
 
 def test_block_motion_field_finds_a_moving_region_and_round_trips() -> None:
-    from dappled.codec.splat_video import (
-        apply_motion,
-        estimate_motion,
-        pack_motion,
-        parse_motion,
-    )
+    from dappled.codec.motion import estimate_motion
+    from dappled.codec.splat.video.decoder import apply_motion
+    from dappled.codec.splat.video.format import pack_motion, parse_motion
     from dappled.models.splat.quantize import QuantConfig, QuantizedGaussians
 
     rng = np.random.default_rng(1)

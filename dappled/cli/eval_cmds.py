@@ -8,6 +8,7 @@ import shlex
 import click
 
 from dappled.cli.main import friendly_errors
+from dappled.codec import registry
 
 PARAM_HELP = ("Rate points or options of one codec, repeatable: CODEC:quality=10,20,50, CODEC:bpp=0.43,0.72 "
               "(replaces the --points sweep for that codec) or CODEC:KEY=VALUE, a codec option for all "
@@ -18,8 +19,8 @@ PARAM_HELP = ("Rate points or options of one codec, repeatable: CODEC:quality=10
 @click.option("--dataset", default="kodak", show_default=True,
               help="kodak, bsds-test (under --data-root) or a folder / file of images.")
 @click.option("--codec", "codecs", multiple=True,
-              help="Codec to evaluate, repeatable (see `dappled codecs`; with --video: splat, x264, "
-                   "x265, av1, mjpeg, default all).")
+              help="Codec to evaluate, repeatable (see `dappled codecs`; with --video, default: "
+                   f"{registry.DEFAULT_CODEC} and the video baselines).")
 @click.option("--points", type=int, default=5, show_default=True,
               help="Rate points per codec (the codec's own spread; see --param).")
 @click.option("--param", "params", multiple=True, metavar="CODEC:KEY=V[,V...]", help=PARAM_HELP)
@@ -31,7 +32,9 @@ PARAM_HELP = ("Rate points or options of one codec, repeatable: CODEC:quality=10
               help="Run the points as Ray tasks (one CPU each) on a cluster: local (start Ray here), auto, "
                    "HOST:PORT or ray://HOST:PORT (with local, -j N sets its CPUs). Needs "
                    "pip install 'dappled[ray]'; see docs/scale.md.")
-@click.option("--anchor", default="jpeg", show_default=True, help="Reference curve of the BD table.")
+@click.option("--anchor", default=None,
+              help=f"Reference curve of the BD table (default {registry.IMAGE_ANCHOR}; with --video "
+                   f"{registry.VIDEO_ANCHORS[0]}).")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Folder of the named data sets (default $DAPPLED_DATA or ../shared/data).")
 @click.option("--limit", type=int, default=None, help="Use only the first K images (sorted by name).")
@@ -53,7 +56,8 @@ PARAM_HELP = ("Rate points or options of one codec, repeatable: CODEC:quality=10
               help="Video: first N frames of each clip (0 = all).")
 @friendly_errors
 def eval_cmd(dataset: str, codecs: tuple[str, ...], points: int, params: tuple[str, ...],
-             out_dir: str | None, jobs: int, ray_address: str | None, anchor: str, data_root: str | None,
+             out_dir: str | None, jobs: int, ray_address: str | None, anchor: str | None,
+             data_root: str | None,
              limit: int | None, device: str, seed: int, report: str | None, report_section: str | None,
              quiet: bool, videos: tuple[str, ...], kbps: tuple[str, ...], gop: int, n_frames: int) -> None:
     """Rate-distortion evaluation of codecs on an image set (resumable).
@@ -88,7 +92,8 @@ def eval_cmd(dataset: str, codecs: tuple[str, ...], points: int, params: tuple[s
     words += ["--out", out_dir] if out_dir else []
     words += ["--jobs", str(jobs)] if jobs != 1 else []
     words += ["--ray", ray_address] if ray_address is not None else []
-    words += ["--anchor", anchor] if anchor != "jpeg" else []
+    anchor = anchor or registry.IMAGE_ANCHOR
+    words += ["--anchor", anchor] if anchor != registry.IMAGE_ANCHOR else []
     words += ["--limit", str(limit)] if limit is not None else []
     words += ["--data-root", data_root] if data_root else []
     words += ["--device", device] if device != "cpu" else []
@@ -125,7 +130,7 @@ def bench_cmd(codecs: tuple[str, ...], image_path: str | None, runs: int, warmup
     from dappled.datasets.images import SAMPLE_IMAGE, load_image
     from dappled.eval.bench import bench, format_table, parse_settings
 
-    names = list(codecs) or registry.names()
+    names = list(codecs) or registry.names(streams=True)
     for name in names:
         if name not in registry.names():
             registry.get(name)  # raises the unknown-codec OptionError
@@ -139,30 +144,34 @@ def bench_cmd(codecs: tuple[str, ...], image_path: str | None, runs: int, warmup
 
 
 def _eval_video(videos: tuple[str, ...], codecs: tuple[str, ...], kbps: tuple[str, ...], gop: int,
-                n_frames: int, params: tuple[str, ...], out_dir: str | None, anchor: str,
+                n_frames: int, params: tuple[str, ...], out_dir: str | None, anchor: str | None,
                 report: str | None, report_section: str | None, seed: int, quiet: bool) -> None:
     """`dappled eval --video`: the video RD run (dappled.eval.video)."""
     from dappled.errors import OptionError
-    from dappled.eval.video import CODECS, VideoEvalSpec, clip_paths, evaluate_video, parse_rates
+    from dappled.eval.video import VideoEvalSpec, clip_paths, default_codecs, evaluate_video, parse_rates
 
     clips = [str(p) for v in videos for p in clip_paths(v)]
-    options: dict[str, str] = {}
-    for item in params:  # splat:KEY=VALUE encoder options
+    codecs = codecs or default_codecs()
+    options: dict[str, dict[str, str]] = {}
+    for item in params:  # CODEC:KEY=VALUE encoder options
         name, _, kv = item.partition(":")
-        if name != "splat" or "=" not in kv:
-            raise OptionError(f"with --video, --param takes splat:KEY=VALUE, got {item!r}")
+        if name not in codecs or "=" not in kv:
+            raise OptionError(f"with --video, --param takes CODEC:KEY=VALUE for a codec of the run, "
+                              f"got {item!r}")
         k, v = kv.split("=", 1)
-        options[k.strip()] = v.strip()
+        options.setdefault(name, {})[k.strip()] = v.strip()
     if seed:
-        options["seed"] = str(seed)
+        for name in codecs:
+            if registry.get(name).writes_streams:
+                options.setdefault(name, {})["seed"] = str(seed)
     words = ["dappled", "eval"] + [w for v in videos for w in ("--video", v)]
     words += [w for c in codecs for w in ("--codec", c)]
     words += [w for k in kbps for w in ("--kbps", k)] + ["--gop", str(gop), "--frames", str(n_frames)]
     words += [w for p in params for w in ("--param", p)]
     words += ["--out", out_dir] if out_dir else []
     result = evaluate_video(VideoEvalSpec(
-        clips=clips, codecs=codecs or CODECS, kbps=parse_rates(kbps), gop=gop, frames=n_frames or None,
-        out_dir=out_dir, anchor=anchor if anchor != "jpeg" else "x264", report=report,
+        clips=clips, codecs=codecs, kbps=parse_rates(kbps), gop=gop, frames=n_frames or None,
+        out_dir=out_dir, anchor=anchor or registry.VIDEO_ANCHORS[0], report=report,
         report_section=report_section, command=" ".join(shlex.quote(w) for w in words),
         progress=not quiet, options=options,
     ), log=click.echo)

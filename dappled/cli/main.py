@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from dappled.codec import registry
 from dappled.errors import DappledError, OptionError
 
 EXIT_BAD_INPUT = 1
@@ -48,8 +49,6 @@ def cli() -> None:
 
 
 def _codec_names() -> list[str]:
-    from dappled.codec import registry
-
     return registry.names()
 
 
@@ -57,7 +56,8 @@ def _codec_names() -> list[str]:
 @click.argument("src", type=click.Path())
 @click.option("-o", "--output", "dst", required=True, type=click.Path(),
               help="Output stream file (.dpl); the output folder when SRC is a folder or a glob.")
-@click.option("--codec", default="splat", show_default=True, help="Codec name (see `dappled codecs`).")
+@click.option("--codec", default=registry.DEFAULT_CODEC, show_default=True,
+              help="Codec name (see `dappled codecs`).")
 @click.option("--quality", "-q", type=int, default=None, help="Quality preset (codec-specific range).")
 @click.option("--bpp", type=float, default=None, help="Target bits per pixel (codecs with rate control).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
@@ -201,17 +201,19 @@ def info(src: str) -> None:
 @cli.command()
 def codecs() -> None:
     """List the registered codecs."""
-    from dappled.codec import registry
-
     for name in registry.names():
         codec = registry.get(name)
         lo, hi = codec.quality_range
+        if not codec.writes_streams:
+            click.echo(f"{name:<8} {codec.description}")
+            continue
         rate = "--bpp or --quality" if codec.supports_bpp else "--quality"
-        click.echo(f"{name:<8} {codec.description}  [{rate}, quality {lo}..{hi}]")
+        video = f", video coded as {codec.video_form}" if codec.video_form else ""
+        click.echo(f"{name:<8} {codec.description}  [{rate}, quality {lo}..{hi}{video}]")
 
 
 @cli.command()
-@click.option("--codec", default="splat", show_default=True)
+@click.option("--codec", default=registry.DEFAULT_CODEC, show_default=True)
 @click.option("--quality", "-q", type=int, default=None)
 @click.option("--bpp", type=float, default=None)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)

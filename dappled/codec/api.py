@@ -25,7 +25,7 @@ from dappled.codec.registry import EncodeParams
 from dappled.errors import BitstreamError, InputError, LimitError, OptionError
 from dappled.fileio import atomic_write_bytes
 
-DEFAULT_CODEC = "splat"
+DEFAULT_CODEC = registry.DEFAULT_CODEC
 
 
 def check_device(device: str) -> str:
@@ -244,8 +244,9 @@ def is_image_output(dst: str | os.PathLike[str]) -> bool:
 
 
 def is_video_stream_file(path: str | os.PathLike[str], dst: str | os.PathLike[str] | None = None) -> bool:
-    """True when the stream file holds more than one frame, or the video splat codec and `dst`
-    is not one image file (a one-frame splatv stream decodes to an image like any other).
+    """True when the stream file holds more than one frame, or its codec is made for video
+    (``Codec.video_stream``) and `dst` is not one image file (a one-frame stream of such a codec
+    decodes to an image like any other).
 
     An unreadable or invalid file returns False, so the image path reports its error.
     """
@@ -261,7 +262,7 @@ def is_video_stream_file(path: str | os.PathLike[str], dst: str | os.PathLike[st
         return False
     if h.frame_count > 1:
         return True
-    return registry.name_of(h.codec_id) == "splatv" and (dst is None or not is_image_output(dst))
+    return registry.by_id(h.codec_id).video_stream and (dst is None or not is_image_output(dst))
 
 
 def encode_video_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], codec: str = DEFAULT_CODEC,

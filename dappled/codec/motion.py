@@ -1,7 +1,7 @@
 """Block motion search between two frames, codec-agnostic (pure numpy on RGB arrays): candidate
 translations from the phase correlation of the luma, then per block the candidate with the least
 squared error. The splat video encoder uses it to move its Gaussians; a field is also what its
-MOTN chunk stores (``splat_video.pack_motion``)."""
+MOTN chunk stores (``splat.video.format.pack_motion``)."""
 
 from __future__ import annotations
 

@@ -2,6 +2,12 @@
 
 A codec is looked up by name (``splat``, ``jpeg`` ...) or by the id stored in a stream header.
 Codec modules are imported lazily, so ``dappled info`` does not pay for importing torch.
+
+This module and the codec's own package (``dappled/codec/<family>/``) are the only places that
+spell a codec's name: adding a codec, or the video form of one, is a package and one line of
+``_TABLE`` (docs/format.md, "Adding a codec"). Everything else asks the codec class: its
+defaults (:meth:`Codec.resolve_quality`), its video form (:attr:`Codec.video_form`), whether it
+is a baseline, how to label it.
 """
 
 from __future__ import annotations
@@ -9,7 +15,9 @@ from __future__ import annotations
 import importlib
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -35,15 +43,51 @@ class EncodeParams:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class ClipResult:
+    """A clip coded and decoded again: its size (the whole stream file, or a baseline's coded
+    packets), the decoded frames and the seconds each way."""
+
+    bytes: int
+    encode_seconds: float
+    frames: list[np.ndarray]
+    decode_seconds: float
+
+
 class Codec(ABC):
     """One image codec. Subclasses set the class attributes and implement encode/decode."""
 
     name: ClassVar[str]
     codec_id: ClassVar[int]
     description: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    """Name of the codec in plots and tables (default: its name)."""
     quality_range: ClassVar[tuple[int, int]] = (1, 8)
     default_quality: ClassVar[int] = DEFAULT_QUALITY
     supports_bpp: ClassVar[bool] = False
+    baseline: ClassVar[bool] = False
+    """A classical codec we compare against (dashed curves), not one of ours."""
+    video_form: ClassVar[str | None] = None
+    """The registered codec that codes this codec's videos (None: this codec itself, through
+    :meth:`make_encoder` / :meth:`make_decoder`, intra-only by default)."""
+    video_stream: ClassVar[bool] = False
+    """True for a codec made for video (another codec's video form): a stream of it is a video
+    even when it holds one frame, unless an image file is asked for."""
+    writes_streams: ClassVar[bool] = True
+    """False for a baseline measured outside the container (the PyAV video codecs of
+    ``dappled eval --video``): it codes clips with :meth:`code_clip` and writes no stream."""
+
+    comparisons: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """(test, anchor) series pairs that ``python -m dappled.eval.compare`` tables by default
+    (this codec's ablations, and the baselines it is measured against)."""
+
+    def resolve_quality(self, params: EncodeParams) -> int:
+        """The --quality of an encode: the one asked for, else this codec's default."""
+        return params.quality if params.quality is not None else self.default_quality
+
+    def display_name(self) -> str:
+        """The label of plots and tables."""
+        return self.label or self.name
 
     def check_params(self, params: EncodeParams) -> None:
         """Reject inconsistent or out-of-range rate options with an OptionError."""
@@ -112,6 +156,31 @@ class Codec(ABC):
         qs = sorted({round(lo_q + (hi_q - lo_q) * i / (n - 1)) for i in range(n)})
         return [{"quality": q} for q in qs]
 
+    video_eval_bpp: ClassVar[tuple[float, ...]] = (0.05, 0.1, 0.2, 0.4)
+    """Bits per pixel per frame of the rates ``dappled eval --video`` sweeps by default."""
+    fixed_quantizer: ClassVar[bool] = False
+    """True when the codec's video "rates" are quantizers (no rate control): a clip-wide --kbps
+    list does not apply to it."""
+
+    def video_rates(self, width: int, height: int, fps: float) -> list[float]:
+        """Target kbps of a video rate-distortion sweep on a clip (``video_eval_bpp``)."""
+        return [round(b * width * height * fps / 1000, 1) for b in self.video_eval_bpp]
+
+    def code_clip(self, frames: Sequence[np.ndarray], fps: Fraction, kbps: float, gop: int, *,
+                  seed: int = 0, progress: bool = False, **options: Any) -> ClipResult:
+        """Encode a clip at `kbps` with this codec's video form and decode it again (the decode
+        timed after a warm-up run): what ``dappled eval --video`` measures."""
+        import time
+
+        from dappled.codec.video import decode_video, encode_video
+
+        res = encode_video(frames, fps, self.name, kbps=kbps, gop=gop, progress=progress, seed=seed,
+                           **options)
+        decode_video(res.data)  # warm-up (JIT, caches)
+        t0 = time.perf_counter()
+        out = decode_video(res.data)
+        return ClipResult(len(res.data), res.seconds, out, time.perf_counter() - t0)
+
     def describe(self, header: StreamHeader, packets: list[Packet]) -> dict[str, Any]:
         """Codec-specific facts about a stream for `dappled info` (none by default)."""
         return {}
@@ -130,21 +199,33 @@ class Codec(ABC):
 
 
 # name -> (codec id, "module:Class"). Ids are stored in streams: never reuse or renumber one.
+# One line per codec; its package is dappled/codec/<family>/.
 _TABLE: dict[str, tuple[int, str]] = {
-    "splat": (1, "dappled.codec.splat:SplatCodec"),
-    "rat": (2, "dappled.codec.rat:RatCodec"),
-    "tokens": (3, "dappled.codec.tokens:TokensCodec"),
-    # The splat codec over time (video streams; `--codec splat` on a video input picks it).
-    "splatv": (4, "dappled.codec.splat_video:SplatVideoCodec"),
-    "field": (5, "dappled.codec.field:FieldCodec"),
-    # Classical baselines (dappled/codec/classical.py).
-    "jpeg": (16, "dappled.codec.classical:JpegCodec"),
-    "webp": (17, "dappled.codec.classical:WebpCodec"),
-    "avif": (18, "dappled.codec.classical:AvifCodec"),
-    "jp2": (19, "dappled.codec.classical:Jpeg2000Codec"),
-    "hevc": (20, "dappled.codec.classical:HevcCodec"),
-    "jxl": (21, "dappled.codec.classical:JxlCodec"),
+    "splat": (1, "dappled.codec.splat.codec:SplatCodec"),
+    "rat": (2, "dappled.codec.rat.codec:RatCodec"),
+    "tokens": (3, "dappled.codec.tokens.codec:TokensCodec"),
+    "splatv": (4, "dappled.codec.splat.video.codec:SplatVideoCodec"),  # splat's video form
+    "field": (5, "dappled.codec.field.codec:FieldCodec"),
+    # Classical image baselines.
+    "jpeg": (16, "dappled.codec.classical.image:JpegCodec"),
+    "webp": (17, "dappled.codec.classical.image:WebpCodec"),
+    "avif": (18, "dappled.codec.classical.image:AvifCodec"),
+    "jp2": (19, "dappled.codec.classical.image:Jpeg2000Codec"),
+    "hevc": (20, "dappled.codec.classical.image:HevcCodec"),
+    "jxl": (21, "dappled.codec.classical.image:JxlCodec"),
+    # Classical video baselines through PyAV (ids reserved: they write no Dappled stream yet).
+    "x264": (24, "dappled.codec.classical.video:X264Codec"),
+    "x265": (25, "dappled.codec.classical.video:X265Codec"),
+    "av1": (26, "dappled.codec.classical.video:Av1Codec"),
+    "mjpeg": (27, "dappled.codec.classical.video:MjpegCodec"),
 }
+DEFAULT_CODEC = "splat"
+"""--codec when none is given (images; a video is coded by its video form)."""
+IMAGE_ANCHOR = "jpeg"
+"""The reference curve of image BD tables (``dappled eval``)."""
+VIDEO_ANCHORS = ("x264", "mjpeg")
+"""The reference curves of video BD tables (``dappled eval --video``): the first is the default
+anchor, the others are always tabled too."""
 _INSTANCES: dict[str, Codec] = {}
 
 
@@ -156,9 +237,12 @@ def register(name: str, codec_id: int, target: str) -> None:
     _TABLE[name] = (codec_id, target)
 
 
-def names() -> list[str]:
-    """Names of all registered codecs."""
-    return list(_TABLE)
+def names(*, streams: bool | None = None) -> list[str]:
+    """Names of all registered codecs (``streams=True``: those that write Dappled streams;
+    False: those that do not, the evaluation-only baselines)."""
+    if streams is None:
+        return list(_TABLE)
+    return [n for n in _TABLE if get(n).writes_streams == streams]
 
 
 def ids() -> list[int]:
@@ -188,3 +272,10 @@ def name_of(codec_id: int) -> str:
 def by_id(codec_id: int) -> Codec:
     """The codec with this stream id; UnsupportedError if unknown."""
     return get(name_of(codec_id))
+
+
+def video_codec(name: str) -> Codec:
+    """The codec that codes a video given as --codec `name`: its video form if it declares one
+    (:attr:`Codec.video_form`), else the codec itself."""
+    codec = get(name)
+    return get(codec.video_form) if codec.video_form else codec

@@ -35,6 +35,7 @@ from dappled.codec.container import (
     encode_packet,
 )
 from dappled.codec.defaults import DEFAULT_GOP
+from dappled.codec.progress import bar as progress_bar
 from dappled.codec.registry import Codec, EncodeParams
 from dappled.codec.stream import FrameStats, StreamDecoder
 from dappled.errors import BitstreamError, InputError, OptionError, TruncatedError
@@ -43,7 +44,6 @@ from dappled.fileio import atomic_open
 _INDEX_ENTRY = struct.Struct("<IQ")
 _PACKET = struct.Struct("<BBHIII")  # the container's packet header (docs/format.md)
 _U32 = struct.Struct("<I")
-VIDEO_FORMS = {"splat": "splatv"}  # image codec -> the codec that codes its videos
 
 
 @dataclass
@@ -110,9 +110,10 @@ def build_stream(header: StreamHeader, packets: Sequence[Packet], config: bytes 
 
 
 def video_codec(name: str) -> Codec:
-    """The codec that codes a video given as --codec `name` (splat's video form is splatv; any
-    other codec codes its frames with its own stream encoder, intra-only by default)."""
-    return registry.get(VIDEO_FORMS.get(name, name))
+    """The codec that codes a video given as --codec `name`: its declared video form
+    (``Codec.video_form``), else the codec itself with its own stream encoder (intra-only by
+    default)."""
+    return registry.video_codec(name)
 
 
 def check_frames(frames: Sequence[np.ndarray], fps: Any, gop: int | None) -> tuple[int, int, Fraction, int]:
@@ -131,14 +132,14 @@ def check_frames(frames: Sequence[np.ndarray], fps: Any, gop: int | None) -> tup
         raise OptionError(f"--gop must be at least 1, got {gop}")
     return h, w, rate, gop
 
-def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str = "splat", *,
+def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str = registry.DEFAULT_CODEC, *,
                  kbps: float | None = None, quality: int | None = None, gop: int | None = None,
                  device: str = "cpu", progress: bool = False, keep_recon: bool = False,
                  seed: int = 0, **options: Any) -> VideoEncodeResult:
     """Encode RGB frames (all the same size) into a video stream with any registered codec.
 
     Give ``kbps`` or a ``quality`` (the codec's default when neither); ``options`` are the
-    codec's own (``-O``; splatv: :class:`VideoEncodeOptions` fields, strings are parsed).
+    codec's own (``-O``, strings are parsed).
     """
     impl = video_codec(codec)
     h, w, rate, gop = check_frames(frames, fps, gop)
@@ -152,11 +153,7 @@ def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str
     packets: list[Packet] = []
     recon: list[np.ndarray] = []
     t0 = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, desc="encode", unit="frame", leave=False)
+    bar = progress_bar(n, "encode", "frame") if progress else None
     try:
         for i, frame in enumerate(frames):
             packets.append(enc.encode(np.ascontiguousarray(frame), n - i))
@@ -346,7 +343,8 @@ class VideoFileReport:
         return self.frames / self.seconds if self.seconds > 0 else float("inf")
 
 
-def encode_video_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], codec: str = "splat", *,
+def encode_video_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
+                      codec: str = registry.DEFAULT_CODEC, *,
                       start: int = 0, frames: int | None = None, **kwargs: Any) -> VideoFileReport:
     """Read a clip with PyAV (or a %04d.png sequence), encode it, write the stream atomically."""
     from dappled.datasets.video import is_image_pattern, load_clip, probe_video

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dappled.codec import registry
 from dappled.errors import OptionError
 from dappled.eval.summary import Curve
 
@@ -21,7 +22,7 @@ class EvalSpec:
     out_dir: str | None = None
     jobs: int = 1
     ray: str | None = None  # Ray cluster address (local, auto, HOST:PORT, ray://...): points as Ray tasks
-    anchor: str = "jpeg"
+    anchor: str = registry.IMAGE_ANCHOR
     data_root: str | None = None
     limit: int | None = None
     device: str = "cpu"

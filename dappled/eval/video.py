@@ -1,8 +1,9 @@
-"""Video rate-distortion evaluation: the splat video codec against x264, x265, AV1 (SVT-AV1) and
-motion JPEG through PyAV, at matched bit rates and the same group length.
+"""Video rate-distortion evaluation: our video codecs against the PyAV baselines (x264, x265, AV1
+through SVT-AV1, motion JPEG), at matched bit rates and the same group length. Every codec is a
+registered one, found by name; what a codec measures is its ``Codec.code_clip``.
 
 For every (clip, codec, target kbps): encode the clip's first frames, decode them, and record the
-real rate (splat: the whole .dpl file; baselines: the bytes of their coded packets, no container),
+real rate (ours: the whole .dpl file; baselines: the bytes of their coded packets, no container),
 per-frame PSNR over RGB and MS-SSIM against the decoded source, and encode / decode frames per
 second. Results go to OUT/results.json (resumable: finished points are skipped on a re-run) and
 OUT/frames.csv; then OUT/summary.md with BD-rate tables and OUT/rd.png.
@@ -15,7 +16,6 @@ import io
 import json
 import math
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -24,13 +24,28 @@ from typing import Any
 
 import numpy as np
 
-from dappled.codec.classical_video import BASELINES, decode_baseline, encode_baseline
+from dappled.codec import registry
 from dappled.errors import InputError, OptionError
 from dappled.fileio import atomic_write_bytes
 
-CODECS = ("splat", *BASELINES)
-LABELS = {"splat": "splat video (ours)", "x264": "x264 medium", "x265": "x265 medium",
-          "av1": "AV1 (SVT-AV1 preset 8)", "mjpeg": "motion JPEG"}
+
+def default_codecs() -> tuple[str, ...]:
+    """What `dappled eval --video` runs by default: the default codec (through its video form)
+    and every registered video baseline (codecs that write no Dappled stream)."""
+    return (registry.DEFAULT_CODEC, *registry.names(streams=False))
+
+
+def known_codecs() -> tuple[str, ...]:
+    """Every codec `dappled eval --video` can run: all registered codecs."""
+    return tuple(registry.names())
+
+
+def label(codec: str) -> str:
+    """A codec's label in tables and plots (the label of the codec that codes its videos)."""
+    try:
+        return registry.video_codec(codec).display_name()
+    except Exception:  # a codec that cannot be imported now still has stored results
+        return codec
 
 
 @dataclass
@@ -74,27 +89,15 @@ def _quality(src: Sequence[np.ndarray], out: Sequence[np.ndarray]) -> tuple[list
 
 def run_point(clip: str, frames: Sequence[np.ndarray], fps: Fraction, codec: str, kbps: float, gop: int,
               options: dict[str, Any] | None = None, progress: bool = False) -> PointResult:
-    """Encode + decode one clip at one rate with one codec and measure it."""
+    """Encode + decode one clip at one rate with one codec (``Codec.code_clip``) and measure it;
+    `options` are the codec's own (its ``-O`` options, ``seed`` among them)."""
     h, w = frames[0].shape[:2]
     seconds_total = len(frames) / float(fps)
-    if codec == "splat":
-        from dappled.codec.video import decode_video, encode_video
-
-        res = encode_video(frames, fps, kbps=kbps, gop=gop, progress=progress, **(options or {}))
-        decode_video(res.data)  # warm-up (JIT, caches)
-        t0 = time.perf_counter()
-        out = decode_video(res.data)
-        t_dec = time.perf_counter() - t0
-        nbytes, t_enc = len(res.data), res.seconds
-    else:
-        packets, t_enc, extra = encode_baseline(frames, fps, codec, kbps, gop)
-        nbytes = sum(len(p) for p in packets)
-        decode_baseline(packets, codec, extra["extradata"], (w, h))
-        out, t_dec = decode_baseline(packets, codec, extra["extradata"], (w, h))
-    p, m = _quality(frames, out)
-    return PointResult(clip, codec, kbps, len(frames), w, h, float(fps), gop, nbytes,
-                       8 * nbytes / 1000 / seconds_total, float(np.mean(p)), float(np.mean(m)),
-                       len(frames) / t_enc, len(frames) / t_dec, p, m)
+    res = registry.get(codec).code_clip(frames, fps, kbps, gop, progress=progress, **(options or {}))
+    p, m = _quality(frames, res.frames)
+    return PointResult(clip, codec, kbps, len(frames), w, h, float(fps), gop, res.bytes,
+                       8 * res.bytes / 1000 / seconds_total, float(np.mean(p)), float(np.mean(m)),
+                       len(frames) / res.encode_seconds, len(frames) / res.decode_seconds, p, m)
 
 
 # ---------------------------------------------------------------- the run
@@ -105,35 +108,24 @@ class VideoEvalSpec:
     """What `dappled eval --video` asks for."""
 
     clips: Sequence[str]
-    codecs: Sequence[str] = CODECS
+    codecs: Sequence[str] = field(default_factory=default_codecs)
     kbps: dict[str, list[float]] = field(default_factory=dict)  # per clip name; default by size
     gop: int = 25
     frames: int | None = 100
     start: int = 0
     out_dir: str | None = None
-    anchor: str = "x264"
+    anchor: str = registry.VIDEO_ANCHORS[0]
     report: str | None = None
     report_section: str | None = None
     command: str = ""
     progress: bool = True
-    options: dict[str, Any] = field(default_factory=dict)  # splat encoder options
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per codec: its encoder options
 
 
-# Motion JPEG has no usable rate control in FFmpeg: it is swept over fixed quantizers instead
-# (its "target kbps" entries are the qscale, 2 = finest .. 31 = coarsest).
-MJPEG_QSCALE = (31.0, 16.0, 8.0, 4.0, 2.0)
-SPLAT_BPP = (0.05, 0.1, 0.2, 0.4)
-# the baselines go lower too, so that their curves overlap ours in quality
-BASELINE_BPP = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
-
-
-def default_kbps(width: int, height: int, fps: float, codec: str = "splat") -> list[float]:
-    """Target rates of a codec on a clip: SPLAT_BPP or BASELINE_BPP bits per pixel per frame
-    (motion JPEG: the MJPEG_QSCALE quantizers)."""
-    if codec == "mjpeg":
-        return list(MJPEG_QSCALE)
-    bpp = SPLAT_BPP if codec == "splat" else BASELINE_BPP
-    return [round(b * width * height * fps / 1000, 1) for b in bpp]
+def default_kbps(width: int, height: int, fps: float, codec: str = registry.DEFAULT_CODEC) -> list[float]:
+    """Target rates of a codec on a clip (``Codec.video_rates``: bits per pixel per frame, or the
+    quantizers of a codec without rate control)."""
+    return registry.get(codec).video_rates(width, height, fps)
 
 
 def clip_paths(video: str) -> list[Path]:
@@ -173,8 +165,8 @@ def evaluate_video(spec: VideoEvalSpec, log: Callable[[str], None] = print) -> V
     from dappled.datasets.video import load_clip, probe_video
 
     for c in spec.codecs:
-        if c not in CODECS:
-            raise OptionError(f"unknown video codec {c!r} (known: {', '.join(CODECS)})")
+        if c not in known_codecs():
+            raise OptionError(f"unknown video codec {c!r} (known: {', '.join(known_codecs())})")
     out = Path(spec.out_dir or "runs/video")
     out.mkdir(parents=True, exist_ok=True)
     store = out / "results.json"
@@ -185,8 +177,9 @@ def evaluate_video(spec: VideoEvalSpec, log: Callable[[str], None] = print) -> V
         name = Path(clip_path).name
         frames = load_clip(clip_path, spec.start, spec.frames)
         for codec in spec.codecs:
+            fixed = registry.get(codec).fixed_quantizer  # its rates are quantizers, not kbps
             rates = (spec.kbps.get(f"{name}:{codec}") or spec.kbps.get(f"*:{codec}")
-                     or (None if codec == "mjpeg" else spec.kbps.get(name) or spec.kbps.get("*"))
+                     or (None if fixed else spec.kbps.get(name) or spec.kbps.get("*"))
                      or default_kbps(info.width, info.height, float(info.fps), codec))
             for kbps in rates:
                 key = f"{name}|{codec}|{kbps:g}"
@@ -194,7 +187,8 @@ def evaluate_video(spec: VideoEvalSpec, log: Callable[[str], None] = print) -> V
                     skipped += 1
                     continue
                 log(f"{name}: {codec} at {kbps:g} kbps ({len(frames)} frames, gop {spec.gop})")
-                r = run_point(name, frames, info.fps, codec, kbps, spec.gop, spec.options, spec.progress)
+                r = run_point(name, frames, info.fps, codec, kbps, spec.gop, spec.options.get(codec),
+                              spec.progress)
                 done[key] = asdict(r)
                 ran += 1
                 log(f"  -> {r.kbps:.1f} kbps, {r.psnr:.2f} dB, MS-SSIM {r.ms_ssim:.4f}, "
@@ -228,23 +222,36 @@ def _curve(results: Sequence[PointResult], clip: str, codec: str) -> list[PointR
     return sorted((r for r in results if r.clip == clip and r.codec == codec), key=lambda r: r.kbps)
 
 
-def summarize(results: Sequence[PointResult], anchor: str = "x264", gop: int = 25) -> str:
-    """Markdown: per clip, BD-rate of every codec against `anchor` and against motion JPEG,
-    then the measured points."""
+def _codecs_in(results: Sequence[PointResult]) -> list[str]:
+    """The codecs of the results, in registry order (then any no longer registered)."""
+    present = {r.codec for r in results}
+    return [c for c in registry.names() if c in present] + sorted(present - set(registry.names()))
+
+
+def _is_ours(codec: str) -> bool:
+    try:
+        return not registry.get(codec).baseline
+    except Exception:  # a codec that cannot be imported now still has stored results
+        return False
+
+
+def summarize(results: Sequence[PointResult], anchor: str = registry.VIDEO_ANCHORS[0], gop: int = 25) -> str:
+    """Markdown: per clip, BD-rate of every codec against `anchor` and the other reference
+    curves (``registry.VIDEO_ANCHORS``), then the measured points."""
     from dappled.eval.bdrate import bd_quality, bd_rate, msssim_db
 
-    lines = ["Rate: kbps of the coded frames (splat: the whole `.dpl` file, container included; "
+    lines = ["Rate: kbps of the coded frames (ours: the whole `.dpl` file, container included; "
              "baselines: their coded packets). Quality: mean over frames of per-frame PSNR (RGB, "
              "8-bit, against the decoded source) and MS-SSIM. Encode/decode: frames per second "
              f"on this machine. All codecs use the same group length ({gop} frames).", ""]
     for clip in sorted({r.clip for r in results}):
         lines += [f"### {clip}", ""]
-        codecs = [c for c in CODECS if _curve(results, clip, c)]
-        for ref in dict.fromkeys([anchor, "mjpeg"]):
+        codecs = [c for c in _codecs_in(results) if _curve(results, clip, c)]
+        for ref in dict.fromkeys([anchor, *registry.VIDEO_ANCHORS[1:]]):
             a = _curve(results, clip, ref)
             if len(a) < 2:
                 continue
-            lines += [f"BD against {LABELS.get(ref, ref)} "
+            lines += [f"BD against {label(ref)} "
                       "(negative BD-rate = fewer bits for the same quality):", "",
                       "| codec | BD-rate (PSNR) | BD-PSNR | BD-rate (MS-SSIM dB) |", "|---|---:|---:|---:|"]
             for c in codecs:
@@ -262,9 +269,10 @@ def summarize(results: Sequence[PointResult], anchor: str = "x264", gop: int = 2
                         cells.append(f"{v:+.1f} %" if fn is bd_rate else f"{v:+.2f} dB")
                     except ValueError:
                         cells.append("n/a (no overlap)")
-                lines.append(f"| {LABELS.get(c, c)} | " + " | ".join(cells) + " |")
+                lines.append(f"| {label(c)} | " + " | ".join(cells) + " |")
             lines.append("")
-        lines += ["Target: kbps asked for (motion JPEG: its fixed qscale).", "",
+        lines += ["Target: kbps asked for (a codec without rate control, motion JPEG: its fixed "
+                  "quantizer).", "",
                   "| codec | target kbps | kbps | PSNR (dB) | MS-SSIM | encode fps | decode fps | frames |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for c in codecs:
@@ -286,18 +294,24 @@ def plot_video_rd(results: Sequence[PointResult], path: Path) -> Path:
 
     clips = sorted({r.clip for r in results}) or ["(none)"]
     fig, axes = plt.subplots(len(clips), 2, figsize=(13, 4.6 * len(clips)), squeeze=False)
-    colors = {"splat": "#d62728", "x264": "#444444", "x265": "#ff7f0e", "av1": "#17becf", "mjpeg": "#bcbd22"}
+    ours_colors = ("#d62728", "#9467bd", "#2ca02c", "#8c564b")
+    base_colors = ("#444444", "#ff7f0e", "#17becf", "#bcbd22", "#1f77b4", "#e377c2", "#7f7f7f")
+    codecs = _codecs_in(results)
+    ours_list = [c for c in codecs if _is_ours(c)]
+    base_list = [c for c in codecs if c not in ours_list]
+    colors = {c: ours_colors[i % len(ours_colors)] for i, c in enumerate(ours_list)}
+    colors.update({c: base_colors[i % len(base_colors)] for i, c in enumerate(base_list)})
     for row, clip in zip(axes, clips, strict=True):
-        for c in CODECS:
+        for c in codecs:
             pts = _curve(results, clip, c)
             if not pts:
                 continue
-            ours = c == "splat"
+            ours = c in ours_list
             style = {"color": colors[c], "marker": "o", "linestyle": "-" if ours else "--",
                      "linewidth": 2.2 if ours else 1.2, "markerfacecolor": colors[c] if ours else "none"}
             x = [r.kbps for r in pts]
-            row[0].plot(x, [r.psnr for r in pts], label=LABELS[c], **style)
-            row[1].plot(x, [msssim_db(r.ms_ssim) for r in pts], label=LABELS[c], **style)
+            row[0].plot(x, [r.psnr for r in pts], label=label(c), **style)
+            row[1].plot(x, [msssim_db(r.ms_ssim) for r in pts], label=label(c), **style)
         row[0].set(xlabel="rate (kbps)", ylabel="PSNR RGB (dB)", title=f"{clip}: PSNR")
         row[1].set(xlabel="rate (kbps)", ylabel="MS-SSIM (dB)", title=f"{clip}: MS-SSIM")
         for ax in row:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from dappled.codec.container import Packet, StreamHeader
+from dappled.codec.registry import DEFAULT_CODEC
 
 GROUP_THREADS = 1  # torch threads of every group encode (the bytes must not depend on the worker)
 
@@ -41,24 +42,19 @@ def encode_group(frames: Sequence[np.ndarray], start: int, n_total: int, fps: fl
     """Code one group (frames ``start``.. of a clip of ``n_total``) with a fresh stream encoder of
     ``codec`` (``codec.video.video_codec``); returns its packets, per-frame stats and seconds.
     Runs in a worker."""
-    import torch
-
+    from dappled.codec.threads import torch_threads
     from dappled.codec.video import video_codec
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(GROUP_THREADS)
-    try:
+    with torch_threads("cpu", GROUP_THREADS):  # on every device: the bytes must not depend on it
         t0 = time.perf_counter()
         h, w = frames[0].shape[:2]
         enc = video_codec(codec).make_encoder(w, h, fps, params, kbps=kbps, gop=gop, frames=n_total)
         enc.index = start  # frame numbers of the packets; the group's first frame is intra
         packets = [enc.encode(np.ascontiguousarray(f), n_total - (start + i)) for i, f in enumerate(frames)]
         return packets, enc.stats, time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
 
 
-def encode_video_gops(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str = "splat", *,
+def encode_video_gops(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str = DEFAULT_CODEC, *,
                       kbps: float | None = None, quality: int | None = None, gop: int | None = None,
                       device: str = "cpu", seed: int = 0, jobs: int = 1, ray: str | None = None,
                       progress: bool = False, **options: Any) -> Any:
@@ -66,8 +62,7 @@ def encode_video_gops(frames: Sequence[np.ndarray], fps: float | Fraction, codec
     local processes, or as Ray tasks on the cluster at ``ray`` (one CPU each, the frames sent by
     value). Returns a ``codec.video.VideoEncodeResult`` (no reconstruction); the bytes do not
     depend on ``jobs`` or ``ray``."""
-    from tqdm import tqdm
-
+    from dappled.codec.progress import bar as progress_bar
     from dappled.codec.registry import EncodeParams
     from dappled.codec.video import VideoEncodeResult, build_stream, check_frames, video_codec
     from dappled.scale.runner import open_backend, run_all
@@ -81,7 +76,7 @@ def encode_video_gops(frames: Sequence[np.ndarray], fps: float | Fraction, codec
     groups = plan_groups(n, gop)
 
     results: dict[int, tuple[list[Packet], list[Any], float]] = {}
-    bar = tqdm(total=n, desc="encode", unit="frame", leave=False, disable=not progress)
+    bar = progress_bar(n, "encode", "frame", progress)
     t0 = time.perf_counter()
 
     def make_args(i: int) -> tuple[Any, ...]:
@@ -106,7 +101,7 @@ def encode_video_gops(frames: Sequence[np.ndarray], fps: float | Fraction, codec
     return VideoEncodeResult(data, stats, seconds)
 
 
-def encode_video_file_gops(src: str, dst: str, codec: str = "splat", *, start: int = 0,
+def encode_video_file_gops(src: str, dst: str, codec: str = DEFAULT_CODEC, *, start: int = 0,
                            frames: int | None = None, **kwargs: Any) -> Any:
     """Read a clip, encode it by groups (encode_video_gops), write the stream atomically; returns
     a ``codec.video.VideoFileReport``."""

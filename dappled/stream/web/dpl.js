@@ -1,6 +1,6 @@
 // Dappled stream decoding in the browser: container, chunks, categorical rANS (CompressAI's
 // 64-bit rANS, bit-exact), Exp-Golomb positions, the splat payload and the splat video updates.
-// A port of dappled/codec/{container,chunks,splat,splat_video}.py and dappled/entropy/; every
+// A port of dappled/codec/{container,chunks,splat/format,splat/decoder,splat/video/*}.py and dappled/entropy/; every
 // check the Python decoder makes is made here too, and a defect throws BitstreamError.
 
 export class BitstreamError extends Error {
@@ -519,7 +519,7 @@ function copyQ(q) {
   return c;
 }
 
-// dappled.codec.splat_video.apply_frame: the new decoder state after one frame payload
+// dappled.codec.splat.video.decoder.apply_frame: the new decoder state after one frame payload
 export function applyFrame(payload, state, width, height) {
   const chunks = unpackChunks(payload);
   const [vhed] = require(chunks, "VHED");
@@ -622,7 +622,7 @@ export function gaussianInstances(state, width, height, out) {
   return { data: out, count };
 }
 
-// A decoder that mirrors dappled.codec.splat_video.SplatVideoDecoder: feed FRAME packets in
+// A decoder that mirrors dappled.codec.splat.video.decoder.SplatVideoDecoder: feed FRAME packets in
 // order (from any intra frame on), get the state to render.
 export class SplatVideoDecoder {
   constructor(header) {

@@ -1,7 +1,7 @@
 // WebGL2 splat renderer: one instanced quad per Gaussian over its pixel box, each fragment adds
 // color * exp(-m2 / 2) (zero beyond m2 > 9) into a float render target with additive blending
 // (the accumulated weighted sum of dappled.models.splat, no sorting), then a second pass rounds
-// to 8 bits and clamps, as dappled.codec.splat.render_quantized does.
+// to 8 bits and clamps, as dappled.codec.splat.decoder.render_quantized does.
 
 import { INSTANCE_FLOATS } from "./dpl.js";
 

@@ -405,7 +405,7 @@ class TokensCodec(Codec):
         """Tokens per tile for a bit budget (``--bpp``) or the slope of ``--quality``."""
         n, max_k = len(a.ids), a.cum_rate.shape[1] - 1
         if budget_bits is None:
-            q = params.quality if params.quality is not None else self.default_quality
+            q = self.resolve_quality(params)
             slope = QUALITY_SLOPE[0] * QUALITY_SLOPE[1] ** -(q - 1)
             choice = lagrangian_choice(a.dist, a.rate, slope)
             if alloc == "adaptive":

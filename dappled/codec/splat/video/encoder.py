@@ -1,316 +1,55 @@
-"""The splat codec over time (codec id 4, ``splatv``): intra frames fitted as images, predicted
-frames coded as quantized updates of the decoder's previous Gaussians (spec in docs/format.md).
-
-Frame payload = chunks. Every frame starts with ``VHED`` (version u8, frame type u8, reference
-count u32). An intra frame (type 0) then carries the image splat chunks HEAD/POS/SHAP/COLR
-(:mod:`dappled.codec.splat`) and resets the decoder's state. A predicted frame (type 1) codes,
-against the state left by the previous frame:
-
-    MOTN  block motion: a few motion vectors and, per block of the frame, which one moves the
-          reference Gaussians whose centers lie in it (applied first, clamped to the frame)
-    FLAG  one symbol per reference Gaussian: 0 kept as is, 1 updated, 2 dropped, 3 color updated
-          (categorical)
-    DPOS  chunks DX / DY: integer deltas of the fixed-point position of the updated (1) ones
-    DSHP  chunks DSX / DSY / DRHO: deltas of the quantized log-scales and correlation (1 only)
-    DCOL  chunks DCY / DCO / DCG: deltas of the quantized YCoCg color (flags 1 and 3)
-    ADD   a complete image splat payload (HEAD/POS/SHAP/COLR) of new Gaussians, appended
-
-All arithmetic on the state is on the quantizer's integers, and the encoder takes its next
-reference from decoding its own payload, so encoder and decoder never drift apart.
-"""
+"""The splat video encoder: intra frames fitted as images (warm-started from the previous fit),
+predicted frames as block motion plus quantized updates of the decoder's Gaussians, with rate
+control over each group of frames (torch and dappled.models.splat)."""
 
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dappled.codec.chunks import pack_chunks, require, unpack_chunks
-from dappled.codec.container import (
-    HEADER_SIZE,
-    KEYFRAME,
-    PACKET_HEADER_SIZE,
-    Packet,
-    PacketType,
-    StreamHeader,
+from dappled.codec.chunks import pack_chunks, unpack_chunks
+from dappled.codec.container import KEYFRAME, PACKET_HEADER_SIZE, Packet, PacketType
+from dappled.codec.motion import Motion, estimate_motion, no_motion
+from dappled.codec.splat.encoder import fit_to_budget
+from dappled.codec.splat.format import max_gaussians, pack_gaussians
+from dappled.codec.splat.video.decoder import (
+    VideoState,
+    apply_frame,
+    apply_motion,
+    leaves_frame,
+    render_state,
 )
-from dappled.codec.defaults import DEFAULT_GOP, DEFAULT_QUALITY, image_payload_budget
-from dappled.codec.motion import Motion, _grid, estimate_motion, no_motion
-from dappled.codec.registry import Codec, EncodeParams
-from dappled.codec.splat import (
-    MAX_COLOR_SYMBOL,
-    MIN_PAYLOAD_BYTES,
-    PRESETS,
-    fit_to_budget,
-    max_gaussians,
-    pack_gaussians,
-    render_quantized,
-    unpack_gaussians,
+from dappled.codec.splat.video.format import (
+    _VHED,
+    COLOR,
+    DROP,
+    FRAME_I,
+    FRAME_P,
+    KEEP,
+    MAX_GOP,
+    PAYLOAD_VERSION,
+    UPDATE,
+    _parse_vhed,
+    config_payload,
+    pack_motion,
 )
 from dappled.codec.stream import FrameStats as BaseFrameStats
+from dappled.codec.threads import numba_threads
 from dappled.entropy import decode_symbols, encode_symbols
-from dappled.errors import BitstreamError, LimitError, OptionError
-from dappled.models.splat.numba_cpu import cpu_threads
-from dappled.models.splat.symbols import LOG_SCALE_MAX, LOG_SCALE_MIN, QuantConfig, QuantizedGaussians
+from dappled.errors import OptionError
+from dappled.models.splat.symbols import QuantConfig, QuantizedGaussians
 from dappled.quality import psnr
 
 if TYPE_CHECKING:
     import torch
 
-CODEC_ID = 4
-PAYLOAD_VERSION = 1
-FRAME_I, FRAME_P = 0, 1
-KEEP, UPDATE, DROP, COLOR = 0, 1, 2, 3
-_VHED = struct.Struct("<BBI")
-_MOTN = struct.Struct("<BB")  # block size, vector count
-_VEC = struct.Struct("<ii")
-MAX_VECTORS = 16
-_CONFIG = struct.Struct("<BHI")  # version, group length, target kbps (informative)
 # quality preset -> mean bits per pixel per frame of the whole stream
 VIDEO_PRESETS: dict[int, float] = {1: 0.03, 2: 0.05, 3: 0.08, 4: 0.12, 5: 0.18, 6: 0.27, 7: 0.4, 8: 0.6}
 BITS_PER_GAUSSIAN_GUESS = 40.0
-MAX_GOP = 65535
-# numba threads of the CPU decoder (0: $DAPPLED_THREADS, else 1): a frame is a few ms of work,
-# where thread start-up and the tile pass's imbalance cost more than a second core gains
-# (docs/results.md: at 640x272, 52.6 fps with 1 thread against 22.7 fps with 2)
-DECODE_THREADS = 0
-
-
-# ---------------------------------------------------------------- decoder state
-
-
-@dataclass
-class VideoState:
-    """What the decoder holds between frames: the quantized Gaussians and their quantizer."""
-
-    q: QuantizedGaussians
-    cfg: QuantConfig
-
-
-def _concat(a: QuantizedGaussians, b: QuantizedGaussians) -> QuantizedGaussians:
-    return QuantizedGaussians(*(np.concatenate([x, y]) for x, y in zip(
-        (a.x, a.y, a.log_sx, a.log_sy, a.rho, a.color), (b.x, b.y, b.log_sx, b.log_sy, b.rho, b.color),
-        strict=True)))
-
-
-def _decode_exact(data: bytes, n: int, what: str) -> np.ndarray:
-    out = decode_symbols(data, n).astype(np.int64)
-    if len(out) != n:
-        raise BitstreamError(f"{what}: {len(out)} symbols where {n} were declared")
-    return out
-
-
-def _check_ranges(q: QuantizedGaussians, cfg: QuantConfig, w: int, h: int) -> None:
-    """The same bounds unpack_gaussians enforces, for a state made by applying deltas."""
-    if not len(q):
-        return
-    scale = 1 << cfg.pos_frac_bits
-    if q.x.min() < 0 or q.y.min() < 0 or q.x.max() >= w * scale or q.y.max() >= h * scale:
-        raise BitstreamError("Gaussian position outside the frame")
-    lo, hi = np.floor(LOG_SCALE_MIN / cfg.log_scale_step), np.ceil(LOG_SCALE_MAX / cfg.log_scale_step)
-    if min(q.log_sx.min(), q.log_sy.min()) < lo or max(q.log_sx.max(), q.log_sy.max()) > hi:
-        raise BitstreamError("Gaussian scale out of range")
-    if np.abs(q.rho).max() >= cfg.rho_levels:
-        raise BitstreamError("Gaussian correlation out of range")
-    if np.abs(q.color).max() > MAX_COLOR_SYMBOL:
-        raise BitstreamError("Gaussian color out of range")
-
-
-def frame_type(payload: bytes) -> int:
-    """FRAME_I or FRAME_P of a frame payload (BitstreamError if it has no valid VHED)."""
-    (vhed,) = require(unpack_chunks(payload), "VHED")
-    return _parse_vhed(vhed)[0]
-
-
-def _parse_vhed(vhed: bytes) -> tuple[int, int]:
-    if len(vhed) != _VHED.size:
-        raise BitstreamError("video frame header has the wrong size")
-    version, ftype, nref = _VHED.unpack(vhed)
-    if version != PAYLOAD_VERSION:
-        raise BitstreamError(f"unsupported splat video payload version {version}")
-    if ftype not in (FRAME_I, FRAME_P):
-        raise BitstreamError(f"unknown video frame type {ftype}")
-    return ftype, nref
-
-
-def apply_frame(payload: bytes, state: VideoState | None, width: int, height: int) -> VideoState:
-    """Decode one frame payload against the previous state; returns the new state.
-
-    BitstreamError on anything inconsistent (a predicted frame with no reference, counts that
-    disagree, values out of range).
-    """
-    chunks = unpack_chunks(payload)
-    (vhed,) = require(chunks, "VHED")
-    ftype, nref = _parse_vhed(vhed)
-    if ftype == FRAME_I:
-        q, cfg = unpack_gaussians(chunks, width, height)
-        return VideoState(q, cfg)
-    if state is None:
-        raise BitstreamError("predicted frame without a preceding intra frame")
-    if nref != len(state.q):
-        raise BitstreamError(f"predicted frame refers to {nref} Gaussians, the decoder holds {len(state.q)}")
-    motn, flag_data, dpos, dshp, dcol, add = require(chunks, "MOTN", "FLAG", "DPOS", "DSHP", "DCOL", "ADD ")
-    flags = _decode_exact(flag_data, nref, "update flags")
-    if nref and (flags.min() < KEEP or flags.max() > COLOR):
-        raise BitstreamError("bad update flag")
-    motion = parse_motion(motn, state.cfg, width, height)
-    upd = np.flatnonzero(flags == UPDATE)
-    col = np.flatnonzero((flags == UPDATE) | (flags == COLOR))
-    nu, nc = len(upd), len(col)
-    dx, dy = (_decode_exact(c, nu, "position delta") for c in require(unpack_chunks(dpos), "DX  ", "DY  "))
-    dsx, dsy, drho = (_decode_exact(c, nu, "shape delta")
-                      for c in require(unpack_chunks(dshp), "DSX ", "DSY ", "DRHO"))
-    dcol_arrays = [_decode_exact(c, nc, "color delta")
-                   for c in require(unpack_chunks(dcol), "DCY ", "DCO ", "DCG ")]
-    for d in (dx, dy, dsx, dsy, drho, *dcol_arrays):  # bounded before adding: no int64 overflow
-        if len(d) and np.abs(d).max() > 4 * MAX_COLOR_SYMBOL:
-            raise BitstreamError("update delta out of range")
-    q = apply_motion(state.q, motion, state.cfg, width, height)
-    x, y, lsx, lsy = q.x.copy(), q.y.copy(), q.log_sx.copy(), q.log_sy.copy()
-    rho, color = q.rho.copy(), q.color.copy()
-    x[upd] += dx
-    y[upd] += dy
-    lsx[upd] += dsx
-    lsy[upd] += dsy
-    rho[upd] += drho
-    if nc:
-        color[col] += np.stack(dcol_arrays, axis=1)
-    keep = flags != DROP
-    kept = QuantizedGaussians(x[keep], y[keep], lsx[keep], lsy[keep], rho[keep], color[keep])
-    added, add_cfg = unpack_gaussians(unpack_chunks(add), width, height)
-    if add_cfg != state.cfg:
-        raise BitstreamError("added Gaussians use another quantizer than their group")
-    new = _concat(kept, added)
-    if len(new) > max_gaussians(width, height):
-        raise LimitError(f"{len(new)} Gaussians for a {width}x{height} frame")
-    _check_ranges(new, state.cfg, width, height)
-    return VideoState(new, state.cfg)
-
-
-def pack_motion(m: Motion) -> bytes:
-    """MOTN chunk: block size u8, K u8, K x (dx i32, dy i32), then the block labels (categorical)."""
-    vecs = b"".join(_VEC.pack(int(x), int(y)) for x, y in m.vectors)
-    return _MOTN.pack(m.block, len(m.vectors)) + vecs + encode_symbols(m.labels.ravel())
-
-
-def parse_motion(data: bytes, cfg: QuantConfig, width: int, height: int) -> Motion:
-    """Parse and check a MOTN chunk."""
-    if len(data) < _MOTN.size:
-        raise BitstreamError("motion chunk too short")
-    block, k = _MOTN.unpack_from(data)
-    if block < 8 or not 1 <= k <= MAX_VECTORS or len(data) < _MOTN.size + k * _VEC.size:
-        raise BitstreamError("bad motion chunk header")
-    vecs = np.array([_VEC.unpack_from(data, _MOTN.size + i * _VEC.size) for i in range(k)], np.int64)
-    scale = 1 << cfg.pos_frac_bits
-    if np.any(np.abs(vecs[:, 0]) > width * scale) or np.any(np.abs(vecs[:, 1]) > height * scale):
-        raise BitstreamError("motion vector larger than the frame")
-    rows, cols = _grid(width, height, block)
-    labels = _decode_exact(data[_MOTN.size + k * _VEC.size:], rows * cols, "motion labels")
-    if labels.min() < 0 or labels.max() >= k:
-        raise BitstreamError("motion label out of range")
-    return Motion(block, vecs, labels.reshape(rows, cols))
-
-
-def _block_vectors(q: QuantizedGaussians, m: Motion, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = m.labels.shape
-    by = np.clip(q.y // (scale * m.block), 0, rows - 1)
-    bx = np.clip(q.x // (scale * m.block), 0, cols - 1)
-    v = m.vectors[m.labels[by, bx]]
-    return v[:, 0], v[:, 1]
-
-
-def apply_motion(q: QuantizedGaussians, m: Motion, cfg: QuantConfig, width: int,
-                 height: int) -> QuantizedGaussians:
-    """Move every Gaussian by the vector of the block its center lies in, clamped to the frame."""
-    if m.is_zero():
-        return q
-    scale = 1 << cfg.pos_frac_bits
-    vx, vy = _block_vectors(q, m, scale)
-    return replace(q, x=np.clip(q.x + vx, 0, width * scale - 1), y=np.clip(q.y + vy, 0, height * scale - 1))
-
-
-def leaves_frame(q: QuantizedGaussians, m: Motion, cfg: QuantConfig, width: int, height: int) -> np.ndarray:
-    """Which Gaussians the motion carries out of the frame (the encoder drops them)."""
-    scale = 1 << cfg.pos_frac_bits
-    vx, vy = _block_vectors(q, m, scale)
-    x, y = q.x + vx, q.y + vy
-    return (x < 0) | (x >= width * scale) | (y < 0) | (y >= height * scale)
-
-
-def render_state(state: VideoState, width: int, height: int, device: str = "cpu") -> np.ndarray:
-    """Rasterize a decoder state to an (H, W, 3) uint8 frame (numpy and numba on the CPU:
-    no torch dispatch overhead on playback's hot path)."""
-    return render_quantized(state.q, state.cfg, width, height, device)
-
-
-class SplatVideoDecoder:
-    """Decodes packets one at a time, as they arrive (from a file, a pipe, a socket).
-
-    ``decode(packet)`` returns the frame a FRAME packet holds, None for other packets. A stream
-    may start at any intra frame (after a seek); a predicted frame before one is an error.
-    ``threads``: numba threads for the CPU renderer (0: numba_cpu.default_threads()).
-    """
-
-    def __init__(self, header: StreamHeader, device: str = "cpu",
-                 threads: int = DECODE_THREADS) -> None:
-        if header.codec_id != CODEC_ID:
-            raise BitstreamError(f"not a splat video stream (codec id {header.codec_id})")
-        self.header = header
-        self.device = device
-        self.threads = threads
-        self.state: VideoState | None = None
-        self.last_frame: int | None = None
-
-    def reset(self) -> None:
-        """Forget the reference (before decoding from another intra frame)."""
-        self.state = None
-        self.last_frame = None
-
-    def warm_up(self) -> None:
-        """Load the renderer's compiled code (numba's cache) by rendering one Gaussian, so that
-        the first frame of a stream costs what any frame costs (a player calls this before it
-        starts the clock, as a video player initialises its decoder)."""
-        one = np.array([2], dtype=np.int64)
-        zero = np.zeros(1, dtype=np.int64)
-        state = VideoState(QuantizedGaussians(one, one, zero, zero, zero, np.zeros((1, 3), np.int64)),
-                           QuantConfig())
-        with cpu_threads(self.device, self.threads):
-            render_state(state, 4, 4, self.device)
-
-    def decode(self, packet: Packet) -> np.ndarray | None:
-        """Decode one packet; the frame as (H, W, 3) uint8 for FRAME packets, else None."""
-        if packet.type != PacketType.FRAME:
-            return None
-        if self.state is not None and self.last_frame is not None and packet.frame != self.last_frame + 1 \
-                and not packet.keyframe:
-            raise BitstreamError(f"predicted frame {packet.frame} does not follow frame {self.last_frame}")
-        state = apply_frame(packet.payload, self.state, self.header.width, self.header.height)
-        self.state = state
-        self.last_frame = packet.frame
-        with cpu_threads(self.device, self.threads):
-            return render_state(state, self.header.width, self.header.height, self.device)
-
-
-def parse_config(payload: bytes) -> tuple[int, int]:
-    """(group length, target kbps) from a CONFIG payload."""
-    if len(payload) != _CONFIG.size:
-        raise BitstreamError("video config has the wrong size")
-    version, gop, kbps = _CONFIG.unpack(payload)
-    if version != PAYLOAD_VERSION or gop == 0:
-        raise BitstreamError("bad video config")
-    return gop, kbps
-
-
-def config_payload(gop: int, kbps: float) -> bytes:
-    """The CONFIG packet payload: version, group length, target kbps."""
-    return _CONFIG.pack(PAYLOAD_VERSION, gop, min(round(kbps), 2**32 - 1))
-
-
-# ---------------------------------------------------------------- encoder
 
 
 @dataclass
@@ -454,7 +193,7 @@ class SplatVideoEncoder:
                progress: Callable[[int, int, float], None] | None = None) -> Packet:
         """Encode the next frame; returns its FRAME packet. ``frames_left`` (this one included)
         lets the last group be shorter than ``gop``."""
-        with cpu_threads(self.device, self.opts.threads):
+        with numba_threads(self.device, self.opts.threads):
             return self._encode(frame, frames_left, progress)
 
     def _encode(self, frame: np.ndarray, frames_left: int | None,
@@ -713,89 +452,3 @@ def _render_t(g: Any, w: int, h: int) -> torch.Tensor:
 
     out = render_numba_forward(g.means.numpy(), g.chol.numpy(), g.colors.numpy(), h, w)
     return torch.from_numpy(out)
-
-
-# ---------------------------------------------------------------- registry entry
-
-
-class SplatVideoCodec(Codec):
-    """The splat codec for video streams (frame_count > 1); a still image is one intra frame."""
-
-    name = "splatv"
-    codec_id = CODEC_ID
-    description = "splat video: intra fits + predicted Gaussian updates (use --codec splat on a video)"
-    quality_range = (1, 8)
-    default_quality = DEFAULT_QUALITY
-    supports_bpp = True
-
-    def test_encode_kwargs(self) -> dict[str, Any]:
-        """A short intra fit (see Codec.test_encode_kwargs)."""
-        return {"i_iterations": 30}
-
-    def make_decoder(self, header: StreamHeader, device: str = "cpu") -> SplatVideoDecoder:
-        """The predictive decoder (one state carried from frame to frame)."""
-        return SplatVideoDecoder(header, device)
-
-    def make_encoder(self, width: int, height: int, fps: float, params: EncodeParams, *,
-                     kbps: float | None = None, gop: int = DEFAULT_GOP,
-                     frames: int | None = None) -> SplatVideoEncoder:
-        """The predictive encoder at `kbps` (or the --quality preset's rate, VIDEO_PRESETS). With
-        `frames` known, the container's fixed cost (header, CONFIG, INDEX, END) comes out of the
-        rate, so the whole file meets it."""
-        if kbps is not None and params.quality is not None:
-            raise OptionError("give either --kbps or --quality, not both")
-        if params.bpp is not None:
-            raise OptionError("--bpp is for images; give a video --kbps or --quality")
-        if kbps is None:
-            quality = params.quality if params.quality is not None else self.default_quality
-            if quality not in VIDEO_PRESETS:
-                lo, hi = min(VIDEO_PRESETS), max(VIDEO_PRESETS)
-                raise OptionError(f"--quality for video must be in {lo}..{hi}")
-            kbps = VIDEO_PRESETS[quality] * width * height * fps / 1000.0
-        if not (math.isfinite(kbps) and kbps > 0):
-            raise OptionError(f"--kbps must be a positive number, got {kbps}")
-        if not 1 <= gop <= MAX_GOP:
-            raise OptionError(f"--gop must be in 1..{MAX_GOP}, got {gop}")
-        effective = kbps
-        if frames:
-            fixed = HEADER_SIZE + 3 * PACKET_HEADER_SIZE + _CONFIG.size + 12 * ((frames + gop - 1) // gop) + 4
-            effective = max(kbps - fixed * 8 / 1000 * fps / frames, kbps * 0.5)
-        opts = VideoEncodeOptions.from_options({**params.options, "seed": params.seed})
-        enc = SplatVideoEncoder(width, height, fps, effective, gop, opts, params.device)
-        enc.config_kbps = kbps
-        return enc
-
-    def encode_image(self, image: np.ndarray, params: EncodeParams) -> list[Packet]:
-        """One intra frame at the image splat codec's bpp target."""
-        h, w = image.shape[:2]
-        quality = params.quality if params.quality is not None else self.default_quality
-        bpp = params.bpp if params.bpp is not None else PRESETS[quality]
-        # the FRAME packet header counts in the encoder's budget; tiny images get a floor (splat.py)
-        nbytes = max(image_payload_budget(bpp, w, h), MIN_PAYLOAD_BYTES + 16) + PACKET_HEADER_SIZE
-        enc = SplatVideoEncoder(w, h, 1.0, nbytes * 8 / 1000, 1,
-                                VideoEncodeOptions.from_options(dict(params.options)), params.device)
-        return [enc.encode(image, 1)]
-
-    def decode_image(self, header: StreamHeader, packets: list[Packet], device: str = "cpu") -> np.ndarray:
-        """Decode the one frame of a single-frame stream."""
-        dec = SplatVideoDecoder(header, device)
-        out = None
-        for p in packets:
-            img = dec.decode(p)
-            if img is not None:
-                out = img
-        if out is None:
-            raise BitstreamError("stream holds no frame")
-        return out
-
-
-__all__ = [
-    "CODEC_ID",
-    "SplatVideoCodec",
-    "SplatVideoDecoder",
-    "SplatVideoEncoder",
-    "VideoEncodeOptions",
-    "VideoState",
-    "apply_frame",
-    "render_state",
-]

@@ -84,6 +84,12 @@ class RatCodec(Codec):
     description = "learned hyperprior transform codec with region-adaptive transforms (CompressAI rANS)"
     quality_range: ClassVar[tuple[int, int]] = (1, 4)
     default_quality = 3
+    comparisons: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("rat", "jpeg"),
+        ("rat", "webp"),
+        ("rat[model=noregion]", "rat"),
+        ("rat[decoder=shallow]", "rat"),
+    )
 
     def parse_options(self, options: dict[str, Any]) -> tuple[int, int, int]:
         """(model id, decoder id, grid cell) from -O model=rat|noregion, decoder=full|shallow, grid=N."""
@@ -117,7 +123,7 @@ class RatCodec(Codec):
         model = _model(model_id)
         if decoder_id == DECODER_IDS["shallow"] and model.shallow is None:
             raise OptionError("this rat model has no shallow decoder")
-        quality = params.quality if params.quality is not None else self.default_quality
+        quality = self.resolve_quality(params)
         h, w = image.shape[:2]
         if h * w > MAX_PIXELS:
             raise InputError(f"image of {w}x{h} is over the rat codec's limit of {MAX_PIXELS} pixels")

@@ -85,9 +85,7 @@ class ClassicalCodec(Codec):
     def encode_image(self, image: np.ndarray, params: EncodeParams) -> list[Packet]:
         """Encode with the codec's library; the payload is the codec's own byte string."""
         opts = self.options(params.options)
-        quality = params.quality
-        if quality is None and params.bpp is None:
-            quality = self.default_quality
+        quality = None if params.bpp is not None else self.resolve_quality(params)
         data = self._encode(np.ascontiguousarray(image), quality, params.bpp, opts)
         return [Packet(PacketType.FRAME, data, 0, KEYFRAME)]
 

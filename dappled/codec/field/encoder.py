@@ -1,0 +1,107 @@
+"""The field encoder: fit the latent grids and networks to one image (dappled.models.field, torch),
+quantize them, code the latents; with a bpp target, lambda is predicted before the fit and nudged
+early in it (dappled.models.field.rate)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dappled.codec.defaults import IMAGE_CONTAINER_BYTES
+from dappled.codec.field.format import MAX_PIXELS, pack_payload
+from dappled.codec.registry import EncodeParams
+from dappled.codec.threads import torch_threads
+from dappled.errors import OptionError
+from dappled.models.field.integer import QMAX, QuantNet, encode_latents
+from dappled.models.field.layout import PRESETS, grids, steps_for
+
+# quality preset -> lambda (weight of bits per pixel against RGB MSE on [0, 1])
+LAMBDAS: dict[int, float] = {q: 0.064 / 2.0 ** (q - 1) for q in range(1, 9)}
+DEFAULT_COMPLEXITY = "low"
+
+
+@dataclass
+class FieldEncoding:
+    """An encoded image and the figures of its encode."""
+
+    payload: bytes
+    net: QuantNet
+    lam: float
+    seconds: float
+    history: list[tuple[int, float, float]]
+
+
+def _options(opts: dict[str, Any]) -> tuple[str, str, int | None, int, float | None]:
+    from dappled.models.field.fit import EFFORTS
+
+    opts = dict(opts)
+    try:
+        effort = str(opts.pop("effort", "default"))
+        complexity = str(opts.pop("complexity", DEFAULT_COMPLEXITY))
+        it = opts.pop("iterations", None)
+        iterations = None if it is None else int(it)
+        threads = int(opts.pop("threads", 1))
+        lam = opts.pop("lambda", None)
+        lam_v = None if lam is None else float(lam)
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"bad field option: {exc}") from None
+    if opts:
+        raise OptionError(f"unknown field option(s): {', '.join(opts)}")
+    if effort not in EFFORTS:
+        raise OptionError(f"effort must be one of {', '.join(EFFORTS)}, got {effort!r}")
+    if complexity not in PRESETS:
+        raise OptionError(f"complexity must be one of {', '.join(PRESETS)}, got {complexity!r}")
+    if iterations is not None and not 1 <= iterations <= 1_000_000:
+        raise OptionError(f"iterations must be in 1..1000000, got {iterations}")
+    if not 1 <= threads <= 256:
+        raise OptionError(f"threads must be in 1..256, got {threads}")
+    if lam_v is not None and not (math.isfinite(lam_v) and 0 < lam_v < 10):
+        raise OptionError(f"lambda must be in (0, 10), got {lam_v}")
+    return effort, complexity, iterations, threads, lam_v
+
+
+def iterations_for(effort: str, height: int, width: int) -> int:
+    """Iterations of an effort: the 768x512 count, more for small images (they are cheap)."""
+    from dappled.models.field.fit import EFFORTS
+
+    base = EFFORTS[effort]
+    scale = min(2.0, max(1.0, math.sqrt(768 * 512 / max(1, height * width))))
+    return int(base * scale)
+
+
+def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = None,
+                 target_bpp: float | None = None, progress: Any = None) -> FieldEncoding:
+    """Fit, quantize and code one image; with target_bpp, lambda is predicted before the fit and
+    nudged early in it (models/field/rate.py), so the rate lands near the target on the same
+    rate-distortion curve as a fixed lambda."""
+
+    from dappled.models.field.fit import FitConfig, fit, image_tensor, rate_cap_for
+    from dappled.models.field.quantize import quantize_network
+    from dappled.models.field.rate import RateSteer, predict_lambda
+
+    effort, complexity, iterations, threads, lam_opt = _options(params.options)
+    h, w = image.shape[:2]
+    if h * w > MAX_PIXELS:
+        raise OptionError(f"the field codec takes at most {MAX_PIXELS} pixels, got {w}x{h}")
+    n_it = iterations or iterations_for(effort, h, w)
+    steer = None
+    if target_bpp is not None and lam_opt is None:  # the steer sees the payload's rate alone
+        steer = RateSteer(max(target_bpp - 8 * IMAGE_CONTAINER_BYTES / (h * w), 0.25 * target_bpp))
+    lam0 = lam_opt or lam or (predict_lambda(image, target_bpp, n_it) if target_bpp else LAMBDAS[4])
+    arch = PRESETS[complexity]
+    t0 = time.perf_counter()
+    gs = grids(h, w)
+    shift, ladder = steps_for(lam0)
+    with torch_threads(params.device, threads):
+        cfg = FitConfig(iterations=n_it, lam=lam0, seed=params.seed, step_shift=shift, step_ladder=ladder,
+                        rate_cap=rate_cap_for(lam0), probes=steer.probes if steer else ())
+        res = fit(image, arch, cfg, params.device, progress, steer=steer)
+        net = quantize_network(res.model, image_tensor(image, params.device), res.lam)
+        latents = [np.clip(q, -QMAX, QMAX) for q in res.model.hard_latents()]
+        coded = encode_latents(latents, gs, net)
+        payload = pack_payload(net, coded.words, coded.excess)
+    return FieldEncoding(payload, net, res.lam, time.perf_counter() - t0, res.history)

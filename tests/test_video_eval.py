@@ -1,0 +1,55 @@
+"""`dappled eval --video` finds every codec in the registry: our video codecs through their video
+form and the PyAV baselines (real encodes), measured by the same ``Codec.code_clip``."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from dappled.codec import registry
+from dappled.datasets import SAMPLE_IMAGE, load_image
+from dappled.errors import OptionError, UnsupportedError
+from dappled.eval.video import default_codecs, default_kbps, label, run_point, summarize
+
+FPS = Fraction(25)
+
+
+@pytest.fixture(scope="module")
+def clip() -> list[np.ndarray]:
+    base = load_image(SAMPLE_IMAGE)[100:164, 200:296]  # SVT-AV1 wants 64 px a side
+    return [np.ascontiguousarray(np.roll(base, 2 * i, axis=1)) for i in range(4)]
+
+
+def test_the_default_run_is_the_default_codec_and_every_video_baseline() -> None:
+    codecs = default_codecs()
+    assert codecs[0] == registry.DEFAULT_CODEC
+    baselines = set(registry.names(streams=False))
+    assert set(codecs[1:]) == baselines and len(baselines) == 4
+    assert set(registry.VIDEO_ANCHORS) <= baselines
+    assert label(registry.DEFAULT_CODEC) == registry.video_codec(registry.DEFAULT_CODEC).display_name()
+
+
+@pytest.mark.parametrize("name", registry.names(streams=False))
+def test_video_baselines_write_no_stream_but_code_clips(name: str, clip: list[np.ndarray]) -> None:
+    codec = registry.get(name)
+    with pytest.raises(UnsupportedError):
+        codec.encode_image(clip[0], registry.EncodeParams())
+    rate = default_kbps(96, 64, 25.0, name)[-1]
+    r = run_point("c", clip, FPS, name, rate, 2)
+    assert r.frames == 4 and r.bytes > 0 and r.psnr > 20, r
+    assert len(r.frame_psnr) == 4
+
+
+def test_the_default_codec_is_coded_by_its_video_form(clip: list[np.ndarray]) -> None:
+    r = run_point("c", clip, FPS, registry.DEFAULT_CODEC, 300.0, 2, {"i_iterations": "20"})
+    assert r.bytes > 0 and r.psnr > 15, r
+    x = run_point("c", clip, FPS, registry.VIDEO_ANCHORS[0], 300.0, 2)
+    text = summarize([r, x], registry.VIDEO_ANCHORS[0], 2)
+    assert f"| {registry.DEFAULT_CODEC} | 300 |" in text and f"| {registry.VIDEO_ANCHORS[0]} | 300 |" in text
+
+
+def test_a_baseline_refuses_options(clip: list[np.ndarray]) -> None:
+    with pytest.raises(OptionError):
+        run_point("c", clip, FPS, registry.VIDEO_ANCHORS[0], 300.0, 2, {"i_iterations": "20"})
