@@ -210,11 +210,11 @@ def codecs() -> None:
 
 
 @cli.command()
-@click.option("--codec", default=None, help="Codec to show (default: field at effort fast).")
+@click.option("--codec", default=None, help="Codec to show (default: the demo's, at its fast effort).")
 @click.option("--quality", "-q", type=int, default=None)
 @click.option("--bpp", type=float, default=None)
 @click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE",
-              help="Codec-specific option, repeatable (default for field: effort=fast).")
+              help="Codec-specific option, repeatable (default for the demo's codec: its fast effort).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--out", default="demo.png", show_default=True, type=click.Path(),
               help="Side-by-side PNG: original | codec | JPEG | WebP | AVIF at the same size.")
