@@ -19,7 +19,7 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/dappled demo
+	$(VENV)/bin/dappled demo --out demo.png
 
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check dappled tests benchmarks

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +49,17 @@ def cli() -> None:
 
 def _codec_names() -> list[str]:
     return registry.names()
+
+
+def parse_options(options: tuple[str, ...]) -> dict[str, str]:
+    """-O KEY=VALUE items -> {KEY: VALUE} (values stay strings; each codec parses its own)."""
+    opts: dict[str, str] = {}
+    for item in options:
+        if "=" not in item:
+            raise OptionError(f"--option wants KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        opts[k.strip()] = v.strip()
+    return opts
 
 
 @cli.command()
@@ -98,12 +108,7 @@ def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | Non
     from dappled.datasets.video import is_video_path
     from dappled.errors import OptionError
 
-    opts: dict[str, str] = {}
-    for item in options:
-        if "=" not in item:
-            raise OptionError(f"--option wants KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        opts[k.strip()] = v.strip()
+    opts = parse_options(options)
     if decoder is not None:
         opts["decoder"] = decoder
     if jobs < 1:
@@ -213,32 +218,33 @@ def codecs() -> None:
 
 
 @cli.command()
-@click.option("--codec", default=registry.DEFAULT_CODEC, show_default=True)
+@click.option("--codec", default=None, help="Codec to show (default: the demo's, at its fast effort).")
 @click.option("--quality", "-q", type=int, default=None)
 @click.option("--bpp", type=float, default=None)
+@click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE",
+              help="Codec-specific option, repeatable (default for the demo's codec: its fast effort).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--out", default="demo.png", show_default=True, type=click.Path(),
+              help="Side-by-side PNG: original | codec | JPEG | WebP | AVIF at the same size.")
 @friendly_errors
-def demo(codec: str, quality: int | None, bpp: float | None, device: str) -> None:
-    """Encode and decode the bundled sample image; print bytes, bpp, PSNR and times."""
-    from dappled.codec.api import decode_image, encode_image
+def demo(codec: str | None, quality: int | None, bpp: float | None, options: tuple[str, ...], device: str,
+         out: str) -> None:
+    """Encode the bundled sample with a codec and with JPEG, WebP and AVIF at the same file
+    size; print bytes, bpp, PSNR and times, and write a side-by-side crop."""
     from dappled.datasets import SAMPLE_IMAGE, load_image
-    from dappled.eval.metrics import psnr
+    from dappled.eval.demo import DEMO_CODEC, SAMPLE_CROP, format_figures, run_demo
 
+    opts = parse_options(options)
+    codec = codec or DEMO_CODEC
     image = load_image(SAMPLE_IMAGE)
     h, w = image.shape[:2]
     click.echo(f"sample: {SAMPLE_IMAGE.name} ({w}x{h}), codec {codec}")
-    t0 = time.perf_counter()
-    data = encode_image(image, codec, quality=quality, bpp=bpp, device=device, progress=True)
-    t_enc = time.perf_counter() - t0
-    decode_image(data, device=device)  # warm-up: JIT compilation and caches
-    t0 = time.perf_counter()
-    out = decode_image(data, device=device)
-    t_dec = time.perf_counter() - t0
-    click.echo(f"bytes:  {len(data)}")
-    click.echo(f"bpp:    {8 * len(data) / (w * h):.4f}")
-    click.echo(f"PSNR:   {psnr(image, out):.2f} dB")
-    click.echo(f"encode: {t_enc:.2f} s")
-    click.echo(f"decode: {t_dec * 1000:.1f} ms")
+    result = run_demo(image, out, codec, quality=quality, bpp=bpp, options=opts or None, device=device,
+                      crop=SAMPLE_CROP)
+    click.echo(f"encode: {result.main.encode_s:.2f} s")
+    click.echo(f"decode: {result.main.decode_ms:.1f} ms")
+    click.echo(format_figures(result))
+    click.echo(f"picture: {result.picture}")
 
 
 def _attach_commands() -> None:

@@ -223,6 +223,12 @@ DEFAULT_CODEC = "splat"
 """--codec when none is given (images; a video is coded by its video form)."""
 IMAGE_ANCHOR = "jpeg"
 """The reference curve of image BD tables (``dappled eval``)."""
+DEMO_CODEC = "field"
+"""The codec `dappled demo` (and `make demo`) shows: the best one that encodes in about a minute."""
+DEMO_OPTIONS: dict[str, Any] = {"effort": "fast"}
+"""Its options in the demo: about a minute of one core at 768x512."""
+DEMO_BASELINES = ("jpeg", "webp", "avif")
+"""The classical codecs the demo matches to its file size."""
 VIDEO_ANCHORS = ("x264", "mjpeg")
 """The reference curves of video BD tables (``dappled eval --video``): the first is the default
 anchor, the others are always tabled too."""
