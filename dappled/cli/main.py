@@ -10,20 +10,32 @@ from typing import Any
 
 import click
 
-from dappled.errors import DappledError, OptionError
+from dappled.errors import DappledError, OptionError, out_of_memory
 
 EXIT_BAD_INPUT = 1
 EXIT_USAGE = 2  # a bad option value (click's own usage errors exit 2 too)
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, what a shell reports
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none."""
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn DappledError into a one-line message and exit status 1 (no traceback); a bad option
-    value (OptionError) is a usage error and exits 2, as click's own usage errors do."""
+    value (OptionError) is a usage error and exits 2, as click's own usage errors do. Running out
+    of memory (torch, numpy, numba) is one line and exit 1; Ctrl-C is one line and exit 130 (as a
+    shell reports SIGINT). Outputs are written atomically, so neither leaves a partial file."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo("dappled: error: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         except OptionError as exc:
             click.echo(f"dappled: error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
@@ -34,8 +46,11 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
             click.echo(f"dappled: error: {name}{exc.strerror or exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
-        except MemoryError:  # the limits should make this unreachable; never a traceback
-            click.echo("dappled: error: out of memory (input too large for this machine)", err=True)
+        except (MemoryError, RuntimeError) as exc:  # never a traceback for an allocation that failed
+            if not out_of_memory(exc):
+                raise
+            click.echo(f"dappled: error: out of memory ({_first_line(exc)}): the input or the options need "
+                       "more memory than this machine has", err=True)
             sys.exit(EXIT_BAD_INPUT)
 
     return wrapper
@@ -59,7 +74,8 @@ def _codec_names() -> list[str]:
               help="Output stream file (.dpl); the output folder when SRC is a folder or a glob.")
 @click.option("--codec", default="splat", show_default=True, help="Codec name (see `dappled codecs`).")
 @click.option("--quality", "-q", type=int, default=None, help="Quality preset (codec-specific range).")
-@click.option("--bpp", type=float, default=None, help="Target bits per pixel (codecs with rate control).")
+@click.option("--bpp", type=float, default=None,
+              help="Target bits per pixel (codecs with rate control; 0.01 to 24).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seed of the encoder's randomness.")

@@ -31,7 +31,7 @@ from dappled.codec.registry import Codec, EncodeParams
 from dappled.entropy import decode_symbols, encode_symbols
 from dappled.entropy.golomb import decode_nonneg, encode_nonneg
 from dappled.entropy.rans_flat import bytes_to_words, words_to_bytes
-from dappled.errors import BitstreamError, LimitError, OptionError
+from dappled.errors import BitstreamError, EncodeError, LimitError, OptionError
 from dappled.models.field.integer import (
     KMAX,
     LATENTS_PER_BIT,
@@ -56,6 +56,7 @@ from dappled.models.field.layout import (
     steps_for,
 )
 from dappled.models.field.synthesis import synthesize
+from dappled.threads import parse_threads
 
 PAYLOAD_VERSION = 2  # 2: the ARM's output bias is per grid
 _HEAD = struct.Struct("<B5BbBI")
@@ -96,6 +97,8 @@ def pack_payload(net: QuantNet, words: np.ndarray, excess: np.ndarray) -> bytes:
                       net.step_shift, net.step_ladder, len(excess))
     head += bytes(t.k for t in net.tensors())
     ints = np.concatenate([t.ints.ravel() for t in net.tensors()])
+    if ints.size and int(np.abs(ints).max()) > WMAX:  # what the decoder would refuse
+        raise EncodeError("field network weight out of range (the fit diverged); try a higher --bpp")
     chunks = {"HEAD": head, "NET ": encode_nonneg(zigzag(ints)), "LAT ": words_to_bytes(words)}
     if len(excess):
         chunks["ESC "] = encode_symbols(excess)
@@ -200,7 +203,7 @@ def _options(opts: dict[str, Any]) -> tuple[str, str, int | None, int, float | N
         complexity = str(opts.pop("complexity", DEFAULT_COMPLEXITY))
         it = opts.pop("iterations", None)
         iterations = None if it is None else int(it)
-        threads = int(opts.pop("threads", 1))
+        threads = parse_threads(opts.pop("threads", 1), "field option threads")
         lam = opts.pop("lambda", None)
         lam_v = None if lam is None else float(lam)
     except (TypeError, ValueError) as exc:
@@ -213,8 +216,6 @@ def _options(opts: dict[str, Any]) -> tuple[str, str, int | None, int, float | N
         raise OptionError(f"complexity must be one of {', '.join(PRESETS)}, got {complexity!r}")
     if iterations is not None and not 1 <= iterations <= 1_000_000:
         raise OptionError(f"iterations must be in 1..1000000, got {iterations}")
-    if not 1 <= threads <= 256:
-        raise OptionError(f"threads must be in 1..256, got {threads}")
     if lam_v is not None and not (math.isfinite(lam_v) and 0 < lam_v < 10):
         raise OptionError(f"lambda must be in (0, 10), got {lam_v}")
     return effort, complexity, iterations, threads, lam_v
@@ -254,6 +255,12 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
         target = image_tensor(image, params.device)
         best: tuple[float, bytes, QuantNet, float] | None = None
         for attempt in range(4):
+            bad = _non_finite(model)
+            if bad and best is not None:  # a continued fit diverged: keep the closest earlier attempt
+                break
+            if bad:
+                raise EncodeError(f"the field fit diverged (non-finite {bad}) at lambda {lam_used:.3g}; "
+                                  "try a higher --bpp or --quality")
             net = quantize_network(model, target, lam_used)
             latents = [np.clip(q, -QMAX, QMAX) for q in model.hard_latents()]
             coded = encode_latents(latents, gs, net)
@@ -279,6 +286,17 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
         if best is not None:  # the closest of the attempts
             _, payload, net, lam_used = best
     return FieldEncoding(payload, net, lam_used, time.perf_counter() - t0, history)
+
+
+def _non_finite(model: Any) -> str | None:
+    """The name of the first fitted tensor holding a NaN or an infinity (None when all are
+    finite): such a fit must never reach the quantizer and the entropy coder."""
+    import torch
+
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            return name
+    return None
 
 
 class FieldCodec(Codec):

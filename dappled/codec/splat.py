@@ -37,6 +37,7 @@ from dappled.models.splat.symbols import (
     QuantizedGaussians,
     dequantize_numpy,
 )
+from dappled.threads import parse_threads
 
 PAYLOAD_VERSION = 1
 # quality preset -> target bits per pixel
@@ -322,15 +323,14 @@ class SplatCodec(Codec):
         try:
             iterations = int(opts.pop("iterations", 0))
             over = float(opts.pop("overprovision", 1.0))
-            n_threads = int(opts.pop("threads", 0))  # numba threads; 0: numba_cpu.default_threads()
+            # numba threads; 0: numba_cpu.default_threads()
+            n_threads = parse_threads(opts.pop("threads", 0), "splat option threads", allow_zero=True)
         except ValueError as exc:
             raise OptionError(f"bad splat option: {exc}") from None
         if iterations < 0:
             raise OptionError(f"splat option iterations must be >= 0 (0: default), got {iterations}")
         if not (math.isfinite(over) and 0 < over <= 100):
             raise OptionError(f"splat option overprovision must be in (0, 100], got {over}")
-        if n_threads < 0:
-            raise OptionError(f"splat option threads must be >= 0, got {n_threads}")
         iterations = iterations or default_iterations(bpp, w, h)
         if opts:
             raise OptionError(f"unknown splat option(s): {', '.join(opts)}")

@@ -57,6 +57,7 @@ from dappled.errors import BitstreamError, LimitError, OptionError
 from dappled.models.splat.numba_cpu import cpu_threads
 from dappled.models.splat.symbols import LOG_SCALE_MAX, LOG_SCALE_MIN, QuantConfig, QuantizedGaussians
 from dappled.quality import psnr
+from dappled.threads import parse_threads
 
 if TYPE_CHECKING:
     import torch
@@ -350,6 +351,8 @@ class VideoEncodeOptions:
                 out = replace(out, **{k: typ(v)})
             except ValueError:
                 raise OptionError(f"bad value for splat video option {k}: {v!r}") from None
+        if "threads" in options:  # numba threads: at most the cores (0: the default)
+            parse_threads(options["threads"], "splat video option threads", allow_zero=True)
         out.check()
         return out
 

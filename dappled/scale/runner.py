@@ -39,7 +39,9 @@ def set_threads(threads: int) -> None:
 
 def worker_threads(jobs: int) -> int:
     """Threads per local worker so that jobs x threads does not exceed the cores."""
-    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+    from dappled.threads import available_cores
+
+    return max(1, available_cores() // max(1, jobs))
 
 
 class Backend:
