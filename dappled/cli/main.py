@@ -101,15 +101,20 @@ def _codec_names() -> list[str]:
 @click.option("--independent-gops", is_flag=True,
               help="Video: code every group with a fresh encoder (no budget or fit carried over), so the "
                    "bytes are the same in one process, with -j N or on Ray.")
+@click.option("--overwrite", is_flag=True,
+              help="Folder: replace outputs that were coded from other sources (a.png then a.jpg: a.dpl) "
+                   "or that the folder's manifest does not know.")
 @friendly_errors
 def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | None, device: str,
            seed: int, options: tuple[str, ...], quiet: bool, kbps: float | None, gop: int | None,
            n_frames: int | None, start: int, decoder: str | None, jobs: int, ray_address: str | None,
-           independent_gops: bool) -> None:
+           independent_gops: bool, overwrite: bool) -> None:
     """Encode image or video SRC into a Dappled stream (video: mp4, mkv, webm, y4m, frames/%04d.png).
 
     A folder or a glob pattern (quoted: 'photos/*.jpg') as SRC encodes every image into the
-    folder -o, one STEM.dpl each, skipping images already coded there with the same settings."""
+    folder -o, one STEM.dpl each, skipping images already coded there with the same settings
+    (checked against the sha256 in -o's encode-manifest.json); an output coded from another
+    source is replaced only with --overwrite. Ctrl-C leaves a run that the same command resumes."""
     from dappled.codec.api import encode_file
     from dappled.datasets.video import is_video_path
     from dappled.errors import OptionError
@@ -132,10 +137,12 @@ def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | Non
         if kbps is not None or gop is not None or n_frames is not None or start or independent_gops:
             raise OptionError("--kbps, --gop, --frames, --start and --independent-gops are for video inputs")
         fr = encode_folder(src, dst, settings_from(codec, quality, bpp, device, seed, opts), jobs=jobs,
-                           ray=ray_address, progress=not quiet)
+                           ray=ray_address, progress=not quiet, overwrite=overwrite)
         click.echo(f"{dst}: {len(fr.encoded)} image(s) encoded ({fr.bytes} bytes, {fr.bpp:.4f} bpp) in "
                    f"{fr.seconds:.1f} s, {len(fr.skipped)} already done")
         return
+    if overwrite:
+        raise OptionError("--overwrite is for folder encodes (a single output file is always replaced)")
     if is_video_path(src):
         from dappled.codec.api import encode_video_file
 
