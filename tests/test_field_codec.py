@@ -12,6 +12,7 @@ import torch
 from _streams import forge, frame_payload
 
 from dappled.codec import api
+from dappled.codec.container import pack
 from dappled.codec.field import decode_payload, encode_field, unpack_payload
 from dappled.codec.registry import EncodeParams
 from dappled.datasets import SAMPLE_IMAGE, load_image
@@ -230,6 +231,16 @@ def test_truncated_and_corrupted_streams_raise(stream: bytes) -> None:
             assert out.shape == (48, 64, 3)
         except BitstreamError:
             pass
+
+
+def test_two_frame_packets_are_counted_in_the_error(stream: bytes) -> None:
+    container = api.parse(stream)
+    frame = container.frames()[0]
+    two = pack(container.header, [frame, frame])
+    with pytest.raises(BitstreamError, match=r"an image stream holds one frame packet, found 2$"):
+        api.decode_image(two)
+    with pytest.raises(BitstreamError, match=r"exactly one frame packet, found 2$"):
+        api.registry.get("field").decode_image(container.header, [frame, frame])
 
 
 def test_a_tiny_stream_cannot_claim_a_huge_image(stream: bytes) -> None:
