@@ -59,6 +59,7 @@ from dappled.models.field.synthesis import synthesize
 from dappled.threads import parse_threads
 
 PAYLOAD_VERSION = 2  # 2: the ARM's output bias is per grid
+READ_VERSIONS = (1, 2)  # 1 (before 2026-11-30): one ARM output bias (2,) for all grids
 _HEAD = struct.Struct("<B5BbBI")
 MAX_PIXELS = 1 << 24  # 16 Mpixel: the field decoder's work is linear in this
 # quality preset -> lambda (weight of bits per pixel against RGB MSE on [0, 1])
@@ -123,7 +124,7 @@ def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
     if len(head) < _HEAD.size:
         raise BitstreamError("field header is too short")
     version, ctx, ah, al, sh, rh, shift, ladder, n_esc = _HEAD.unpack_from(head)
-    if version != PAYLOAD_VERSION:
+    if version not in READ_VERSIONS:
         raise BitstreamError(f"unsupported field payload version {version}")
     if shift not in STEP_SHIFTS or ladder not in STEP_LADDERS:
         raise BitstreamError(f"field step shift {shift} or ladder {ladder} out of range")
@@ -134,6 +135,9 @@ def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
         raise BitstreamError(str(exc)) from None
     gs = grids(height, width)
     shapes = tensor_shapes(arch, len(gs))
+    n_arm = arm_layer_count(arch)
+    if version == 1:  # one output bias row for every grid (the ARM's last tensor)
+        shapes[n_arm - 1] = (2,)
     ks = head[_HEAD.size :]
     if len(ks) != len(shapes):
         raise BitstreamError("field header has the wrong number of weight steps")
@@ -150,7 +154,9 @@ def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
         n = math.prod(s)
         tensors.append(QuantTensor(ints[pos : pos + n].reshape(s), int(k)))
         pos += n
-    n_arm = arm_layer_count(arch)
+    if version == 1:  # the shared row, as the per-grid table decoders read: the same pixels
+        bo = tensors[n_arm - 1]
+        tensors[n_arm - 1] = QuantTensor(np.tile(bo.ints, (len(gs), 1)), bo.k)
     net = QuantNet(arch, tensors[:n_arm], tensors[n_arm:], shift, ladder)
     n_lat = sum(g.size for g in gs)
     if n_lat > LATENTS_PER_BIT * (8 * len(lat) + 64):  # 64: the rANS state's slack
