@@ -70,6 +70,11 @@ def test_threads_are_limited_to_the_cores(small_png: Path, tmp_path: Path) -> No
                       "--quiet", env=env)
     one_line_error(res, f"DAPPLED_THREADS={cores + 1}", code=2)
     assert not out.exists()
+    from dappled.cli import cli
+
+    res = CliRunner().invoke(cli, ["train", "rat", "--threads", str(cores + 1), "--out", str(tmp_path / "t")])
+    assert res.exit_code == 2 and f"--threads={cores + 1} is more than the {cores} core" in res.stderr
+    assert not (tmp_path / "t").exists()
     os.environ["DAPPLED_THREADS"] = "0"
     try:
         assert default_threads() >= 1  # 0: all cores
