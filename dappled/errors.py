@@ -33,3 +33,20 @@ class InputError(DappledError):
 
 class OptionError(DappledError):
     """A codec option is out of range or inconsistent (e.g. --bpp and --quality together)."""
+
+
+class EncodeError(DappledError):
+    """An encode could not make a valid stream (e.g. a fit that diverged to NaN)."""
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """True for the ways torch, numpy and numba report an allocation that failed: MemoryError,
+    torch's OutOfMemoryError and its RuntimeErrors ("out of memory", "DefaultCPUAllocator")."""
+    if isinstance(exc, MemoryError):
+        return True
+    if not isinstance(exc, RuntimeError):
+        return False
+    if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError (and torch.OutOfMemoryError)
+        return True
+    text = str(exc)
+    return "out of memory" in text.lower() or "DefaultCPUAllocator" in text or "can't allocate memory" in text

@@ -12,6 +12,8 @@ import torch
 from _streams import forge, frame_payload
 
 from dappled.codec import api
+from dappled.codec.chunks import pack_chunks, unpack_chunks
+from dappled.codec.container import pack
 from dappled.codec.field.decoder import decode_payload
 from dappled.codec.field.encoder import encode_field
 from dappled.codec.field.format import unpack_payload
@@ -232,6 +234,29 @@ def test_truncated_and_corrupted_streams_raise(stream: bytes) -> None:
             assert out.shape == (48, 64, 3)
         except BitstreamError:
             pass
+
+
+def test_payload_versions_one_and_two_are_read_others_refused(stream: bytes) -> None:
+    """Version 1 (tests/conformance/ holds real ones) has one ARM output bias row: a version 2
+    payload relabelled 1 has the wrong number of network integers for it."""
+    payload, _ = frame_payload(stream)
+    chunks = unpack_chunks(payload)
+    assert chunks["HEAD"][0] == 2
+    for version, message in ((0, "unsupported field payload version 0"),
+                             (3, "unsupported field payload version 3"), (1, "symbols|weights")):
+        bad = pack_chunks({**chunks, "HEAD": bytes([version]) + chunks["HEAD"][1:]})
+        with pytest.raises(BitstreamError, match=message):
+            api.decode_image(forge(stream, bad))
+
+
+def test_two_frame_packets_are_counted_in_the_error(stream: bytes) -> None:
+    container = api.parse(stream)
+    frame = container.frames()[0]
+    two = pack(container.header, [frame, frame])
+    with pytest.raises(BitstreamError, match=r"an image stream holds one frame packet, found 2$"):
+        api.decode_image(two)
+    with pytest.raises(BitstreamError, match=r"exactly one frame packet, found 2$"):
+        api.registry.get("field").decode_image(container.header, [frame, frame])
 
 
 def test_a_tiny_stream_cannot_claim_a_huge_image(stream: bytes) -> None:

@@ -5,6 +5,7 @@ process, folder encodes that skip what is done. The local-process paths are chec
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -398,11 +399,106 @@ def test_folder_encode_cli_and_bad_image(crops: Path, tmp_path: Path) -> None:
     (bad / "z.png").write_bytes(b"garbage")
     res = CliRunner().invoke(cli, ["encode", str(bad), "-o", str(tmp_path / "o2"), "--codec", "jpeg",
                                    "--quiet"])
-    assert res.exit_code == 1 and "z.png: cannot read image" in res.stderr
-    assert "Traceback" not in res.output
+    assert res.exit_code == 1 and f"{bad / 'z.png'}: cannot read image (not an image file" in res.stderr
+    assert "Traceback" not in res.output and "BytesIO" not in res.stderr
     res = CliRunner().invoke(cli, ["encode", str(crops / "a.png"), "-o", str(tmp_path / "a.dpl"),
                                    "--codec", "jpeg", "-j", "2"])
     assert res.exit_code == 2 and "--jobs and --ray" in res.stderr
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_folder_manifest_hashes_outputs_and_guards_other_sources(crops: Path, tmp_path: Path) -> None:
+    src = tmp_path / "D"
+    shutil.copytree(crops, src)
+    out = tmp_path / "out"
+    settings = settings_from("jpeg", 40, None, "cpu", 0, {})
+    first = encode_folder(str(src / "*.png"), out, settings, progress=False)
+    assert sorted(first.encoded) == ["a.dpl", "b.dpl", "c.dpl"]
+    doc = json.loads((out / MANIFEST).read_text())
+    assert doc["version"] == 2
+    for name in "abc":
+        entry = doc["outputs"][f"{name}.dpl"]
+        assert entry["source"] == os.path.abspath(src / f"{name}.png")
+        assert entry["sha256"] == _sha256(out / f"{name}.dpl")
+        assert entry["source_sha256"] == _sha256(src / f"{name}.png")
+    # an output changed in place (same size) is found by its hash and coded again
+    good = (out / "b.dpl").read_bytes()
+    (out / "b.dpl").write_bytes(good[:-1] + bytes([good[-1] ^ 0xFF]))
+    again = encode_folder(str(src / "*.png"), out, settings, progress=False)
+    assert again.encoded == ["b.dpl"] and sorted(again.skipped) == ["a.dpl", "c.dpl"]
+    assert (out / "b.dpl").read_bytes() == good
+    # a.jpg would replace a.dpl, coded from a.png: refused before anything is coded
+    save_image(src / "a.jpg", load_image(src / "a.png")[::-1])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    res = CliRunner().invoke(cli, ["encode", str(src / "*.jpg"), "-o", str(out), "--codec", "jpeg",
+                                   "-q", "40", "--quiet"])
+    assert res.exit_code == 1, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(src / "a.jpg") in lines[0] and "--overwrite" in lines[0], res.stderr
+    assert f"{out / 'a.dpl'} was coded from {os.path.abspath(src / 'a.png')}" in lines[0]
+    assert before == {p.name: p.read_bytes() for p in out.iterdir()}
+    res = CliRunner().invoke(cli, ["encode", str(src / "*.jpg"), "-o", str(out), "--codec", "jpeg",
+                                   "-q", "40", "--quiet", "--overwrite"])
+    assert res.exit_code == 0 and "1 image(s) encoded" in res.output, res.output
+    entry = json.loads((out / MANIFEST).read_text())["outputs"]["a.dpl"]
+    assert entry["source"] == os.path.abspath(src / "a.jpg") and entry["sha256"] == _sha256(out / "a.dpl")
+    assert decode_image((out / "a.dpl").read_bytes()).shape == (96, 128, 3)
+    # a file the manifest does not know is not replaced either
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "c.dpl").write_bytes(b"mine")
+    with pytest.raises(InputError, match=r"c\.dpl exists and is not in encode-manifest\.json"):
+        encode_folder(str(src / "*.png"), other, settings, progress=False)
+    assert (other / "c.dpl").read_bytes() == b"mine" and not (other / "a.dpl").exists()
+
+
+def test_folder_ctrl_c_leaves_a_resumable_run(crops: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    settings = settings_from("jpeg", 40, None, "cpu", 0, {})
+
+    def interrupt(name: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        encode_folder(str(crops), out, settings, progress=False, on_file=interrupt)
+    outputs = json.loads((out / MANIFEST).read_text())["outputs"]
+    assert list(outputs) == ["a.dpl"] and outputs["a.dpl"]["sha256"] == _sha256(out / "a.dpl")
+    assert sorted(p.name for p in out.iterdir()) == ["a.dpl", MANIFEST]  # no temporary files
+    rest = encode_folder(str(crops), out, settings, progress=False)
+    assert rest.skipped == ["a.dpl"] and sorted(rest.encoded) == ["b.dpl", "c.dpl"]
+
+
+def test_sigint_to_a_folder_encode_exits_130_and_resumes(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    image = load_image(SAMPLE_IMAGE)
+    for i in range(3):
+        save_image(folder / f"{'abc'[i]}.png", np.ascontiguousarray(image[64 * i:64 * i + 48, 0:64]))
+    out = tmp_path / "out"
+    exe = shutil.which("dappled", path=str(Path(sys.executable).parent))
+    assert exe is not None
+    cmd = [exe, "encode", str(folder), "-o", str(out), "--codec", "field", "-O", "iterations=150", "--quiet",
+           "-j", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("*.dpl")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert err.strip() == "dappled: error: interrupted", err
+    outputs = json.loads((out / MANIFEST).read_text())["outputs"]
+    assert 1 <= len(outputs) <= 2, outputs
+    assert all(v["sha256"] == _sha256(out / k) for k, v in outputs.items())
+    assert not [p for p in out.iterdir() if p.name.endswith(".part")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert f"{3 - len(outputs)} image(s) encoded" in res.stdout
+    assert f"{len(outputs)} already done" in res.stdout
 
 
 def test_ray_address_errors(crops: Path, tmp_path: Path) -> None:

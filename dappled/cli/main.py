@@ -10,20 +10,32 @@ from typing import Any
 import click
 
 from dappled.codec import registry
-from dappled.errors import DappledError, OptionError
+from dappled.errors import DappledError, OptionError, out_of_memory
 
 EXIT_BAD_INPUT = 1
 EXIT_USAGE = 2  # a bad option value (click's own usage errors exit 2 too)
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, what a shell reports
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none."""
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn DappledError into a one-line message and exit status 1 (no traceback); a bad option
-    value (OptionError) is a usage error and exits 2, as click's own usage errors do."""
+    value (OptionError) is a usage error and exits 2, as click's own usage errors do. Running out
+    of memory (torch, numpy, numba) is one line and exit 1; Ctrl-C is one line and exit 130 (as a
+    shell reports SIGINT). Outputs are written atomically, so neither leaves a partial file."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo("dappled: error: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         except OptionError as exc:
             click.echo(f"dappled: error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
@@ -34,8 +46,11 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
             click.echo(f"dappled: error: {name}{exc.strerror or exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
-        except MemoryError:  # the limits should make this unreachable; never a traceback
-            click.echo("dappled: error: out of memory (input too large for this machine)", err=True)
+        except (MemoryError, RuntimeError) as exc:  # never a traceback for an allocation that failed
+            if not out_of_memory(exc):
+                raise
+            click.echo(f"dappled: error: out of memory ({_first_line(exc)}): the input or the options need "
+                       "more memory than this machine has", err=True)
             sys.exit(EXIT_BAD_INPUT)
 
     return wrapper
@@ -69,7 +84,8 @@ def parse_options(options: tuple[str, ...]) -> dict[str, str]:
 @click.option("--codec", default=registry.DEFAULT_CODEC, show_default=True,
               help="Codec name (see `dappled codecs`).")
 @click.option("--quality", "-q", type=int, default=None, help="Quality preset (codec-specific range).")
-@click.option("--bpp", type=float, default=None, help="Target bits per pixel (codecs with rate control).")
+@click.option("--bpp", type=float, default=None,
+              help="Target bits per pixel (codecs with rate control; 0.01 to 24).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seed of the encoder's randomness.")
@@ -95,15 +111,20 @@ def parse_options(options: tuple[str, ...]) -> dict[str, str]:
 @click.option("--independent-gops", is_flag=True,
               help="Video: code every group with a fresh encoder (no budget or fit carried over), so the "
                    "bytes are the same in one process, with -j N or on Ray.")
+@click.option("--overwrite", is_flag=True,
+              help="Folder: replace outputs that were coded from other sources (a.png then a.jpg: a.dpl) "
+                   "or that the folder's manifest does not know.")
 @friendly_errors
 def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | None, device: str,
            seed: int, options: tuple[str, ...], quiet: bool, kbps: float | None, gop: int | None,
            n_frames: int | None, start: int, decoder: str | None, jobs: int, ray_address: str | None,
-           independent_gops: bool) -> None:
+           independent_gops: bool, overwrite: bool) -> None:
     """Encode image or video SRC into a Dappled stream (video: mp4, mkv, webm, y4m, frames/%04d.png).
 
     A folder or a glob pattern (quoted: 'photos/*.jpg') as SRC encodes every image into the
-    folder -o, one STEM.dpl each, skipping images already coded there with the same settings."""
+    folder -o, one STEM.dpl each, skipping images already coded there with the same settings
+    (checked against the sha256 in -o's encode-manifest.json); an output coded from another
+    source is replaced only with --overwrite. Ctrl-C leaves a run that the same command resumes."""
     from dappled.codec.api import encode_file
     from dappled.datasets.video import is_video_path
     from dappled.errors import OptionError
@@ -121,10 +142,12 @@ def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | Non
         if kbps is not None or gop is not None or n_frames is not None or start or independent_gops:
             raise OptionError("--kbps, --gop, --frames, --start and --independent-gops are for video inputs")
         fr = encode_folder(src, dst, settings_from(codec, quality, bpp, device, seed, opts), jobs=jobs,
-                           ray=ray_address, progress=not quiet)
+                           ray=ray_address, progress=not quiet, overwrite=overwrite)
         click.echo(f"{dst}: {len(fr.encoded)} image(s) encoded ({fr.bytes} bytes, {fr.bpp:.4f} bpp) in "
                    f"{fr.seconds:.1f} s, {len(fr.skipped)} already done")
         return
+    if overwrite:
+        raise OptionError("--overwrite is for folder encodes (a single output file is always replaced)")
     if is_video_path(src):
         from dappled.codec.api import encode_video_file
 

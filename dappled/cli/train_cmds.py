@@ -12,12 +12,24 @@ import click
 from dappled.cli.main import friendly_errors
 
 
+def _threads_option(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """--threads checked by the one thread-count rule (dappled.threads): 0..cores."""
+    from dappled.errors import OptionError
+    from dappled.threads import parse_threads
+
+    try:
+        return parse_threads(value, "--threads", allow_zero=True)
+    except OptionError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options every training run has: seed, device, threads, data root, wall-time limit."""
     for option in reversed((
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
-        click.option("--threads", type=int, default=0, help="Torch CPU threads (default: torch's choice)."),
+        click.option("--threads", type=int, default=0, callback=_threads_option,
+                     help="Torch CPU threads, at most the cores (default: torch's choice)."),
         click.option("--data-root", type=click.Path(file_okay=False), default=None,
                      help="Folder holding bsds500/ (default $DAPPLED_DATA or ../shared/data)."),
         click.option("--max-minutes", type=float, default=0.0,

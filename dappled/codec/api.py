@@ -79,8 +79,10 @@ def decode_image(data: bytes, *, device: str = "cpu") -> np.ndarray:
     h = container.header
     impl = registry.by_id(h.codec_id)
     frames = container.frames()
-    if h.frame_count != 1 or len(frames) != 1:
-        raise BitstreamError(f"expected an image stream, found {h.frame_count} frames")
+    if h.frame_count != 1:
+        raise BitstreamError(f"expected an image stream, found a stream of {h.frame_count} frames")
+    if len(frames) != 1:
+        raise BitstreamError(f"an image stream holds one frame packet, found {len(frames)}")
     image = impl.decode_image(h, container.packets, check_device(device))
     if image.shape != (h.height, h.width, 3) or image.dtype != np.uint8:
         raise BitstreamError("decoder produced an image of the wrong shape")

@@ -88,6 +88,10 @@ class Codec(ABC):
     def display_name(self) -> str:
         """The label of plots and tables."""
         return self.label or self.name
+    # the lowest --bpp a codec with rate control accepts: far below any useful rate (a 768x512
+    # image at 0.01 bpp is 490 bytes), and where the field codec's lambda (0.002 * (0.6 / bpp)**2,
+    # 7.2 at 0.01) stays in the range its fit converges in; 1e-6 made it diverge to NaN
+    min_bpp: ClassVar[float] = 0.01
 
     def check_params(self, params: EncodeParams) -> None:
         """Reject inconsistent or out-of-range rate options with an OptionError."""
@@ -96,8 +100,9 @@ class Codec(ABC):
         if params.bpp is not None:
             if not self.supports_bpp:
                 raise OptionError(f"codec {self.name} has no --bpp rate control; use --quality")
-            if not 0 < params.bpp <= 24:
-                raise OptionError(f"--bpp must be in (0, 24], got {params.bpp}")
+            if not (math.isfinite(params.bpp) and self.min_bpp <= params.bpp <= 24):
+                raise OptionError(f"--bpp for {self.name} must be in [{self.min_bpp:g}, 24], "
+                                  f"got {params.bpp:g}")
         if params.quality is not None:
             lo, hi = self.quality_range
             if not lo <= params.quality <= hi:

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from dappled.errors import InputError
 from dappled.fileio import atomic_open
@@ -52,9 +52,12 @@ def _load(source: Path | io.BytesIO, p: Path | str) -> np.ndarray:
         raise InputError(f"{p}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{p}: is a directory") from None
+    except UnidentifiedImageError:  # Pillow names the file object (<_io.BytesIO object at 0x...>)
+        raise InputError(f"{p}: cannot read image (not an image file, or a format Pillow does not "
+                         "read)") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as exc:
-        raise InputError(f"{p}: cannot read image ({exc})") from None
+        raise InputError(f"{p}: cannot read image ({str(exc).replace(repr(source), str(p))})") from None
     return np.ascontiguousarray(arr)
 
 

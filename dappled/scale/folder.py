@@ -1,10 +1,14 @@
 """Encode a folder (or a glob) of images, one ``.dpl`` per image, on local processes or Ray.
 
-Resumable: ``OUTDIR/encode-manifest.json`` records, per output, the source's name and content
-hash and the settings it was coded with. An input whose output exists with the bytes the manifest
-records, from the same source bytes and the same settings, is skipped; anything else is coded
-(again). Workers get each image's file bytes by value and send the stream back; the driver
-writes every output file and the manifest, atomically, as each image finishes.
+Resumable: ``OUTDIR/encode-manifest.json`` records, per output, the source's path, the sha256
+of the source's bytes and of the output's bytes, and the settings it was coded with. An input
+whose output exists with exactly the bytes the manifest records (its sha256 is checked again),
+from the same source bytes and the same settings, is skipped; anything else is coded (again).
+An output that came from another source (``a.png`` then ``a.jpg``, both ``a.dpl``), or that
+exists but is not in the manifest, is never replaced without ``overwrite``: the run stops before
+coding anything. Workers get each image's file bytes by value and send the stream back; the
+driver records each output in the manifest and then writes the file, both atomically, as each
+image finishes, so an interrupted run (Ctrl-C) leaves only outputs it can verify or redo.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dappled.fileio import atomic_write_bytes
 
 MANIFEST = "encode-manifest.json"
 MANIFEST_FORMAT = "dappled-encode-manifest"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: source path, source_sha256 and the output's sha256 (1: source name, sha1)
 
 
 def is_folder_source(src: str) -> bool:
@@ -100,7 +104,9 @@ class FolderReport:
 
 
 def load_manifest(out_dir: Path) -> dict[str, dict[str, Any]]:
-    """Entries of ``OUTDIR/encode-manifest.json`` by output name (empty when there is none)."""
+    """Entries of ``OUTDIR/encode-manifest.json`` by output name (empty when there is none).
+    Version 1 entries are read too: they are never taken as done (no output hash), and their
+    source is a file name."""
     path = out_dir / MANIFEST
     if not path.exists():
         return {}
@@ -108,6 +114,10 @@ def load_manifest(out_dir: Path) -> dict[str, dict[str, Any]]:
         doc = json.loads(path.read_text())
         if doc.get("format") != MANIFEST_FORMAT or not isinstance(doc.get("outputs"), dict):
             raise ValueError("not a manifest")
+        if doc.get("version", 1) not in (1, MANIFEST_VERSION):
+            raise ValueError(f"manifest version {doc.get('version')} is newer than this dappled")
+        if not all(isinstance(v, dict) for v in doc["outputs"].values()):
+            raise ValueError("an entry is not an object")
         return dict(doc["outputs"])
     except (OSError, ValueError, AttributeError) as exc:
         raise InputError(f"{path}: not a manifest of `dappled encode` ({exc})") from None
@@ -119,22 +129,58 @@ def _save_manifest(out_dir: Path, outputs: dict[str, dict[str, Any]]) -> None:
     atomic_write_bytes(out_dir / MANIFEST, (json.dumps(doc, indent=1) + "\n").encode())
 
 
-def _is_done(entry: dict[str, Any] | None, out: Path, sha1: str, settings_key: str) -> bool:
-    if entry is None or entry.get("sha1") != sha1 or entry.get("settings") != settings_key:
-        return False
+def sha256_file(path: Path) -> str | None:
+    """The sha256 of a file's bytes, None when it cannot be read."""
     try:
-        return out.stat().st_size == entry.get("bytes")
+        return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
+        return None
+
+
+def source_id(p: Path) -> str:
+    """How the manifest names a source: its absolute path."""
+    return os.path.abspath(p)
+
+
+def _same_source(entry: dict[str, Any], p: Path) -> bool:
+    recorded = str(entry.get("source", ""))
+    if os.path.isabs(recorded):
+        return recorded == source_id(p)
+    return recorded == p.name  # a version 1 entry: the file name only
+
+
+def _is_done(entry: dict[str, Any] | None, out: Path, src_sha: str, settings_key: str) -> bool:
+    """The output exists with the bytes recorded for these source bytes and settings."""
+    if entry is None or entry.get("source_sha256") != src_sha or entry.get("settings") != settings_key:
         return False
+    return entry.get("sha256") is not None and sha256_file(out) == entry["sha256"]
+
+
+def _check_replacements(files: list[Path], out: Path, outputs: dict[str, dict[str, Any]]) -> None:
+    """InputError when an input would replace an output that came from another source, or an
+    existing file the manifest does not know (given ``overwrite`` this check is skipped)."""
+    clashes: list[str] = []
+    for p in files:
+        name = f"{p.stem}.dpl"
+        entry = outputs.get(name)
+        if entry is not None and not _same_source(entry, p):
+            clashes.append(f"{out / name} was coded from {entry.get('source')}; {p} would replace it")
+        elif entry is None and (out / name).exists():
+            clashes.append(f"{out / name} exists and is not in {MANIFEST}; {p} would replace it")
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise InputError(f"{clashes[0]}{more}; give --overwrite to replace")
 
 
 def encode_folder(src: str, out_dir: str | os.PathLike[str], settings: EncodeSettings, *,
                   jobs: int = 1, ray: str | None = None, progress: bool = True,
-                  on_file: Callable[[str], None] | None = None) -> FolderReport:
+                  on_file: Callable[[str], None] | None = None, overwrite: bool = False) -> FolderReport:
     """Encode every image of folder or glob ``src`` into ``out_dir/STEM.dpl``, skipping those
-    already done with the same settings; on ``jobs`` local processes or as Ray tasks on the
-    cluster at ``ray``. A DappledError (an unreadable image, a bad option) stops the run after
-    the finished outputs are recorded, and is raised; a re-run goes on from there."""
+    already done with the same settings (output bytes verified against the manifest's sha256);
+    on ``jobs`` local processes or as Ray tasks on the cluster at ``ray``. Outputs of other
+    sources are replaced only with ``overwrite`` (else InputError before any work). A
+    DappledError (an unreadable image, a bad option) or Ctrl-C stops the run after the finished
+    outputs are recorded, and is raised; a re-run goes on from there."""
     from tqdm import tqdm
 
     from dappled.codec import registry
@@ -149,6 +195,8 @@ def encode_folder(src: str, out_dir: str | os.PathLike[str], settings: EncodeSet
         raise OptionError(f"{out}: not a folder (a folder encode writes one .dpl per image into -o)")
     out.mkdir(parents=True, exist_ok=True)
     outputs = load_manifest(out)
+    if not overwrite:
+        _check_replacements(files, out, outputs)
     key = settings.key()
     report = FolderReport(out)
     todo: list[tuple[Path, str]] = []
@@ -157,12 +205,12 @@ def encode_folder(src: str, out_dir: str | os.PathLike[str], settings: EncodeSet
             data = p.read_bytes()
         except OSError as exc:
             raise InputError(f"{p}: cannot read ({exc.strerror})") from None
-        sha1 = hashlib.sha1(data).hexdigest()
+        src_sha = hashlib.sha256(data).hexdigest()
         name = f"{p.stem}.dpl"
-        if _is_done(outputs.get(name), out / name, sha1, key):
+        if _is_done(outputs.get(name), out / name, src_sha, key):
             report.skipped.append(name)
         else:
-            todo.append((p, sha1))  # bytes read again at submission: only the window is in memory
+            todo.append((p, src_sha))  # bytes read again at submission: only the window is in memory
     bar = tqdm(total=len(files), initial=len(report.skipped), desc="encode", unit="img",
                disable=not progress, dynamic_ncols=True)
     t0 = time.perf_counter()
@@ -170,18 +218,21 @@ def encode_folder(src: str, out_dir: str | os.PathLike[str], settings: EncodeSet
     def make_args(i: int) -> tuple[Any, ...]:
         p = todo[i][0]
         try:
-            return (p.read_bytes(), p.name, settings)
+            return (p.read_bytes(), str(p), settings)
         except OSError as exc:
             raise InputError(f"{p}: cannot read ({exc.strerror})") from None
 
     def done(i: int, result: tuple[bytes, int, int, float]) -> None:
-        p, sha1 = todo[i]
+        p, src_sha = todo[i]
         stream, w, h, seconds = result
         name = f"{p.stem}.dpl"
-        atomic_write_bytes(out / name, stream)
-        outputs[name] = {"source": p.name, "sha1": sha1, "settings": key, "bytes": len(stream),
-                         "width": w, "height": h, "encode_s": round(seconds, 4)}
+        # the manifest first: interrupted between the two writes, the output's hash does not
+        # match and a re-run codes it again (never an output the manifest does not know)
+        outputs[name] = {"source": source_id(p), "source_sha256": src_sha,
+                         "sha256": hashlib.sha256(stream).hexdigest(), "settings": key,
+                         "bytes": len(stream), "width": w, "height": h, "encode_s": round(seconds, 4)}
         _save_manifest(out, outputs)
+        atomic_write_bytes(out / name, stream)
         report.encoded.append(name)
         report.bytes += len(stream)
         report.pixels += w * h

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as futures_wait
@@ -39,7 +40,9 @@ def set_threads(threads: int) -> None:
 
 def worker_threads(jobs: int) -> int:
     """Threads per local worker so that jobs x threads does not exceed the cores."""
-    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+    from dappled.threads import available_cores
+
+    return max(1, available_cores() // max(1, jobs))
 
 
 class Backend:
@@ -118,7 +121,7 @@ class LocalProcesses(Backend):
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
-        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=set_threads,
+        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_local_worker,
                                         initargs=(worker_threads(jobs),))
 
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Future[Any]:
@@ -137,6 +140,25 @@ class LocalProcesses(Backend):
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # interrupted or failed: stop the pieces in flight now rather than wait for them
+        processes = list(getattr(self.pool, "_processes", {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            p.terminate()
+        for p in processes:
+            p.join(timeout=10)
+
+
+def _local_worker(threads: int) -> None:
+    """Initialise a local worker process: its threads, and Ctrl-C left to the driver (which
+    stops the workers), so a terminal's SIGINT does not print a traceback from every worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    set_threads(threads)
 
 
 def _ray_call(threads: int, fn: Callable[..., Any], *args: Any) -> Any:

@@ -48,7 +48,7 @@ class FieldCodec(Codec):
         """Decode the one FRAME packet."""
         frames = [p for p in packets if p.type == PacketType.FRAME]
         if len(frames) != 1:
-            raise BitstreamError("field image stream needs exactly one frame packet")
+            raise BitstreamError(f"field image stream needs exactly one frame packet, found {len(frames)}")
         return decode_payload(frames[0].payload, header.width, header.height, device)
 
     def describe(self, header: StreamHeader, packets: list[Packet]) -> dict[str, Any]:

@@ -15,9 +15,10 @@ from dappled.codec.defaults import IMAGE_CONTAINER_BYTES
 from dappled.codec.field.format import MAX_PIXELS, pack_payload
 from dappled.codec.registry import EncodeParams
 from dappled.codec.threads import torch_threads
-from dappled.errors import OptionError
+from dappled.errors import EncodeError, OptionError
 from dappled.models.field.integer import QMAX, QuantNet, encode_latents
 from dappled.models.field.layout import PRESETS, grids, steps_for
+from dappled.threads import parse_threads
 
 # quality preset -> lambda (weight of bits per pixel against RGB MSE on [0, 1])
 LAMBDAS: dict[int, float] = {q: 0.064 / 2.0 ** (q - 1) for q in range(1, 9)}
@@ -44,7 +45,7 @@ def _options(opts: dict[str, Any]) -> tuple[str, str, int | None, int, float | N
         complexity = str(opts.pop("complexity", DEFAULT_COMPLEXITY))
         it = opts.pop("iterations", None)
         iterations = None if it is None else int(it)
-        threads = int(opts.pop("threads", 1))
+        threads = parse_threads(opts.pop("threads", 1), "field option threads")
         lam = opts.pop("lambda", None)
         lam_v = None if lam is None else float(lam)
     except (TypeError, ValueError) as exc:
@@ -57,8 +58,6 @@ def _options(opts: dict[str, Any]) -> tuple[str, str, int | None, int, float | N
         raise OptionError(f"complexity must be one of {', '.join(PRESETS)}, got {complexity!r}")
     if iterations is not None and not 1 <= iterations <= 1_000_000:
         raise OptionError(f"iterations must be in 1..1000000, got {iterations}")
-    if not 1 <= threads <= 256:
-        raise OptionError(f"threads must be in 1..256, got {threads}")
     if lam_v is not None and not (math.isfinite(lam_v) and 0 < lam_v < 10):
         raise OptionError(f"lambda must be in (0, 10), got {lam_v}")
     return effort, complexity, iterations, threads, lam_v
@@ -100,8 +99,23 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
         cfg = FitConfig(iterations=n_it, lam=lam0, seed=params.seed, step_shift=shift, step_ladder=ladder,
                         rate_cap=rate_cap_for(lam0), probes=steer.probes if steer else ())
         res = fit(image, arch, cfg, params.device, progress, steer=steer)
+        bad = _non_finite(res.model)
+        if bad:  # a diverged fit never reaches the quantizer and the entropy coder
+            raise EncodeError(f"the field fit diverged (non-finite {bad}) at lambda {res.lam:.3g}; "
+                              "try a higher --bpp or --quality")
         net = quantize_network(res.model, image_tensor(image, params.device), res.lam)
         latents = [np.clip(q, -QMAX, QMAX) for q in res.model.hard_latents()]
         coded = encode_latents(latents, gs, net)
         payload = pack_payload(net, coded.words, coded.excess)
     return FieldEncoding(payload, net, res.lam, time.perf_counter() - t0, res.history)
+
+
+def _non_finite(model: Any) -> str | None:
+    """The name of the first fitted tensor holding a NaN or an infinity (None when all are
+    finite): such a fit must never reach the quantizer and the entropy coder."""
+    import torch
+
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            return name
+    return None

@@ -19,7 +19,7 @@ from dappled.codec.chunks import pack_chunks, require, unpack_chunks
 from dappled.entropy import decode_symbols, encode_symbols
 from dappled.entropy.golomb import decode_nonneg, encode_nonneg
 from dappled.entropy.rans_flat import bytes_to_words, words_to_bytes
-from dappled.errors import BitstreamError, LimitError
+from dappled.errors import BitstreamError, EncodeError, LimitError
 from dappled.models.field.integer import (
     KMAX,
     LATENTS_PER_BIT,
@@ -35,6 +35,7 @@ from dappled.models.field.integer import (
 from dappled.models.field.layout import STEP_LADDERS, STEP_SHIFTS, Arch, grids
 
 PAYLOAD_VERSION = 2  # 2: the ARM's output bias is per grid
+READ_VERSIONS = (1, 2)  # 1 (before 2026-11-30): one ARM output bias (2,) for all grids
 _HEAD = struct.Struct("<B5BbBI")
 MAX_PIXELS = 1 << 24  # 16 Mpixel: the field decoder's work is linear in this
 
@@ -46,6 +47,8 @@ def pack_payload(net: QuantNet, words: np.ndarray, excess: np.ndarray) -> bytes:
                       net.step_shift, net.step_ladder, len(excess))
     head += bytes(t.k for t in net.tensors())
     ints = np.concatenate([t.ints.ravel() for t in net.tensors()])
+    if ints.size and int(np.abs(ints).max()) > WMAX:  # what the decoder would refuse
+        raise EncodeError("field network weight out of range (the fit diverged); try a higher --bpp")
     chunks = {"HEAD": head, "NET ": encode_nonneg(zigzag(ints)), "LAT ": words_to_bytes(words)}
     if len(excess):
         chunks["ESC "] = encode_symbols(excess)
@@ -70,7 +73,7 @@ def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
     if len(head) < _HEAD.size:
         raise BitstreamError("field header is too short")
     version, ctx, ah, al, sh, rh, shift, ladder, n_esc = _HEAD.unpack_from(head)
-    if version != PAYLOAD_VERSION:
+    if version not in READ_VERSIONS:
         raise BitstreamError(f"unsupported field payload version {version}")
     if shift not in STEP_SHIFTS or ladder not in STEP_LADDERS:
         raise BitstreamError(f"field step shift {shift} or ladder {ladder} out of range")
@@ -81,6 +84,9 @@ def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
         raise BitstreamError(str(exc)) from None
     gs = grids(height, width)
     shapes = tensor_shapes(arch, len(gs))
+    n_arm = arm_layer_count(arch)
+    if version == 1:  # one output bias row for every grid (the ARM's last tensor)
+        shapes[n_arm - 1] = (2,)
     ks = head[_HEAD.size :]
     if len(ks) != len(shapes):
         raise BitstreamError("field header has the wrong number of weight steps")
@@ -97,7 +103,9 @@ def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
         n = math.prod(s)
         tensors.append(QuantTensor(ints[pos : pos + n].reshape(s), int(k)))
         pos += n
-    n_arm = arm_layer_count(arch)
+    if version == 1:  # the shared row, as the per-grid table decoders read: the same pixels
+        bo = tensors[n_arm - 1]
+        tensors[n_arm - 1] = QuantTensor(np.tile(bo.ints, (len(gs), 1)), bo.k)
     net = QuantNet(arch, tensors[:n_arm], tensors[n_arm:], shift, ladder)
     n_lat = sum(g.size for g in gs)
     if n_lat > LATENTS_PER_BIT * (8 * len(lat) + 64):  # 64: the rANS state's slack

@@ -17,6 +17,7 @@ from dappled.codec.splat.format import max_gaussians, pack_gaussians, payload_si
 from dappled.codec.threads import numba_threads
 from dappled.errors import OptionError
 from dappled.models.splat.symbols import QuantConfig
+from dappled.threads import parse_threads
 
 # quality preset -> target bits per pixel
 PRESETS: dict[int, float] = {1: 0.15, 2: 0.25, 3: 0.35, 4: 0.5, 5: 0.72, 6: 1.0, 7: 1.4, 8: 2.0}
@@ -150,15 +151,14 @@ def encode_splat(image: np.ndarray, params: EncodeParams, bpp: float) -> bytes:
     try:
         iterations = int(opts.pop("iterations", 0))
         over = float(opts.pop("overprovision", 1.0))
-        n_threads = int(opts.pop("threads", 0))  # numba threads; 0: numba_cpu.default_threads()
+        # numba threads; 0: numba_cpu.default_threads()
+        n_threads = parse_threads(opts.pop("threads", 0), "splat option threads", allow_zero=True)
     except ValueError as exc:
         raise OptionError(f"bad splat option: {exc}") from None
     if iterations < 0:
         raise OptionError(f"splat option iterations must be >= 0 (0: default), got {iterations}")
     if not (math.isfinite(over) and 0 < over <= 100):
         raise OptionError(f"splat option overprovision must be in (0, 100], got {over}")
-    if n_threads < 0:
-        raise OptionError(f"splat option threads must be >= 0, got {n_threads}")
     iterations = iterations or default_iterations(bpp, w, h)
     if opts:
         raise OptionError(f"unknown splat option(s): {', '.join(opts)}")

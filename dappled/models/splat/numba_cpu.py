@@ -51,13 +51,12 @@ def default_threads() -> int:
     One, because the codecs render many small frames (thousands of renders per fit, one per
     video frame) where thread start-up and synchronisation cost more than they save: on the
     2-core machine, with other work running, one thread fitted kodim23 in 33 s against 91 s
-    with two, and decoded it in 37 ms against 182 ms (docs/results.md). 0 means all cores.
+    with two, and decoded it in 37 ms against 182 ms (docs/results.md). 0 means all cores;
+    more than the cores (or not a number) is an OptionError (dappled.threads.parse_threads).
     """
-    raw = os.environ.get("DAPPLED_THREADS", "1").strip()
-    try:
-        n = int(raw)
-    except ValueError:
-        return 1
+    from dappled.threads import parse_threads
+
+    n = parse_threads(os.environ.get("DAPPLED_THREADS", "1"), "DAPPLED_THREADS", allow_zero=True)
     return n if n > 0 else numba.config.NUMBA_NUM_THREADS
 
 

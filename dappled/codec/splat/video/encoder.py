@@ -43,6 +43,7 @@ from dappled.entropy import decode_symbols, encode_symbols
 from dappled.errors import OptionError
 from dappled.models.splat.symbols import QuantConfig, QuantizedGaussians
 from dappled.quality import psnr
+from dappled.threads import parse_threads
 
 if TYPE_CHECKING:
     import torch
@@ -89,6 +90,10 @@ class VideoEncodeOptions:
                 out = replace(out, **{k: typ(v)})
             except ValueError:
                 raise OptionError(f"bad value for splat video option {k}: {v!r}") from None
+        if "threads" in options:  # numba threads: at most the cores (0: the default)
+            parse_threads(options["threads"], "splat video option threads", allow_zero=True)
+        if "threads" in options:  # numba threads: at most the cores (0: the default)
+            parse_threads(options["threads"], "splat video option threads", allow_zero=True)
         out.check()
         return out
 
