@@ -24,6 +24,11 @@ MAX_CONTEXT = 16  # neighbours
 ACT_CLAMP = 1 << 30  # activations are clamped to +-this (fixed point)
 
 
+def _i64(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous int64 array (what the kernels are compiled for)."""
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class IntegerLayer:
     """One layer as integers: weight and bias values are ``ints * 2**-shift``."""
@@ -80,10 +85,9 @@ class IntegerARM:
             w2, b2, k2 = l2.weight, l2.bias, l2.shift
         else:
             w2, b2, k2 = np.zeros((1, 1), np.int64), np.zeros(1, np.int64), 0
-        i64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
         return (self.neighbours, len(self.neighbours), len(l1.bias), len(self.hidden),
-                i64(l1.weight), i64(l1.bias), l1.shift, i64(w2), i64(b2), k2,
-                i64(out.weight), i64(out.bias), out.shift)
+                _i64(l1.weight), _i64(l1.bias), l1.shift, _i64(w2), _i64(b2), k2,
+                _i64(out.weight), _i64(out.bias), out.shift)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
