@@ -3,6 +3,7 @@ fitted per image (Cool-chic / C3 family; docs/models.md).
 
 Modules: ``layout`` (grids, steps, presets), ``model`` and ``fit`` (torch, the encoder's fit),
 ``arm_kernel`` (the fit's fused rate kernel), ``quantize`` (network quantization), ``integer``
-(the fixed-point ARM and latent coding) and ``synthesis`` (the exact decoder). The decoder path
+(the quantized network; its ARM is the context model of :mod:`dappled.entropy.latent`, which
+predicts and codes the latents) and ``synthesis`` (the exact decoder). The decoder path
 (``integer``, ``synthesis``, ``layout``) imports numpy and numba only, never torch.
 """

@@ -6,7 +6,7 @@ separate sweep over ~800k latents. Here one loop over the latents gathers each c
 the padded grids, runs the MLP, takes -log2 of the bin probability and back-propagates straight
 away (the loss is a plain sum of bits), accumulating the gradients of the latents and weights.
 Float32 with fastmath: this is the fit's estimate, not the decoder's arithmetic (that is
-:mod:`.integer`). :func:`reference_bits` in tests checks it against the torch ARM.
+:mod:`dappled.entropy.latent`). :func:`reference_bits` in tests checks it against the torch ARM.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dappled.entropy.latent import layout_of
 from dappled.models.field.layout import NEIGHBOURS, PAD
 
 _LN2 = math.log(2.0)
@@ -188,7 +189,5 @@ class ArmRate(torch.autograd.Function):
 
 def layout_arrays(latents: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(offsets, heights, widths) of the padded buffer of these grids (that of the integer ARM)."""
-    from dappled.models.field.integer import layout_of
-
     offs, hs, ws, _ = layout_of([y.shape[0] for y in latents], [y.shape[1] for y in latents])
     return offs, hs, ws

@@ -1,8 +1,9 @@
 """The field representation in torch, for fitting: latent grids, the autoregressive entropy
 model (ARM) and the synthesis, with soft rounding and a differentiable rate.
 
-The float network here is what the fit trains. Its integer twin (:mod:`.integer`) is what the
-stream carries and the decoder runs; they share layouts and parameter order (``state``).
+The float network here is what the fit trains. Its integer twin (:mod:`.integer`, coded by
+:mod:`dappled.entropy.latent`) is what the stream carries and the decoder runs; they share
+layouts and parameter order (``state``).
 """
 
 from __future__ import annotations
