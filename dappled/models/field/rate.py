@@ -95,8 +95,8 @@ class RateSteer:
     """Moves lambda at the fit's probes so that the predicted final rate meets the target.
 
     A move early in the fit is free (lambda x4 at 15 % landed on the fixed-lambda curve) while a
-    late one costs quality and moves the rate little (x4 at 50 %: -12 % rate for -0.7 dB against
-    the curve; at 30 %: 0.1 to 0.7 dB lost on two Kodak crops). So the correction is made at
+    late one costs quality and moves the rate little (x4 at 50 %: -12 % rate for -0.6 dB against
+    the curve; at 30 %: 0.2 to 0.4 dB lost on two Kodak crops). So the correction is made at
     10 % (gross misses) and 20 % of the fit, from the rate's fall so far, and a bounded one at
     35 %, when the prediction is better. Each prediction first removes what earlier moves have
     already done to the rate (RESPONSE - RESPONSE_LEFT), extrapolates the fixed-lambda trend,
