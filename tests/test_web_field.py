@@ -186,3 +186,55 @@ def test_browser_player_reports_a_corrupted_field_stream(browser, server: str, n
     assert needle in page.inner_text("#message")
     assert st["shown"] == 0
     page.close()
+
+
+def _synthetic_payload(height: int, width: int, seed: int) -> bytes:
+    """A payload no encoder run makes: the widest ARM context (16 neighbours), two hidden ARM
+    layers, a wide synthesis with a residual block, odd image sizes, heavy-tailed latents (so
+    many escapes), random network integers; coded by the Python encoder's own functions."""
+    from dappled.codec.field.format import pack_payload
+    from dappled.models.field.integer import QuantNet, QuantTensor, encode_latents, tensor_shapes
+    from dappled.models.field.layout import Arch
+
+    rng = np.random.default_rng(seed)
+    arch = Arch(ctx=16, arm_hidden=12, arm_layers=2, synth_hidden=16, res_hidden=6)
+    gs = grids(height, width)
+    shapes = tensor_shapes(arch, len(gs))
+    n_arm = 2 * (arch.arm_layers + 1)
+    ks = [9, 9, 10, 10, 12, 12, 12, 12, 13, 13, 12, 12, 14, 14]  # ARM, then synthesis
+    tensors = [QuantTensor(rng.integers(-600, 601, s).astype(np.int64), k)
+               for s, k in zip(shapes, ks, strict=True)]
+    tensors[n_arm + 3] = QuantTensor(rng.integers(3000, 5000, 3).astype(np.int64), 13)  # rgb bias ~0.5
+    net = QuantNet(arch, tensors[:n_arm], tensors[n_arm:], step_shift=-1, step_ladder=1)
+    latents = []
+    for g in gs:
+        q = np.rint(rng.laplace(0, 3.0, (g.height, g.width))).astype(np.int64)
+        q[rng.random(q.shape) < 0.02] = rng.integers(-4095, 4096)  # far outside every table
+        latents.append(q)
+    coded = encode_latents(latents, gs, net)
+    assert len(coded.excess) > 10  # the escape path is exercised
+    return pack_payload(net, coded.words, coded.excess)
+
+
+@pytest.mark.slow
+def test_browser_decodes_a_wide_synthetic_payload_like_python(browser, server: str) -> None:
+    from dappled.codec.field.decoder import decode_payload
+
+    h, w = 37, 53
+    payload = _synthetic_payload(h, w, 5)
+    p = unpack_payload(payload, w, h)
+    ref_latents = decode_latents(p.words, p.excess, grids(h, w), p.net)
+    ref = decode_payload(payload, w, h)
+    assert len(np.unique(ref)) > 150 and ((ref > 0) & (ref < 255)).mean() > 0.8  # varied, unclipped
+    page = browser.new_page()
+    page.goto(f"{server}/player")
+    got = page.evaluate("""async ([b64, w, h]) => {
+        const f = await import('/web/field.js');
+        const tb = await f.loadTables();
+        const r = f.decodeFieldPayload(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), w, h, tb);
+        return { rgb: Array.from(r.rgb), grids: r.latents.map((g) => Array.from(g)) };
+    }""", [base64.b64encode(payload).decode(), w, h])
+    for k, q in enumerate(ref_latents):
+        assert np.array_equal(np.array(got["grids"][k], np.int64).reshape(q.shape), q), k
+    assert np.array_equal(np.array(got["rgb"], np.uint8).reshape(ref.shape), ref)
+    page.close()
