@@ -241,28 +241,27 @@ def test_browser_decodes_a_wide_synthetic_payload_like_python(browser, server: s
 
 
 @pytest.mark.slow
-def test_without_webgl_a_field_image_still_shows_and_a_splat_stream_says_why_not(stream_dir: Path,
-                                                                                 server: str) -> None:
+def test_without_webgl_a_field_image_still_shows_and_a_splat_stream_says_why_not(
+        browser, stream_dir: Path, server: str) -> None:
     """Graceful fallback: field.js needs no WebGL (exact JavaScript synthesis, 2D canvas); the
     splat player needs WebGL2 with float render targets and says so on the page when it is missing."""
     shutil.copy(CONFORMANCE / "splatv.dpl", stream_dir / "splatv.dpl")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=ensure_chromium(), args=[*CHROMIUM_ARGS, "--disable-webgl"])
-        try:
-            page, errors = _open(b, server, "splatv.dpl")
-            assert page.evaluate("!document.createElement('canvas').getContext('webgl2')")  # really none
-            st = page.evaluate("window.dappled.state")
-            assert st["error"] and "WebGL2" in st["error"] and "cannot show" in st["error"], st["error"]
-            assert "WebGL2" in page.inner_text("#message") and st["shown"] == 0
-            page.close()
-            page, errors = _open(b, server, "q4.dpl")
-            st = page.evaluate("window.dappled.state")
-            assert not errors and st["error"] is None and st["ended"] and st["shown"] == 1
-            ref = decode_image((stream_dir / "q4.dpl").read_bytes())
-            rgb = base64.b64decode(page.evaluate("window.dappled.captureFrame(0)"))
-            assert np.array_equal(np.frombuffer(rgb, np.uint8).reshape(ref.shape), ref)
-            page.close()
-        finally:
-            b.close()
+    # a second browser, from the same Playwright, with WebGL switched off
+    b = browser.browser_type.launch(executable_path=ensure_chromium(),
+                                    args=[*CHROMIUM_ARGS, "--disable-webgl"])
+    try:
+        page, errors = _open(b, server, "splatv.dpl")
+        assert page.evaluate("!document.createElement('canvas').getContext('webgl2')")  # really none
+        st = page.evaluate("window.dappled.state")
+        assert st["error"] and "WebGL2" in st["error"] and "cannot show" in st["error"], st["error"]
+        assert "WebGL2" in page.inner_text("#message") and st["shown"] == 0
+        page.close()
+        page, errors = _open(b, server, "q4.dpl")
+        st = page.evaluate("window.dappled.state")
+        assert not errors and st["error"] is None and st["ended"] and st["shown"] == 1
+        ref = decode_image((stream_dir / "q4.dpl").read_bytes())
+        rgb = base64.b64decode(page.evaluate("window.dappled.captureFrame(0)"))
+        assert np.array_equal(np.frombuffer(rgb, np.uint8).reshape(ref.shape), ref)
+        page.close()
+    finally:
+        b.close()

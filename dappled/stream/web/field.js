@@ -282,7 +282,8 @@ export function decodeLatents(p, tb) {
 
 // ------------------------------------------------------------------ synthesis (exact, float64)
 
-const rnd = (v, s, lim) => { const r = Math.floor(v * s + 0.5) / s; return r > lim ? lim : r < -lim ? -lim : r; };
+// round to a multiple of 1/s (s a power of two: times 1/s is the exact division), clamp to +-lim
+const rnd = (v, s, lim) => { const r = Math.floor(v * s + 0.5) * (1 / s); return r > lim ? lim : r < -lim ? -lim : r; };
 const values = (t) => { const s = 2 ** -t.k, o = new Float64Array(t.ints.length); for (let i = 0; i < o.length; i++) o[i] = t.ints[i] * s; return o; };
 
 // 2x upsampling of planes x (S planes of h x w) to rows x cols (taps 3/4, 1/4, clamped)
@@ -324,11 +325,12 @@ export function synthesize(p, latents, width, height) {
     const rows = Math.ceil(height / 2 ** lv), cols = Math.ceil(width / 2 ** lv), n = rows * cols;
     const st = step(lv, p.shift, p.ladder);
     const next = acc === null ? new Float64Array(S * n) : up2(acc, S, ah, aw, rows, cols);
+    const ls = idx.map((g) => latents[g]), m = idx.length;
     for (let s = 0; s < S; s++) {
-      const o = s * n;
+      const o = s * n, ws = idx.map((g) => wa[s * G + g]);
       for (let i = 0; i < n; i++) {
         let z = 0;
-        for (const g of idx) z += wa[s * G + g] * (latents[g][i] * st);
+        for (let j = 0; j < m; j++) z += ws[j] * (ls[j][i] * st);
         next[o + i] = rnd(next[o + i] + z, accS, ACC_LIMIT);
       }
     }
@@ -388,27 +390,32 @@ export function synthesize(p, latents, width, height) {
   return out;
 }
 
-// round(conv3x3(x) + b) with zero padding, optionally ReLU; x: C planes, k: (O, C, 3, 3)
+// round(conv3x3(x) + b) with zero padding, optionally ReLU; x: C planes, k: (O, C, 3, 3).
+// The planes are copied into zero-bordered ones first, so the taps need no bounds tests (the
+// sum is exact in any order).
 function conv3x3(x, C, k, b, O, w, h, relu) {
   const N = w * h, out = new Float64Array(O * N), actS = 2 ** ACT_BITS;
+  const pw = w + 2, pn = pw * (h + 2);
+  const pad = new Float64Array(C * pn);
+  for (let ci = 0; ci < C; ci++) {
+    for (let y = 0; y < h; y++) pad.set(x.subarray(ci * N + y * w, ci * N + (y + 1) * w), ci * pn + (y + 1) * pw + 1);
+  }
+  const t = new Float64Array(w);
   for (let o = 0; o < O; o++) {
     for (let y = 0; y < h; y++) {
-      for (let xx = 0; xx < w; xx++) {
-        let t = b[o];
-        for (let ci = 0; ci < C; ci++) {
-          const kb = (o * C + ci) * 9, xb = ci * N;
-          for (let dy = 0; dy < 3; dy++) {
-            const yy = y + dy - 1;
-            if (yy < 0 || yy >= h) continue;
-            const row = xb + yy * w;
-            for (let dx = 0; dx < 3; dx++) {
-              const x2 = xx + dx - 1;
-              if (x2 >= 0 && x2 < w) t += k[kb + dy * 3 + dx] * x[row + x2];
-            }
-          }
+      t.fill(b[o]);
+      for (let ci = 0; ci < C; ci++) {
+        const kb = (o * C + ci) * 9;
+        for (let dy = 0; dy < 3; dy++) {
+          const row = ci * pn + (y + dy) * pw;
+          const k0 = k[kb + dy * 3], k1 = k[kb + dy * 3 + 1], k2 = k[kb + dy * 3 + 2];
+          for (let xx = 0; xx < w; xx++) t[xx] += k0 * pad[row + xx] + k1 * pad[row + xx + 1] + k2 * pad[row + xx + 2];
         }
-        const v = rnd(t, actS, ACT_LIMIT);
-        out[o * N + y * w + xx] = relu ? (v > 0 ? v : 0) : v;
+      }
+      const ob = o * N + y * w;
+      for (let xx = 0; xx < w; xx++) {
+        const v = rnd(t[xx], actS, ACT_LIMIT);
+        out[ob + xx] = relu ? (v > 0 ? v : 0) : v;
       }
     }
   }
