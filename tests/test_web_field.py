@@ -2,7 +2,8 @@
 Chromium served by a real `dappled serve`: the latents equal the Python decoder's in every grid,
 and the player shows the Python decoder's pixels bit for bit (field.js computes the synthesis in
 exact float64 as Python does, so the tolerance is 0), for three rates and a payload-version-1
-stream; a corrupted stream is an error on the page, never a hang.
+stream; the opt-in WebGL2 synthesis (field-gl.js, float32) is within +-1 on every channel; a
+corrupted stream is an error on the page, never a hang.
 """
 
 from __future__ import annotations
@@ -140,11 +141,11 @@ def test_browser_latents_equal_pythons_in_every_grid(browser, server: str, strea
     page.close()
 
 
-def _open(browser, server: str, name: str):
+def _open(browser, server: str, name: str, query: str = ""):
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{server}/player?src=/files/{name}")
+    page.goto(f"{server}/player?src=/files/{name}{query}")
     page.wait_for_function("window.dappled && (window.dappled.state.ended || window.dappled.state.error)",
                            timeout=120_000)
     return page, errors
@@ -256,12 +257,51 @@ def test_without_webgl_a_field_image_still_shows_and_a_splat_stream_says_why_not
         assert st["error"] and "WebGL2" in st["error"] and "cannot show" in st["error"], st["error"]
         assert "WebGL2" in page.inner_text("#message") and st["shown"] == 0
         page.close()
-        page, errors = _open(b, server, "q4.dpl")
+        page, errors = _open(b, server, "q4.dpl", "&synth=gl")  # asks for WebGL2: told, falls back
         st = page.evaluate("window.dappled.state")
         assert not errors and st["error"] is None and st["ended"] and st["shown"] == 1
+        assert st["synth"] == "js" and "WebGL2 synthesis unavailable" in page.inner_text("#message")
         ref = decode_image((stream_dir / "q4.dpl").read_bytes())
         rgb = base64.b64decode(page.evaluate("window.dappled.captureFrame(0)"))
         assert np.array_equal(np.frombuffer(rgb, np.uint8).reshape(ref.shape), ref)
         page.close()
     finally:
         b.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", STREAMS)
+def test_browser_webgl_synthesis_is_within_one_of_the_python_decoder(browser, server: str, stream_dir: Path,
+                                                                     name: str) -> None:
+    ref = decode_image((stream_dir / name).read_bytes())
+    page, errors = _open(browser, server, name, "&synth=gl")
+    st = page.evaluate("window.dappled.state")
+    assert not errors and st["error"] is None and st["ended"] and st["shown"] == 1, (errors, st)
+    assert st["synth"] == "gl" and st["note"] is None
+    rgb = base64.b64decode(page.evaluate("window.dappled.captureFrame(0)"))
+    img = np.frombuffer(rgb, np.uint8).reshape(ref.shape)
+    assert np.abs(img.astype(np.int64) - ref).max() <= 1  # float32 passes: +-1 on every channel
+    page.close()
+
+
+@pytest.mark.slow
+def test_browser_webgl_synthesis_of_a_wide_synthetic_payload(browser, server: str) -> None:
+    """The shader passes with 16 hidden channels (4 texture layers) and a 6-channel residual
+    block (2 layers), which no preset stream at these sizes exercises."""
+    from dappled.codec.field.decoder import decode_payload
+
+    h, w = 37, 53
+    payload = _synthetic_payload(h, w, 5)
+    ref = decode_payload(payload, w, h)
+    page = browser.new_page()
+    page.goto(f"{server}/player")
+    got = page.evaluate("""async ([b64, w, h]) => {
+        const f = await import('/web/field.js');
+        const { FieldSynthGL } = await import('/web/field-gl.js');
+        const tb = await f.loadTables();
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        return Array.from(f.decodeFieldPayload(bytes, w, h, tb, new FieldSynthGL()).rgb);
+    }""", [base64.b64encode(payload).decode(), w, h])
+    img = np.array(got, np.uint8).reshape(ref.shape)
+    assert np.abs(img.astype(np.int64) - ref).max() <= 1
+    page.close()

@@ -284,7 +284,7 @@ export function decodeLatents(p, tb) {
 
 // round to a multiple of 1/s (s a power of two: times 1/s is the exact division), clamp to +-lim
 const rnd = (v, s, lim) => { const r = Math.floor(v * s + 0.5) * (1 / s); return r > lim ? lim : r < -lim ? -lim : r; };
-const values = (t) => { const s = 2 ** -t.k, o = new Float64Array(t.ints.length); for (let i = 0; i < o.length; i++) o[i] = t.ints[i] * s; return o; };
+export const values = (t) => { const s = 2 ** -t.k, o = new Float64Array(t.ints.length); for (let i = 0; i < o.length; i++) o[i] = t.ints[i] * s; return o; };
 
 // 2x upsampling of planes x (S planes of h x w) to rows x cols (taps 3/4, 1/4, clamped)
 function up2(x, S, h, w, rows, cols) {
@@ -311,13 +311,13 @@ function up2(x, S, h, w, rows, cols) {
   return out;
 }
 
-// dappled.models.field.synthesis.synthesize (numba path): RGB bytes, (H, W, 3) order
-export function synthesize(p, latents, width, height) {
+// The level accumulator at level 1 (S planes of ah x aw), exact: acc_l = rho24(up2(acc_(l+1)) +
+// z_l) from level 6 to level 1. Shared by the JavaScript and the WebGL2 synthesis.
+export function coarseAccumulator(p, latents, width, height) {
   const { gs, arch } = p;
-  const S = arch.synthHidden, R = arch.resHidden, G = gs.length;
-  const [wa, ba, wb, bb, ka, kba, kb, kbb] = p.synth.map(values);
-  const accS = 2 ** ACC_BITS, actS = 2 ** ACT_BITS;
-  // coarse levels: acc_l = rho24(up2(acc_(l+1)) + z_l), from level 6 to level 1
+  const S = arch.synthHidden, G = gs.length;
+  const wa = values(p.synth[0]);
+  const accS = 2 ** ACC_BITS;
   let acc = null, ah = 0, aw = 0;
   for (let lv = LEVELS - 1; lv >= 1; lv--) {
     const idx = [];
@@ -336,6 +336,18 @@ export function synthesize(p, latents, width, height) {
     }
     acc = next; ah = rows; aw = cols;
   }
+  return { acc, ah, aw };
+}
+
+export const levelStep = step;
+
+// dappled.models.field.synthesis.synthesize (numba path): RGB bytes, (H, W, 3) order
+export function synthesize(p, latents, width, height) {
+  const { gs, arch } = p;
+  const S = arch.synthHidden, R = arch.resHidden, G = gs.length;
+  const [wa, ba, wb, bb, ka, kba, kb, kbb] = p.synth.map(values);
+  const accS = 2 ** ACC_BITS, actS = 2 ** ACT_BITS;
+  const { acc, ah, aw } = coarseAccumulator(p, latents, width, height);
   // full size: up2(acc_1) + level 0 mix, ReLU layer, RGB layer
   const N = width * height;
   const rgb = new Float64Array(3 * N);
@@ -424,27 +436,29 @@ function conv3x3(x, C, k, b, O, w, h, relu) {
 
 // ------------------------------------------------------------------ the decoder
 
-// One field frame payload -> { rgb (Uint8Array, H x W x 3), latentMs, synthMs }
-export function decodeFieldPayload(payload, width, height, tb) {
+// One field frame payload -> { rgb (Uint8Array, H x W x 3), latents, latentMs, synthMs }; gl: a
+// FieldSynthGL (field-gl.js) for the WebGL2 synthesis (within +-1), else the exact JavaScript one
+export function decodeFieldPayload(payload, width, height, tb, gl = null) {
   const t0 = performance.now();
   const p = parsePayload(payload, width, height);
   const latents = decodeLatents(p, tb);
   const t1 = performance.now();
-  const rgb = synthesize(p, latents, width, height);
+  const rgb = gl ? gl.run(p, latents, width, height) : synthesize(p, latents, width, height);
   return { rgb, latents, latentMs: t1 - t0, synthMs: performance.now() - t1 };
 }
 
 // The player's decoder for field streams (images: one frame, an intra frame).
 export class FieldDecoder {
-  constructor(header, tables) {
+  constructor(header, tables, gl = null) {
     if (header.codecId !== FIELD_CODEC_ID) throw new BitstreamError(`not a field stream (codec id ${header.codecId})`);
     this.header = header;
     this.tables = tables;
+    this.gl = gl;
     this.reset();
   }
   reset() { this.state = null; this.lastFrame = null; }
   decode(packet) {
-    const st = decodeFieldPayload(packet.payload, this.header.width, this.header.height, this.tables);
+    const st = decodeFieldPayload(packet.payload, this.header.width, this.header.height, this.tables, this.gl);
     this.state = st;
     this.lastFrame = packet.frame;
     return st;

@@ -5,10 +5,12 @@
 
 import { BitstreamError, PACKET, SplatVideoDecoder, StreamParser, gaussianInstances } from "./dpl.js";
 import { FIELD_CODEC_ID, FieldDecoder, loadTables } from "./field.js";
+import { FieldSynthGL } from "./field-gl.js";
 import { SplatRenderer } from "./gl.js";
 
 // Field images are synthesized in exact float64 JavaScript (field.js) and shown on a 2D canvas:
-// no WebGL needed.
+// no WebGL needed. ?synth=gl asks for the WebGL2 synthesis (field-gl.js, within +-1 of exact);
+// without WebGL2 or float render targets the page says so and the JavaScript one runs.
 class CanvasRenderer {
   constructor(canvas, width, height) {
     canvas.width = width;
@@ -43,7 +45,7 @@ class WebPlayer {
     this.state = {
       src, width: 0, height: 0, frameCount: 0, fps: 0, bytes: 0, downloaded: false, playing: true,
       frame: -1, shown: 0, dropped: 0, decoded: 0, stalls: 0, measuredFps: 0, ended: false, error: null,
-      firstFrameMs: null, renderFormat: null, latentMs: null, synthMs: null, playFps: 0, droppedAt: [], decodeMs: 0, drawMs: 0, ticks: 0, tickMs: 0,
+      firstFrameMs: null, renderFormat: null, latentMs: null, synthMs: null, synth: null, note: null, playFps: 0, droppedAt: [], decodeMs: 0, drawMs: 0, ticks: 0, tickMs: 0,
     };
     this.t0 = performance.now();
     this.next = 0;
@@ -111,7 +113,18 @@ class WebPlayer {
     if (header.codecId === FIELD_CODEC_ID) {
       this.field = true;
       this.renderer = new CanvasRenderer(this.canvas, header.width, header.height);
-      loadTables().then((tb) => { this.decoder = new FieldDecoder(header, tb); })
+      let gl = null;
+      this.state.synth = "js";
+      if (params.get("synth") === "gl") {
+        try {
+          gl = new FieldSynthGL();
+          this.state.synth = "gl";
+        } catch (e) {
+          this.state.note = `WebGL2 synthesis unavailable (${e.message}): using the JavaScript one`;
+          this.ui.message.textContent = this.state.note;
+        }
+      }
+      loadTables().then((tb) => { this.decoder = new FieldDecoder(header, tb, gl); })
         .catch((e) => { this.fail(`${this.src}: ${e.message}`); this.state.playing = false; });
     } else {
       this.decoder = new SplatVideoDecoder(header);
