@@ -305,3 +305,45 @@ def test_browser_webgl_synthesis_of_a_wide_synthetic_payload(browser, server: st
     img = np.array(got, np.uint8).reshape(ref.shape)
     assert np.abs(img.astype(np.int64) - ref).max() <= 1
     page.close()
+
+
+@pytest.mark.slow
+def test_browser_and_python_agree_on_corrupted_payloads(browser, server: str, stream_dir: Path) -> None:
+    """Byte flips anywhere in the payload (CRC bypassed: field.js is called directly): where the
+    Python decoder refuses the payload, field.js throws a BitstreamError; where it decodes,
+    field.js gives the same pixels. Every call returns (bounded work, never a hang)."""
+    from dappled.codec.field.decoder import decode_payload
+    from dappled.errors import BitstreamError
+
+    data = (stream_dir / "q8.dpl").read_bytes()
+    w, h = _size(data)
+    good = _payload(data)
+    rng = np.random.default_rng(11)
+    page = browser.new_page()
+    page.goto(f"{server}/player")
+    outcomes = {"refused": 0, "decoded": 0}
+    for _ in range(40):
+        bad = bytearray(good)
+        for pos in rng.integers(0, len(bad), int(rng.integers(1, 4))):
+            bad[pos] ^= int(rng.integers(1, 256))
+        try:
+            ref = decode_payload(bytes(bad), w, h)
+        except BitstreamError:
+            ref = None
+        got = page.evaluate("""async ([b64, w, h]) => {
+            const f = await import('/web/field.js');
+            const tb = await f.loadTables();
+            try {
+                const r = f.decodeFieldPayload(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), w, h, tb);
+                return { rgb: Array.from(r.rgb) };
+            } catch (e) { return { error: e.name + ': ' + e.message }; }
+        }""", [base64.b64encode(bytes(bad)).decode(), w, h])
+        if ref is None:
+            assert "error" in got and got["error"].split(":")[0] in ("BitstreamError", "TruncatedError"), got
+            outcomes["refused"] += 1
+        else:
+            assert "rgb" in got, got
+            assert np.array_equal(np.array(got["rgb"], np.uint8).reshape(ref.shape), ref)
+            outcomes["decoded"] += 1
+    assert outcomes["refused"] > 0 and outcomes["decoded"] > 0, outcomes  # both paths taken
+    page.close()
