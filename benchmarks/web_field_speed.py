@@ -44,7 +44,7 @@ def main() -> None:
     data = args.stream.read_bytes()
     w, h = _size(data)
     ref = decode_image(data)
-    names = ("field.js", "field-gl.js", "dpl.js", "field-tables.bin", "player.js")
+    names = ("field.js", "field-gl.js", "dpl.js", "field-tables.bin.gz", "player.js")
     sizes = {name: (WEB / name).stat().st_size for name in names}
     proc = subprocess.Popen([*dappled_cmd(), "serve", str(args.stream.parent), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -1,17 +1,20 @@
 """The latent codec's 64 x 16 Laplace tables as a small binary file for the browser decoder
-(``dappled/stream/web/field-tables.bin``, read by ``field.js``).
+(``dappled/stream/web/field-tables.bin.gz``, read by ``field.js``).
 
 The tables are built with :mod:`dappled.entropy.detmath` float arithmetic; rather than port that
 to JavaScript, they are shipped as data. ``tests/test_web_field.py`` checks that the shipped
-file equals :func:`table_bytes` (run ``python -m dappled.codec.field.web_tables`` to rewrite it).
+file decompresses to :func:`table_bytes` (``python -m dappled.codec.field.web_tables`` rewrites it).
 
-Layout (little-endian): magic ``DFLT``, version u8 (1), table count u16, then per table
-nsym u16 and lo i16, then every table's nsym frequencies u16 (they sum to 2**16), table after
-table in table-id order.
+Layout (little-endian, then gzip): magic ``DFLT``, version u8 (2), table count u16, then per
+table nsym u16 and lo i16, then every table's nsym frequencies (they sum to 2**16), table after
+table in table-id order, each frequency as its difference from the one before (the first from
+0) modulo 2**16, u16: smooth tables give small differences, which gzip packs to a fifth.
 """
+
 
 from __future__ import annotations
 
+import gzip
 import struct
 import sys
 from pathlib import Path
@@ -21,8 +24,8 @@ import numpy as np
 from dappled.entropy.latent import tables
 from dappled.fileio import atomic_write_bytes
 
-WEB_FILE = Path(__file__).resolve().parents[2] / "stream" / "web" / "field-tables.bin"
-VERSION = 1
+WEB_FILE = Path(__file__).resolve().parents[2] / "stream" / "web" / "field-tables.bin.gz"
+VERSION = 2
 
 
 def table_bytes() -> bytes:
@@ -39,13 +42,13 @@ def table_bytes() -> bytes:
         f = np.diff(c)
         if f.min() < 1 or f.max() > 0xFFFF or c[0] != 0 or c[-1] != 1 << 16:
             raise AssertionError(f"table {t} does not fit the file layout")
-        freqs.append(f.astype("<u2"))
+        freqs.append((np.diff(f, prepend=0) % (1 << 16)).astype("<u2"))
     return head + per.tobytes() + np.concatenate(freqs).tobytes()
 
 
 def main() -> None:
     """Rewrite the shipped table file."""
-    data = table_bytes()
+    data = gzip.compress(table_bytes(), 9, mtime=0)
     atomic_write_bytes(WEB_FILE, data)
     sys.stdout.write(f"{WEB_FILE}: {len(data)} bytes\n")
 

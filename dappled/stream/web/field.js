@@ -7,7 +7,7 @@
 // rationals with bounded numerators, exact in float64 in any order (as in Python). The latents
 // and the pixels are therefore bit-identical to the Python decoder's (tests/test_web_field.py).
 // The coding tables are built in Python with deterministic float math and shipped as data
-// (field-tables.bin, made by dappled/codec/field/web_tables.py).
+// (field-tables.bin.gz, made by dappled/codec/field/web_tables.py).
 
 import { BitstreamError, decodeNonneg, decodeSymbols, unpackChunks } from "./dpl.js";
 
@@ -39,8 +39,8 @@ let tablesPromise = null;
 export function parseTables(buf) {
   const b = new Uint8Array(buf);
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  if (b.length < 7 || String.fromCharCode(b[0], b[1], b[2], b[3]) !== "DFLT" || b[4] !== 1)
-    throw new Error("field-tables.bin is not a version 1 table file");
+  if (b.length < 7 || String.fromCharCode(b[0], b[1], b[2], b[3]) !== "DFLT" || b[4] !== 2)
+    throw new Error("field-tables.bin.gz is not a version 2 table file");
   const n = dv.getUint16(5, true);
   const nsym = new Int32Array(n), lo = new Int32Array(n), start = new Int32Array(n);
   let total = 0;
@@ -51,23 +51,28 @@ export function parseTables(buf) {
     total += nsym[t];
   }
   let pos = 7 + 4 * n;
-  if (b.length !== pos + 2 * total) throw new Error("field-tables.bin has the wrong size");
+  if (b.length !== pos + 2 * total) throw new Error("field-tables.bin.gz has the wrong size");
   const cdf = new Int32Array(total + n);
   for (let t = 0; t < n; t++) {
-    let c = 0, o = start[t];
+    let c = 0, f = 0, o = start[t];
     cdf[o] = 0;
-    for (let s = 0; s < nsym[t]; s++, pos += 2) { c += dv.getUint16(pos, true); cdf[o + s + 1] = c; }
-    if (c !== 65536) throw new Error(`field-tables.bin: table ${t} does not sum to 2**16`);
+    for (let s = 0; s < nsym[t]; s++, pos += 2) { // frequencies are delta coded modulo 2**16
+      f = (f + dv.getUint16(pos, true)) & 0xffff;
+      if (f === 0) throw new Error(`field-tables.bin.gz: table ${t} has a zero frequency`);
+      c += f;
+      cdf[o + s + 1] = c;
+    }
+    if (c !== 65536) throw new Error(`field-tables.bin.gz: table ${t} does not sum to 2**16`);
   }
   return { cdf, start, nsym, lo, count: n };
 }
 
-// The shipped tables, fetched once (next to this module).
+// The shipped tables, fetched once (next to this module) and gunzipped.
 export function loadTables() {
   if (!tablesPromise) {
-    tablesPromise = fetch(new URL("./field-tables.bin", import.meta.url)).then((r) => {
+    tablesPromise = fetch(new URL("./field-tables.bin.gz", import.meta.url)).then((r) => {
       if (!r.ok) throw new Error(`cannot load the field decoder's tables (HTTP ${r.status})`);
-      return r.arrayBuffer();
+      return new Response(r.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
     }).then(parseTables);
     tablesPromise.catch(() => { tablesPromise = null; });
   }
