@@ -4,7 +4,32 @@
 // one period late is decoded but not drawn (dropped). window.dappled exposes the state.
 
 import { BitstreamError, PACKET, SplatVideoDecoder, StreamParser, gaussianInstances } from "./dpl.js";
+import { FIELD_CODEC_ID, FieldDecoder, loadTables } from "./field.js";
+import { FieldSynthGL } from "./field-gl.js";
 import { SplatRenderer } from "./gl.js";
+
+// Field images are synthesized in exact float64 JavaScript (field.js) and shown on a 2D canvas:
+// no WebGL needed. ?synth=gl asks for the WebGL2 synthesis (field-gl.js, within +-1 of exact);
+// without WebGL2 or float render targets the page says so and the JavaScript one runs.
+class CanvasRenderer {
+  constructor(canvas, width, height) {
+    canvas.width = width;
+    canvas.height = height;
+    this.ctx = canvas.getContext("2d");
+    if (!this.ctx) throw new Error("this browser gives no 2D canvas");
+    this.image = this.ctx.createImageData(width, height);
+    this.rgb = null;
+    this.format = "RGBA8 (2D canvas)";
+  }
+  warmUp() {}
+  drawRGB(rgb) {
+    const d = this.image.data;
+    for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) { d[j] = rgb[i]; d[j + 1] = rgb[i + 1]; d[j + 2] = rgb[i + 2]; d[j + 3] = 255; }
+    this.ctx.putImageData(this.image, 0, 0);
+    this.rgb = rgb;
+  }
+  readRGB() { return this.rgb; }
+}
 
 const FPS_WINDOW = 30; // frames the shown rate is measured over
 const PREROLL_TICKS = 3; // display ticks the first frame stays up before the clock starts
@@ -20,7 +45,7 @@ class WebPlayer {
     this.state = {
       src, width: 0, height: 0, frameCount: 0, fps: 0, bytes: 0, downloaded: false, playing: true,
       frame: -1, shown: 0, dropped: 0, decoded: 0, stalls: 0, measuredFps: 0, ended: false, error: null,
-      firstFrameMs: null, renderFormat: null, playFps: 0, droppedAt: [], decodeMs: 0, drawMs: 0, ticks: 0, tickMs: 0,
+      firstFrameMs: null, renderFormat: null, latentMs: null, synthMs: null, synth: null, note: null, playFps: 0, droppedAt: [], decodeMs: 0, drawMs: 0, ticks: 0, tickMs: 0,
     };
     this.t0 = performance.now();
     this.next = 0;
@@ -30,8 +55,9 @@ class WebPlayer {
     this.shownTimes = [];
   }
 
-  fail(msg) {
-    if (!this.state.error) this.state.error = msg;
+  fail(msg) { // the first error stays on the page: later ones follow from it
+    if (this.state.error) return;
+    this.state.error = msg;
     this.ui.message.textContent = msg;
   }
 
@@ -84,8 +110,32 @@ class WebPlayer {
   start(header) {
     this.header = header;
     Object.assign(this.state, { width: header.width, height: header.height, frameCount: header.frameCount, fps: header.fps });
-    this.decoder = new SplatVideoDecoder(header);
-    this.renderer = new SplatRenderer(this.canvas, header.width, header.height);
+    if (header.codecId === FIELD_CODEC_ID) {
+      this.field = true;
+      this.renderer = new CanvasRenderer(this.canvas, header.width, header.height);
+      let gl = null;
+      this.state.synth = "js";
+      if (params.get("synth") === "gl") {
+        try {
+          gl = new FieldSynthGL();
+          this.state.synth = "gl";
+        } catch (e) {
+          this.state.note = `WebGL2 synthesis unavailable (${e.message}): using the JavaScript one`;
+          this.ui.message.textContent = this.state.note;
+        }
+      }
+      loadTables().then((tb) => { this.decoder = new FieldDecoder(header, tb, gl); })
+        .catch((e) => { this.fail(`${this.src}: ${e.message}`); this.state.playing = false; });
+    } else {
+      this.decoder = new SplatVideoDecoder(header);
+      try {
+        this.renderer = new SplatRenderer(this.canvas, header.width, header.height);
+      } catch (e) { // no WebGL2 or no float render target: say so, never a blank canvas
+        this.renderer = { failed: true };
+        this.fail(`${this.src}: cannot show this stream in this browser: ${e.message}`);
+        throw e;
+      }
+    }
     this.state.renderFormat = this.renderer.format;
     this.renderer.warmUp(); // shader compilation happens here, not on the clock
     const asked = Number(params.get("zoom"));
@@ -93,7 +143,7 @@ class WebPlayer {
     this.canvas.style.width = `${header.width * zoom}px`;
     this.canvas.style.height = `${header.height * zoom}px`;
     this.ui.seek.max = String(header.frameCount - 1);
-    this.period = 1000 / header.fps;
+    this.period = header.fps > 0 ? 1000 / header.fps : 40; // an image (fps 0): one frame
     requestAnimationFrame((t) => this.tick(t));
   }
 
@@ -111,12 +161,18 @@ class WebPlayer {
     const t = performance.now();
     const st = this.decoder.decode(this.frames[i]);
     this.state.decodeMs += performance.now() - t;
+    if (this.field) { this.state.latentMs = st.latentMs; this.state.synthMs = st.synthMs; }
     this.state.decoded++;
     return st;
   }
 
   draw(st) {
     const t = performance.now();
+    if (this.field) {
+      this.renderer.drawRGB(st.rgb);
+      this.state.drawMs += performance.now() - t;
+      return;
+    }
     const { data, count } = gaussianInstances(st, this.header.width, this.header.height, this.instances);
     this.instances = data;
     this.renderer.draw(data, count);
@@ -139,7 +195,7 @@ class WebPlayer {
 
   step(now) {
     const s = this.state;
-    if (!s.playing || s.ended) return;
+    if (!s.playing || s.ended || !this.decoder) return; // field: until its tables are loaded
     for (;;) {
       const i = this.next;
       if (i >= s.frameCount || (s.downloaded && i >= this.frames.length)) {
@@ -217,6 +273,7 @@ class WebPlayer {
 
   // continue from the intra frame at or before `target` (among the frames received)
   seek(target) {
+    if (!this.decoder) return;
     let k = 0;
     for (const f of this.keyframes) if (f <= target) k = f;
     this.next = k;
@@ -231,6 +288,7 @@ class WebPlayer {
   captureFrame(i) {
     this.state.playing = false;
     if (!(i >= 0 && i < this.frames.length)) throw new Error(`frame ${i} not received`);
+    if (!this.decoder) throw new Error("the decoder is not ready");
     const st = this.decodeFrame(i);
     this.draw(st);
     this.state.frame = i;

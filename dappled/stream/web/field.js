@@ -1,0 +1,471 @@
+// The field image decoder in the browser: a port of dappled/codec/field/{format,decoder}.py,
+// dappled/entropy/latent/ (integer ARM, Laplace tables, rANS with escapes) and
+// dappled/models/field/synthesis.py (exact dyadic synthesis). Spec: docs/format.md, "Field payload".
+//
+// Exactness: the ARM's integers stay below 2**53 (|w| < 2**15, activations clamped to 2**30,
+// at most 64 + 16 inputs), so plain doubles hold them exactly; the synthesis values are dyadic
+// rationals with bounded numerators, exact in float64 in any order (as in Python). The latents
+// and the pixels are therefore bit-identical to the Python decoder's (tests/test_web_field.py).
+// The coding tables are built in Python with deterministic float math and shipped as data
+// (field-tables.bin.gz, made by dappled/codec/field/web_tables.py).
+
+import { BitstreamError, decodeNonneg, decodeSymbols, unpackChunks } from "./dpl.js";
+
+export const FIELD_CODEC_ID = 5;
+const READ_VERSIONS = [1, 2];
+const MAX_PIXELS = 1 << 24;
+const LEVELS = 7;
+const KMAX = 16;
+const WMAX = 32767;
+const QMAX = 4095;
+const LATENTS_PER_BIT = 2840;
+const PAD = 3;
+const FRAC_BITS = 8;
+const ACT_CLAMP = 2 ** 30;
+const LS_MIN_FP = -1001;
+const LS_SPAN = 1065 - LS_MIN_FP;
+const SCALE_LEVELS = 64;
+const NEIGHBOURS = [
+  [0, -1], [-1, 0], [-1, -1], [-1, 1], [0, -2], [-2, 0], [-1, -2], [-1, 2],
+  [-2, -1], [-2, 1], [0, -3], [-3, 0], [-2, -2], [-2, 2], [-1, -3], [-1, 3],
+];
+const ACT_BITS = 12, ACT_LIMIT = 256, ACC_BITS = 24, ACC_LIMIT = 2 ** 20;
+
+// ------------------------------------------------------------------ tables
+
+let tablesPromise = null;
+
+// The 1024 Laplace tables: cdf (Int32Array, all tables), start, nsym, lo (Int32Array each).
+export function parseTables(buf) {
+  const b = new Uint8Array(buf);
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  if (b.length < 7 || String.fromCharCode(b[0], b[1], b[2], b[3]) !== "DFLT" || b[4] !== 2)
+    throw new Error("field-tables.bin.gz is not a version 2 table file");
+  const n = dv.getUint16(5, true);
+  const nsym = new Int32Array(n), lo = new Int32Array(n), start = new Int32Array(n);
+  let total = 0;
+  for (let t = 0; t < n; t++) {
+    nsym[t] = dv.getUint16(7 + 4 * t, true);
+    lo[t] = dv.getInt16(9 + 4 * t, true);
+    start[t] = total + t;
+    total += nsym[t];
+  }
+  let pos = 7 + 4 * n;
+  if (b.length !== pos + 2 * total) throw new Error("field-tables.bin.gz has the wrong size");
+  const cdf = new Int32Array(total + n);
+  for (let t = 0; t < n; t++) {
+    let c = 0, f = 0, o = start[t];
+    cdf[o] = 0;
+    for (let s = 0; s < nsym[t]; s++, pos += 2) { // frequencies are delta coded modulo 2**16
+      f = (f + dv.getUint16(pos, true)) & 0xffff;
+      if (f === 0) throw new Error(`field-tables.bin.gz: table ${t} has a zero frequency`);
+      c += f;
+      cdf[o + s + 1] = c;
+    }
+    if (c !== 65536) throw new Error(`field-tables.bin.gz: table ${t} does not sum to 2**16`);
+  }
+  return { cdf, start, nsym, lo, count: n };
+}
+
+// The shipped tables, fetched once (next to this module) and gunzipped.
+export function loadTables() {
+  if (!tablesPromise) {
+    tablesPromise = fetch(new URL("./field-tables.bin.gz", import.meta.url)).then((r) => {
+      if (!r.ok) throw new Error(`cannot load the field decoder's tables (HTTP ${r.status})`);
+      return new Response(r.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+    }).then(parseTables);
+    tablesPromise.catch(() => { tablesPromise = null; });
+  }
+  return tablesPromise;
+}
+
+// ------------------------------------------------------------------ layout
+
+export function fieldGrids(height, width) {
+  const out = [];
+  for (const [channel, l0] of [[0, 0], [1, 1], [2, 1]]) {
+    for (let lv = l0; lv < LEVELS; lv++) {
+      out.push({ channel, level: lv, height: Math.ceil(height / 2 ** lv), width: Math.ceil(width / 2 ** lv) });
+    }
+  }
+  return out;
+}
+
+function step(level, shift, ladder) {
+  let base;
+  if (level === 0) base = 0.125;
+  else if (ladder === 0) base = 3.0 / 2 ** (level + 4);
+  else base = (0.1875 / 2 ** Math.floor(level / 2)) * (level % 2 ? 0.75 : 1.0);
+  return base * 2 ** shift;
+}
+
+function tensorShapes(a, nGrids) {
+  const h = a.armHidden, c = a.ctx;
+  const s = [[h, c], [h]];
+  if (a.armLayers === 2) s.push([h, h], [h]);
+  s.push([2, h + c], [nGrids, 2]);
+  const sh = a.synthHidden, rh = a.resHidden;
+  s.push([sh, nGrids], [sh], [3, sh], [3], [rh, 3, 3, 3], [rh], [3, rh, 3, 3], [3]);
+  return s;
+}
+
+const prod = (s) => s.reduce((x, y) => x * y, 1);
+
+// ------------------------------------------------------------------ payload
+
+// dappled.codec.field.format.unpack_payload: every check the Python parser makes
+export function parsePayload(payload, width, height) {
+  if (width * height > MAX_PIXELS) throw new BitstreamError(`field streams are limited to ${MAX_PIXELS} pixels, got ${width}x${height}`);
+  const chunks = unpackChunks(payload);
+  const missing = ["HEAD", "NET ", "LAT "].filter((t) => !chunks.has(t));
+  if (missing.length) throw new BitstreamError(`payload lacks chunk(s) ${missing.join(", ")}`);
+  const head = chunks.get("HEAD"), netBytes = chunks.get("NET "), lat = chunks.get("LAT ");
+  if (head.length < 12) throw new BitstreamError("field header is too short");
+  const version = head[0];
+  const arch = { ctx: head[1], armHidden: head[2], armLayers: head[3], synthHidden: head[4], resHidden: head[5] };
+  const shift = (head[6] << 24) >> 24, ladder = head[7];
+  const nEsc = (head[8] | (head[9] << 8) | (head[10] << 16)) + head[11] * 16777216;
+  if (!READ_VERSIONS.includes(version)) throw new BitstreamError(`unsupported field payload version ${version}`);
+  if (shift < -3 || shift > 2 || (ladder !== 0 && ladder !== 1)) throw new BitstreamError(`field step shift ${shift} or ladder ${ladder} out of range`);
+  const a = arch;
+  if (!(a.ctx >= 1 && a.ctx <= 16 && a.armHidden >= 1 && a.armHidden <= 64 && (a.armLayers === 1 || a.armLayers === 2)
+        && a.synthHidden >= 6 && a.synthHidden <= 64 && a.resHidden >= 0 && a.resHidden <= 32))
+    throw new BitstreamError(`field architecture out of range: ${JSON.stringify(a)}`);
+  const gs = fieldGrids(height, width);
+  const shapes = tensorShapes(arch, gs.length);
+  const nArm = 2 * (arch.armLayers + 1);
+  if (version === 1) shapes[nArm - 1] = [2];
+  const ks = head.subarray(12);
+  if (ks.length !== shapes.length) throw new BitstreamError("field header has the wrong number of weight steps");
+  for (const k of ks) if (k > KMAX) throw new BitstreamError("weight step out of range");
+  let nInts = 0;
+  for (const s of shapes) nInts += prod(s);
+  const u = decodeNonneg(netBytes, nInts);
+  if (u.length !== nInts) throw new BitstreamError(`field network has ${u.length} weights where ${nInts} are needed`);
+  const ints = new Float64Array(nInts);
+  for (let i = 0; i < nInts; i++) {
+    const v = u[i] % 2 === 0 ? u[i] / 2 : -(u[i] + 1) / 2;
+    if (Math.abs(v) > WMAX) throw new BitstreamError("field weight out of range");
+    ints[i] = v;
+  }
+  const tensors = [];
+  let pos = 0;
+  for (let j = 0; j < shapes.length; j++) {
+    const n = prod(shapes[j]);
+    tensors.push({ ints: ints.subarray(pos, pos + n), k: ks[j], shape: shapes[j] });
+    pos += n;
+  }
+  if (version === 1) { // one output bias row, repeated for every grid
+    const bo = tensors[nArm - 1];
+    const rows = new Float64Array(2 * gs.length);
+    for (let g = 0; g < gs.length; g++) rows.set(bo.ints, 2 * g);
+    tensors[nArm - 1] = { ints: rows, k: bo.k, shape: [gs.length, 2] };
+  }
+  let nLat = 0;
+  for (const g of gs) nLat += g.height * g.width;
+  if (nLat > LATENTS_PER_BIT * (8 * lat.length + 64)) throw new BitstreamError(`${lat.length} bytes of latents cannot code ${nLat} latents`);
+  if (lat.length > 4 * (nLat + 2)) throw new BitstreamError("latent stream is longer than its latents can need");
+  if (nEsc > nLat) throw new BitstreamError("more escapes than latents");
+  let excess;
+  if (nEsc) {
+    if (!chunks.has("ESC ")) throw new BitstreamError("payload lacks chunk(s) ESC ");
+    excess = decodeSymbols(chunks.get("ESC "), nEsc);
+    if (excess.length !== nEsc) throw new BitstreamError(`${excess.length} escape values where ${nEsc} were declared`);
+    for (const v of excess) if (v === 0 || Math.abs(v) > 2 * QMAX + 2) throw new BitstreamError("escape value out of range");
+  } else {
+    if (chunks.has("ESC ")) throw new BitstreamError("escape values without escapes");
+    excess = new Float64Array(0);
+  }
+  const nWords = Math.ceil(lat.length / 4);
+  const words = new Float64Array(nWords);
+  for (let i = 0; i < lat.length; i++) words[i >> 2] += lat[i] * 2 ** (8 * (i & 3));
+  return { version, arch, shift, ladder, gs, arm: tensors.slice(0, nArm), synth: tensors.slice(nArm), words, excess };
+}
+
+// ------------------------------------------------------------------ latents (ARM + rANS)
+
+const _rshift = (v, k) => (k === 0 ? v : Math.floor((v + 2 ** (k - 1)) / 2 ** k));
+const _clampAct = (v) => (v > ACT_CLAMP ? ACT_CLAMP : v < -ACT_CLAMP ? -ACT_CLAMP : v);
+
+// dappled.entropy.latent.codec._decode_all: the grids (Int32Array each, raster order)
+export function decodeLatents(p, tb) {
+  const { arch, gs, words, excess } = p;
+  const c = arch.ctx, h = arch.armHidden, two = arch.armLayers === 2;
+  const [w1, b1] = p.arm, [w2, b2] = two ? p.arm.slice(2, 4) : [null, null];
+  const [wo, bo] = p.arm.slice(-2);
+  const k1 = w1.k, k2 = two ? w2.k : 0, ko = wo.k;
+  const W1 = w1.ints, B1 = b1.ints, W2 = two ? w2.ints : null, B2 = two ? b2.ints : null, WO = wo.ints, BO = bo.ints;
+  const a1 = new Float64Array(h), a2 = new Float64Array(h), ctx = new Float64Array(c);
+  const { cdf, start, nsym, lo: tlo } = tb;
+  const nw = words.length;
+  const word = (i) => (i < nw ? words[i] : 0);
+  let xlo = word(0), xhi = word(1) % 2147483648, ptr = 2; // state = xhi * 2**32 + xlo
+  let e = 0;
+  let mu = 0, ls = 0;
+  const predict = (g) => {
+    for (let j = 0; j < h; j++) {
+      let acc = B1[j];
+      for (let i = 0; i < c; i++) acc += W1[j * c + i] * ctx[i];
+      const v = _clampAct(_rshift(acc * 256, k1));
+      a1[j] = v > 0 ? v : 0;
+    }
+    let last = a1;
+    if (two) {
+      for (let j = 0; j < h; j++) {
+        let acc = B2[j] * 256;
+        for (let i = 0; i < h; i++) acc += W2[j * h + i] * a1[i];
+        const v = _clampAct(_rshift(acc, k2));
+        a2[j] = v > 0 ? v : 0;
+      }
+      last = a2;
+    }
+    const m = h + c;
+    let o0 = 0, o1 = 0, c0 = BO[2 * g], c1 = BO[2 * g + 1];
+    for (let i = 0; i < h; i++) { o0 += WO[i] * last[i]; o1 += WO[m + i] * last[i]; }
+    for (let i = 0; i < c; i++) { c0 += WO[h + i] * ctx[i]; c1 += WO[m + h + i] * ctx[i]; }
+    mu = _clampAct(_rshift(o0 + c0 * 256, ko));
+    ls = _clampAct(_rshift(o1 + c1 * 256, ko));
+  };
+  let tid = 0, centre = 0;
+  const tableOf = () => {
+    let si = Math.floor(((ls - LS_MIN_FP) * (SCALE_LEVELS - 1) + (LS_SPAN >> 1)) / LS_SPAN);
+    if (si < 0) si = 0;
+    if (si > SCALE_LEVELS - 1) si = SCALE_LEVELS - 1;
+    const q16 = Math.floor((mu + 8) / 16);
+    tid = si * 16 + (q16 & 15);
+    centre = Math.floor(q16 / 16);
+  };
+  const nb = NEIGHBOURS.slice(0, c);
+  const out = [];
+  for (let g = 0; g < gs.length; g++) {
+    const H = gs[g].height, Wd = gs[g].width, stride = Wd + 2 * PAD;
+    const buf = new Int32Array((H + PAD) * stride);
+    const rel = new Int32Array(c);
+    for (let i = 0; i < c; i++) rel[i] = nb[i][0] * stride + nb[i][1];
+    ctx.fill(0);
+    predict(g);
+    tableOf();
+    const t0 = tid, centre0 = centre;
+    for (let y = 0; y < H; y++) {
+      let at = (PAD + y) * stride + PAD;
+      for (let x = 0; x < Wd; x++, at++) {
+        let nz = false;
+        for (let i = 0; i < c; i++) { const v = buf[at + rel[i]]; ctx[i] = v; if (v !== 0) nz = true; }
+        if (nz) { predict(g); tableOf(); } else { tid = t0; centre = centre0; }
+        // rANS symbol (CompressAI Rans64, 16-bit precision) under table tid
+        const first = start[tid], n = nsym[tid];
+        const cf = xlo & 0xffff;
+        let l = 0, r = n;
+        while (r - l > 1) { const mid = (l + r) >> 1; if (cdf[first + mid] <= cf) l = mid; else r = mid; }
+        const cs = cdf[first + l], freq = cdf[first + l + 1] - cs;
+        const qhi = Math.floor(xhi / 65536);
+        const qlo = (xhi % 65536) * 65536 + Math.floor(xlo / 65536);
+        const low = freq * qlo + cf - cs;
+        const carry = Math.floor(low / 4294967296);
+        xlo = low - carry * 4294967296;
+        xhi = freq * qhi + carry;
+        if (xhi === 0 && xlo < 2147483648) { xhi = xlo; xlo = word(ptr); ptr++; }
+        let q;
+        if (l === n - 1) { // escape: the excess beyond the table's edge
+          if (e >= excess.length) throw new BitstreamError("field latents: more escapes than escape values");
+          const ex = excess[e++];
+          q = centre + (ex > 0 ? tlo[tid] + n - 2 + ex : tlo[tid] + ex);
+        } else {
+          q = centre + tlo[tid] + l;
+        }
+        if (q > QMAX || q < -QMAX) throw new BitstreamError("field latents: latent out of range");
+        buf[at] = q;
+      }
+    }
+    const grid = new Int32Array(H * Wd);
+    for (let y = 0; y < H; y++) grid.set(buf.subarray((PAD + y) * stride + PAD, (PAD + y) * stride + PAD + Wd), y * Wd);
+    out.push(grid);
+  }
+  if (e !== excess.length) throw new BitstreamError("field latents: escape values left over");
+  return out;
+}
+
+// ------------------------------------------------------------------ synthesis (exact, float64)
+
+// round to a multiple of 1/s (s a power of two: times 1/s is the exact division), clamp to +-lim
+const rnd = (v, s, lim) => { const r = Math.floor(v * s + 0.5) * (1 / s); return r > lim ? lim : r < -lim ? -lim : r; };
+export const values = (t) => { const s = 2 ** -t.k, o = new Float64Array(t.ints.length); for (let i = 0; i < o.length; i++) o[i] = t.ints[i] * s; return o; };
+
+// 2x upsampling of planes x (S planes of h x w) to rows x cols (taps 3/4, 1/4, clamped)
+function up2(x, S, h, w, rows, cols) {
+  const out = new Float64Array(S * rows * cols);
+  const cm = new Int32Array(cols), cp = new Int32Array(cols);
+  for (let j = 0; j < cols; j++) {
+    const k = j >> 1;
+    cm[j] = Math.min(k, w - 1);
+    cp[j] = j % 2 === 0 ? Math.max(k - 1, 0) : Math.min(k + 1, w - 1);
+  }
+  for (let s = 0; s < S; s++) {
+    const xs = s * h * w, os = s * rows * cols;
+    for (let i = 0; i < rows; i++) {
+      const k = i >> 1;
+      const rm = Math.min(k, h - 1), rp = i % 2 === 0 ? Math.max(k - 1, 0) : Math.min(k + 1, h - 1);
+      const a = xs + rm * w, b = xs + rp * w, o = os + i * cols;
+      for (let j = 0; j < cols; j++) {
+        const u = x[a + cm[j]] * 0.75 + x[b + cm[j]] * 0.25;
+        const v = x[a + cp[j]] * 0.75 + x[b + cp[j]] * 0.25;
+        out[o + j] = u * 0.75 + v * 0.25;
+      }
+    }
+  }
+  return out;
+}
+
+// The level accumulator at level 1 (S planes of ah x aw), exact: acc_l = rho24(up2(acc_(l+1)) +
+// z_l) from level 6 to level 1. Shared by the JavaScript and the WebGL2 synthesis.
+export function coarseAccumulator(p, latents, width, height) {
+  const { gs, arch } = p;
+  const S = arch.synthHidden, G = gs.length;
+  const wa = values(p.synth[0]);
+  const accS = 2 ** ACC_BITS;
+  let acc = null, ah = 0, aw = 0;
+  for (let lv = LEVELS - 1; lv >= 1; lv--) {
+    const idx = [];
+    for (let g = 0; g < G; g++) if (gs[g].level === lv) idx.push(g);
+    const rows = Math.ceil(height / 2 ** lv), cols = Math.ceil(width / 2 ** lv), n = rows * cols;
+    const st = step(lv, p.shift, p.ladder);
+    const next = acc === null ? new Float64Array(S * n) : up2(acc, S, ah, aw, rows, cols);
+    const ls = idx.map((g) => latents[g]), m = idx.length;
+    for (let s = 0; s < S; s++) {
+      const o = s * n, ws = idx.map((g) => wa[s * G + g]);
+      for (let i = 0; i < n; i++) {
+        let z = 0;
+        for (let j = 0; j < m; j++) z += ws[j] * (ls[j][i] * st);
+        next[o + i] = rnd(next[o + i] + z, accS, ACC_LIMIT);
+      }
+    }
+    acc = next; ah = rows; aw = cols;
+  }
+  return { acc, ah, aw };
+}
+
+export const levelStep = step;
+
+// dappled.models.field.synthesis.synthesize (numba path): RGB bytes, (H, W, 3) order
+export function synthesize(p, latents, width, height) {
+  const { gs, arch } = p;
+  const S = arch.synthHidden, R = arch.resHidden, G = gs.length;
+  const [wa, ba, wb, bb, ka, kba, kb, kbb] = p.synth.map(values);
+  const accS = 2 ** ACC_BITS, actS = 2 ** ACT_BITS;
+  const { acc, ah, aw } = coarseAccumulator(p, latents, width, height);
+  // full size: up2(acc_1) + level 0 mix, ReLU layer, RGB layer
+  const N = width * height;
+  const rgb = new Float64Array(3 * N);
+  const hid = new Float64Array(S);
+  const st0 = step(0, p.shift, p.ladder);
+  const q0 = latents[0];
+  const wa0 = new Float64Array(S);
+  for (let s = 0; s < S; s++) wa0[s] = wa[s * G];
+  const cm = new Int32Array(width), cp = new Int32Array(width);
+  for (let x = 0; x < width; x++) {
+    const j = x >> 1;
+    cm[x] = Math.min(j, aw - 1);
+    cp[x] = x % 2 === 0 ? Math.max(j - 1, 0) : Math.min(j + 1, aw - 1);
+  }
+  const plane = ah * aw;
+  for (let y = 0; y < height; y++) {
+    const k = y >> 1;
+    const ym = Math.min(k, ah - 1), yp = y % 2 === 0 ? Math.max(k - 1, 0) : Math.min(k + 1, ah - 1);
+    for (let x = 0; x < width; x++) {
+      const qv = q0[y * width + x] * st0;
+      const xm = cm[x], xq = cp[x];
+      for (let s = 0; s < S; s++) {
+        const base = s * plane, r1 = base + ym * aw, r2 = base + yp * aw;
+        const a = acc[r1 + xm] * 0.75 + acc[r2 + xm] * 0.25;
+        const b = acc[r1 + xq] * 0.75 + acc[r2 + xq] * 0.25;
+        let v = rnd(a * 0.75 + b * 0.25 + wa0[s] * qv, accS, ACC_LIMIT);
+        v = rnd(v + ba[s], actS, ACT_LIMIT);
+        hid[s] = v > 0 ? v : 0;
+      }
+      const o = y * width + x;
+      for (let c = 0; c < 3; c++) {
+        let t = bb[c];
+        for (let s = 0; s < S; s++) t += wb[c * S + s] * hid[s];
+        rgb[c * N + o] = rnd(t, actS, ACT_LIMIT);
+      }
+    }
+  }
+  let res = null;
+  if (R) {
+    const t = conv3x3(rgb, 3, ka, kba, R, width, height, true);
+    res = conv3x3(t, R, kb, kbb, 3, width, height, false);
+  }
+  const out = new Uint8Array(3 * N);
+  for (let i = 0; i < N; i++) {
+    for (let c = 0; c < 3; c++) {
+      let v = rgb[c * N + i];
+      if (res) v = rnd(v + res[c * N + i], actS, ACT_LIMIT);
+      const q = Math.floor(v * 255 + 0.5);
+      out[3 * i + c] = q < 0 ? 0 : q > 255 ? 255 : q;
+    }
+  }
+  return out;
+}
+
+// round(conv3x3(x) + b) with zero padding, optionally ReLU; x: C planes, k: (O, C, 3, 3).
+// The planes are copied into zero-bordered ones first, so the taps need no bounds tests (the
+// sum is exact in any order).
+function conv3x3(x, C, k, b, O, w, h, relu) {
+  const N = w * h, out = new Float64Array(O * N), actS = 2 ** ACT_BITS;
+  const pw = w + 2, pn = pw * (h + 2);
+  const pad = new Float64Array(C * pn);
+  for (let ci = 0; ci < C; ci++) {
+    for (let y = 0; y < h; y++) pad.set(x.subarray(ci * N + y * w, ci * N + (y + 1) * w), ci * pn + (y + 1) * pw + 1);
+  }
+  const t = new Float64Array(w);
+  for (let o = 0; o < O; o++) {
+    for (let y = 0; y < h; y++) {
+      t.fill(b[o]);
+      for (let ci = 0; ci < C; ci++) {
+        const kb = (o * C + ci) * 9;
+        for (let dy = 0; dy < 3; dy++) {
+          const row = ci * pn + (y + dy) * pw;
+          const k0 = k[kb + dy * 3], k1 = k[kb + dy * 3 + 1], k2 = k[kb + dy * 3 + 2];
+          for (let xx = 0; xx < w; xx++) t[xx] += k0 * pad[row + xx] + k1 * pad[row + xx + 1] + k2 * pad[row + xx + 2];
+        }
+      }
+      const ob = o * N + y * w;
+      for (let xx = 0; xx < w; xx++) {
+        const v = rnd(t[xx], actS, ACT_LIMIT);
+        out[ob + xx] = relu ? (v > 0 ? v : 0) : v;
+      }
+    }
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ the decoder
+
+// One field frame payload -> { rgb (Uint8Array, H x W x 3), latents, latentMs, synthMs }; gl: a
+// FieldSynthGL (field-gl.js) for the WebGL2 synthesis (within +-1), else the exact JavaScript one
+export function decodeFieldPayload(payload, width, height, tb, gl = null) {
+  const t0 = performance.now();
+  const p = parsePayload(payload, width, height);
+  const latents = decodeLatents(p, tb);
+  const t1 = performance.now();
+  const rgb = gl ? gl.run(p, latents, width, height) : synthesize(p, latents, width, height);
+  return { rgb, latents, latentMs: t1 - t0, synthMs: performance.now() - t1 };
+}
+
+// The player's decoder for field streams (images: one frame, an intra frame).
+export class FieldDecoder {
+  constructor(header, tables, gl = null) {
+    if (header.codecId !== FIELD_CODEC_ID) throw new BitstreamError(`not a field stream (codec id ${header.codecId})`);
+    this.header = header;
+    this.tables = tables;
+    this.gl = gl;
+    this.reset();
+  }
+  reset() { this.state = null; this.lastFrame = null; }
+  decode(packet) {
+    const st = decodeFieldPayload(packet.payload, this.header.width, this.header.height, this.tables, this.gl);
+    this.state = st;
+    this.lastFrame = packet.frame;
+    return st;
+  }
+}

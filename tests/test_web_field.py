@@ -1,0 +1,351 @@
+"""The field image decoder in the browser (dappled/stream/web/field.js), in a real headless
+Chromium served by a real `dappled serve`: the latents equal the Python decoder's in every grid,
+and the player shows the Python decoder's pixels bit for bit (field.js computes the synthesis in
+exact float64 as Python does, so the tolerance is 0), for three rates and a payload-version-1
+stream; the opt-in WebGL2 synthesis (field-gl.js, float32) is within +-1 on every channel; a
+corrupted stream is an error on the page, never a hang.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _cli import dappled_cmd
+from PIL import Image
+from test_streaming import CHROMIUM_ARGS, ensure_chromium
+
+from dappled.codec.api import decode_image, encode_image
+from dappled.codec.field.format import unpack_payload
+from dappled.codec.field.web_tables import WEB_FILE, table_bytes
+from dappled.models.field.integer import decode_latents
+from dappled.models.field.layout import grids
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "dappled" / "datasets" / "samples" / "kodim23.png"
+CONFORMANCE = ROOT / "tests" / "conformance"
+RATES = (1, 4, 8)  # low, middle, high rate
+
+
+def _frame_packet(data: bytes) -> tuple[int, int]:
+    """(offset, payload length) of the first FRAME packet of a container."""
+    o = 32
+    while o + 16 <= len(data):
+        ptype, length = data[o], struct.unpack_from("<I", data, o + 8)[0]
+        if ptype == 2:
+            return o, length
+        o += 16 + length
+    raise AssertionError("no frame packet")
+
+
+def _payload(data: bytes) -> bytes:
+    o, n = _frame_packet(data)
+    return data[o + 16 : o + 16 + n]
+
+
+def _with_payload(data: bytes, payload: bytes) -> bytes:
+    """The stream with its frame payload replaced (and the packet's length and CRC made valid)."""
+    o, n = _frame_packet(data)
+    head = bytearray(data[o : o + 16])
+    struct.pack_into("<II", head, 8, len(payload), zlib.crc32(payload))
+    return data[:o] + bytes(head) + payload + data[o + 16 + n :]
+
+
+def _size(data: bytes) -> tuple[int, int]:
+    return struct.unpack_from("<II", data, 8)  # width, height
+
+
+@pytest.fixture(scope="module")
+def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("webfield")
+    img = np.asarray(Image.open(SAMPLE).convert("RGB"))[200:264, 300:396]  # 96x64
+    for q in RATES:
+        (root / f"q{q}.dpl").write_bytes(encode_image(img, "field", quality=q, iterations=30))
+    shutil.copy(CONFORMANCE / "field-v1.dpl", root / "v1.dpl")
+    good = (root / "q4.dpl").read_bytes()
+    o, _ = _frame_packet(good)
+    flipped = bytearray(good)
+    flipped[o + 16 + 40] ^= 0x5A  # inside the payload: the packet CRC fails
+    (root / "crc.dpl").write_bytes(bytes(flipped))
+    p = bytearray(_payload(good))
+    assert p[1:5] == b"HEAD"
+    p[9] = 9  # payload version 9, CRC made valid: the field parser must refuse it
+    (root / "version.dpl").write_bytes(_with_payload(good, bytes(p)))
+    (root / "cut.dpl").write_bytes(good[: o + 16 + 30])  # ends inside the frame packet
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(stream_dir: Path) -> Iterator[str]:
+    proc = subprocess.Popen([*dappled_cmd(), "serve", str(stream_dir), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    m = re.search(r"(http://127\.0\.0\.1:\d+)/", proc.stdout.readline())
+    assert m, proc.stderr.read() if proc.poll() is not None and proc.stderr else "no address"
+    yield m.group(1)
+    proc.terminate()
+    proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    exe = ensure_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_shipped_tables_equal_pythons() -> None:
+    shipped = gzip.decompress(WEB_FILE.read_bytes())
+    assert shipped == table_bytes(), "rewrite with python -m dappled.codec.field.web_tables"
+
+
+STREAMS = [f"q{q}.dpl" for q in RATES] + ["v1.dpl"]
+
+
+@pytest.mark.slow
+def test_browser_latents_equal_pythons_in_every_grid(browser, server: str, stream_dir: Path) -> None:
+    page = browser.new_page()
+    page.goto(f"{server}/player")
+    for name in STREAMS:
+        data = (stream_dir / name).read_bytes()
+        w, h = _size(data)
+        payload = _payload(data)
+        p = unpack_payload(payload, w, h)
+        gs = grids(h, w)
+        ref = decode_latents(p.words, p.excess, gs, p.net)
+        got = page.evaluate("""async ([b64, w, h]) => {
+            const f = await import('/web/field.js');
+            const tb = await f.loadTables();
+            const p = f.parsePayload(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), w, h);
+            const grids = f.decodeLatents(p, tb).map((g) => Array.from(g));
+            return { version: p.version, escapes: p.excess.length, grids };
+        }""", [base64.b64encode(payload).decode(), w, h])
+        assert got["version"] == (1 if name == "v1.dpl" else 2)
+        assert got["escapes"] == len(p.excess)
+        assert len(got["grids"]) == len(gs) == 19
+        for k, (g, q) in enumerate(zip(gs, ref, strict=True)):
+            js = np.array(got["grids"][k], np.int64).reshape(g.height, g.width)
+            assert np.array_equal(js, q), (name, k)
+        assert any(np.abs(q).max() > 0 for q in ref), name  # not all zero: the comparison bites
+    page.close()
+
+
+def _open(browser, server: str, name: str, query: str = ""):
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{server}/player?src=/files/{name}{query}")
+    page.wait_for_function("window.dappled && (window.dappled.state.ended || window.dappled.state.error)",
+                           timeout=120_000)
+    return page, errors
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", STREAMS)
+def test_browser_player_shows_the_python_decoders_pixels(browser, server: str, stream_dir: Path,
+                                                         name: str) -> None:
+    ref = decode_image((stream_dir / name).read_bytes())
+    page, errors = _open(browser, server, name)
+    st = page.evaluate("window.dappled.state")
+    assert not errors and st["error"] is None, (errors, st)
+    assert st["ended"] and st["shown"] == 1 and st["frameCount"] == 1
+    assert st["latentMs"] > 0 and st["synthMs"] > 0
+    assert page.inner_text("#counter") == "frame 1 / 1"
+    rgb = base64.b64decode(page.evaluate("window.dappled.captureFrame(0)"))
+    img = np.frombuffer(rgb, np.uint8).reshape(ref.shape)
+    assert np.array_equal(img, ref)  # bit-exact: tolerance 0 on every channel
+    # and what the canvas shows is that image
+    shown = page.evaluate("""() => { const c = document.getElementById('screen');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }""")
+    rgba = np.array(shown, np.uint8).reshape(ref.shape[0], ref.shape[1], 4)
+    assert np.array_equal(rgba[..., :3], ref) and (rgba[..., 3] == 255).all()
+    page.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "needle"), [("crc.dpl", "CRC"),
+                                              ("version.dpl", "unsupported field payload version 9"),
+                                              ("cut.dpl", "ends")])
+def test_browser_player_reports_a_corrupted_field_stream(browser, server: str, name: str,
+                                                         needle: str) -> None:
+    page, errors = _open(browser, server, name)
+    page.wait_for_function("window.dappled.state.error && window.dappled.state.downloaded", timeout=60_000)
+    st = page.evaluate("window.dappled.state")
+    assert not errors
+    assert needle in st["error"] and name in st["error"], st["error"]
+    assert needle in page.inner_text("#message")
+    assert st["shown"] == 0
+    page.close()
+
+
+def _synthetic_payload(height: int, width: int, seed: int) -> bytes:
+    """A payload no encoder run makes: the widest ARM context (16 neighbours), two hidden ARM
+    layers, a wide synthesis with a residual block, odd image sizes, heavy-tailed latents (so
+    many escapes), random network integers; coded by the Python encoder's own functions."""
+    from dappled.codec.field.format import pack_payload
+    from dappled.models.field.integer import QuantNet, QuantTensor, encode_latents, tensor_shapes
+    from dappled.models.field.layout import Arch
+
+    rng = np.random.default_rng(seed)
+    arch = Arch(ctx=16, arm_hidden=12, arm_layers=2, synth_hidden=16, res_hidden=6)
+    gs = grids(height, width)
+    shapes = tensor_shapes(arch, len(gs))
+    n_arm = 2 * (arch.arm_layers + 1)
+    ks = [9, 9, 10, 10, 12, 12, 12, 12, 13, 13, 12, 12, 14, 14]  # ARM, then synthesis
+    tensors = [QuantTensor(rng.integers(-600, 601, s).astype(np.int64), k)
+               for s, k in zip(shapes, ks, strict=True)]
+    tensors[n_arm + 3] = QuantTensor(rng.integers(3000, 5000, 3).astype(np.int64), 13)  # rgb bias ~0.5
+    net = QuantNet(arch, tensors[:n_arm], tensors[n_arm:], step_shift=-1, step_ladder=1)
+    latents = []
+    for g in gs:
+        q = np.rint(rng.laplace(0, 3.0, (g.height, g.width))).astype(np.int64)
+        q[rng.random(q.shape) < 0.02] = rng.integers(-4095, 4096)  # far outside every table
+        latents.append(q)
+    coded = encode_latents(latents, gs, net)
+    assert len(coded.excess) > 10  # the escape path is exercised
+    return pack_payload(net, coded.words, coded.excess)
+
+
+@pytest.mark.slow
+def test_browser_decodes_a_wide_synthetic_payload_like_python(browser, server: str) -> None:
+    from dappled.codec.field.decoder import decode_payload
+
+    h, w = 37, 53
+    payload = _synthetic_payload(h, w, 5)
+    p = unpack_payload(payload, w, h)
+    ref_latents = decode_latents(p.words, p.excess, grids(h, w), p.net)
+    ref = decode_payload(payload, w, h)
+    assert len(np.unique(ref)) > 150 and ((ref > 0) & (ref < 255)).mean() > 0.8  # varied, unclipped
+    page = browser.new_page()
+    page.goto(f"{server}/player")
+    got = page.evaluate("""async ([b64, w, h]) => {
+        const f = await import('/web/field.js');
+        const tb = await f.loadTables();
+        const r = f.decodeFieldPayload(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), w, h, tb);
+        return { rgb: Array.from(r.rgb), grids: r.latents.map((g) => Array.from(g)) };
+    }""", [base64.b64encode(payload).decode(), w, h])
+    for k, q in enumerate(ref_latents):
+        assert np.array_equal(np.array(got["grids"][k], np.int64).reshape(q.shape), q), k
+    assert np.array_equal(np.array(got["rgb"], np.uint8).reshape(ref.shape), ref)
+    page.close()
+
+
+@pytest.mark.slow
+def test_without_webgl_a_field_image_still_shows_and_a_splat_stream_says_why_not(
+        browser, stream_dir: Path, server: str) -> None:
+    """Graceful fallback: field.js needs no WebGL (exact JavaScript synthesis, 2D canvas); the
+    splat player needs WebGL2 with float render targets and says so on the page when it is missing."""
+    shutil.copy(CONFORMANCE / "splatv.dpl", stream_dir / "splatv.dpl")
+    # a second browser, from the same Playwright, with WebGL switched off
+    b = browser.browser_type.launch(executable_path=ensure_chromium(),
+                                    args=[*CHROMIUM_ARGS, "--disable-webgl"])
+    try:
+        page, errors = _open(b, server, "splatv.dpl")
+        assert page.evaluate("!document.createElement('canvas').getContext('webgl2')")  # really none
+        st = page.evaluate("window.dappled.state")
+        assert st["error"] and "WebGL2" in st["error"] and "cannot show" in st["error"], st["error"]
+        assert "WebGL2" in page.inner_text("#message") and st["shown"] == 0
+        page.close()
+        page, errors = _open(b, server, "q4.dpl", "&synth=gl")  # asks for WebGL2: told, falls back
+        st = page.evaluate("window.dappled.state")
+        assert not errors and st["error"] is None and st["ended"] and st["shown"] == 1
+        assert st["synth"] == "js" and "WebGL2 synthesis unavailable" in page.inner_text("#message")
+        ref = decode_image((stream_dir / "q4.dpl").read_bytes())
+        rgb = base64.b64decode(page.evaluate("window.dappled.captureFrame(0)"))
+        assert np.array_equal(np.frombuffer(rgb, np.uint8).reshape(ref.shape), ref)
+        page.close()
+    finally:
+        b.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", STREAMS)
+def test_browser_webgl_synthesis_is_within_one_of_the_python_decoder(browser, server: str, stream_dir: Path,
+                                                                     name: str) -> None:
+    ref = decode_image((stream_dir / name).read_bytes())
+    page, errors = _open(browser, server, name, "&synth=gl")
+    st = page.evaluate("window.dappled.state")
+    assert not errors and st["error"] is None and st["ended"] and st["shown"] == 1, (errors, st)
+    assert st["synth"] == "gl" and st["note"] is None
+    rgb = base64.b64decode(page.evaluate("window.dappled.captureFrame(0)"))
+    img = np.frombuffer(rgb, np.uint8).reshape(ref.shape)
+    assert np.abs(img.astype(np.int64) - ref).max() <= 1  # float32 passes: +-1 on every channel
+    page.close()
+
+
+@pytest.mark.slow
+def test_browser_webgl_synthesis_of_a_wide_synthetic_payload(browser, server: str) -> None:
+    """The shader passes with 16 hidden channels (4 texture layers) and a 6-channel residual
+    block (2 layers), which no preset stream at these sizes exercises."""
+    from dappled.codec.field.decoder import decode_payload
+
+    h, w = 37, 53
+    payload = _synthetic_payload(h, w, 5)
+    ref = decode_payload(payload, w, h)
+    page = browser.new_page()
+    page.goto(f"{server}/player")
+    got = page.evaluate("""async ([b64, w, h]) => {
+        const f = await import('/web/field.js');
+        const { FieldSynthGL } = await import('/web/field-gl.js');
+        const tb = await f.loadTables();
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        return Array.from(f.decodeFieldPayload(bytes, w, h, tb, new FieldSynthGL()).rgb);
+    }""", [base64.b64encode(payload).decode(), w, h])
+    img = np.array(got, np.uint8).reshape(ref.shape)
+    assert np.abs(img.astype(np.int64) - ref).max() <= 1
+    page.close()
+
+
+@pytest.mark.slow
+def test_browser_and_python_agree_on_corrupted_payloads(browser, server: str, stream_dir: Path) -> None:
+    """Byte flips anywhere in the payload (CRC bypassed: field.js is called directly): where the
+    Python decoder refuses the payload, field.js throws a BitstreamError; where it decodes,
+    field.js gives the same pixels. Every call returns (bounded work, never a hang)."""
+    from dappled.codec.field.decoder import decode_payload
+    from dappled.errors import BitstreamError
+
+    data = (stream_dir / "q8.dpl").read_bytes()
+    w, h = _size(data)
+    good = _payload(data)
+    rng = np.random.default_rng(11)
+    page = browser.new_page()
+    page.goto(f"{server}/player")
+    outcomes = {"refused": 0, "decoded": 0}
+    for _ in range(40):
+        bad = bytearray(good)
+        for pos in rng.integers(0, len(bad), int(rng.integers(1, 4))):
+            bad[pos] ^= int(rng.integers(1, 256))
+        try:
+            ref = decode_payload(bytes(bad), w, h)
+        except BitstreamError:
+            ref = None
+        got = page.evaluate("""async ([b64, w, h]) => {
+            const f = await import('/web/field.js');
+            const tb = await f.loadTables();
+            try {
+                const r = f.decodeFieldPayload(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), w, h, tb);
+                return { rgb: Array.from(r.rgb) };
+            } catch (e) { return { error: e.name + ': ' + e.message }; }
+        }""", [base64.b64encode(bytes(bad)).decode(), w, h])
+        if ref is None:
+            assert "error" in got and got["error"].split(":")[0] in ("BitstreamError", "TruncatedError"), got
+            outcomes["refused"] += 1
+        else:
+            assert "rgb" in got, got
+            assert np.array_equal(np.array(got["rgb"], np.uint8).reshape(ref.shape), ref)
+            outcomes["decoded"] += 1
+    assert outcomes["refused"] > 0 and outcomes["decoded"] > 0, outcomes  # both paths taken
+    page.close()
