@@ -30,7 +30,7 @@ def payload_budget(payload: bytes, width: int, height: int) -> Budget:
     r1, w1 = min(level_size(height, width, 1)[0], rows // 2 + 3), level_size(height, width, 1)[1]
     levels = 6 * 8 * a.synth_hidden * r1 * w1  # mix, upsampling, rounding temporaries; the levels below
     planes = 4 * rows * width * (3 + a.res_hidden + 3 + 3) + 8 * rows * width
-    out = 3 * width * height
+    out = 2 * 3 * width * height  # the image, and the copy its writer (PNG encoder) makes
     return Budget(macs_per_pixel(a, height, width) * width * height,
                   latents + words + escapes + levels + planes + out)
 
