@@ -6,6 +6,7 @@ benchmarks/decode_budget.py, at sizes that keep these tests fast."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import tracemalloc
 from pathlib import Path
@@ -115,3 +116,17 @@ def test_a_stream_over_the_memory_budget_is_refused_in_one_line(tmp_path: Path) 
     res = run_dappled("decode", str(src), "-o", str(tmp_path / "out.png"))
     one_line_error(res, "over the decoder's limit")
     assert not (tmp_path / "out.png").exists()
+
+
+def test_each_frame_of_an_intra_video_stream_is_checked_too() -> None:
+    """A rat video (intra: every frame by decode_image) of frames over the memory budget: refused
+    by the frame's budget, before rat's own check of the latent count (which says otherwise)."""
+    from dappled.codec.video import decode_video
+    from dappled.datasets import SAMPLE_IMAGE, load_image
+
+    c = unpack(api.encode_image(load_image(SAMPLE_IMAGE)[:32, :48], "rat"))
+    h = c.header
+    video = pack(StreamHeader(h.codec_id, 4096, 4096, 2, 25, 1, h.color_space),
+                 [dataclasses.replace(c.frames()[0], frame=i) for i in range(2)])
+    with pytest.raises(LimitError, match="GB, over the decoder's limit"):
+        decode_video(video)
