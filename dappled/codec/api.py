@@ -83,6 +83,7 @@ def decode_image(data: bytes, *, device: str = "cpu") -> np.ndarray:
         raise BitstreamError(f"expected an image stream, found a stream of {h.frame_count} frames")
     if len(frames) != 1:
         raise BitstreamError(f"an image stream holds one frame packet, found {len(frames)}")
+    impl.check_budget(h, container.packets)  # before anything image-sized is allocated (issue 18)
     image = impl.decode_image(h, container.packets, check_device(device))
     if image.shape != (h.height, h.width, 3) or image.dtype != np.uint8:
         raise BitstreamError("decoder produced an image of the wrong shape")
@@ -111,9 +112,15 @@ def inspect(data: bytes) -> StreamInfo:
     impl = registry.by_id(h.codec_id)
     payload_packets = [p for p in container.packets if p.type in (PacketType.CONFIG, PacketType.FRAME)]
     bpp = 8 * len(data) / (h.width * h.height * h.frame_count)
+    details = impl.describe(h, container.packets)
+    if h.frame_count == 1:  # an image: what its decode needs, against the decoder's limit
+        budget = impl.decode_budget(h, container.packets)
+        over = budget.macs > impl.decode_max_macs or budget.bytes > registry.DECODE_MAX_BYTES
+        limit = registry.Budget(impl.decode_max_macs, registry.DECODE_MAX_BYTES)
+        verdict = "over" if over else "within"
+        details["decode budget"] = f"{budget.describe()} ({verdict} the limit {limit.describe()})"
     return StreamInfo(registry.name_of(h.codec_id), h.width, h.height, h.frame_count, h.fps,
-                      len(data), bpp, impl.stream_sizes(payload_packets),
-                      impl.describe(h, container.packets))
+                      len(data), bpp, impl.stream_sizes(payload_packets), details)
 
 
 MAX_STREAM_BYTES = 1 << 30

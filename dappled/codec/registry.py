@@ -25,7 +25,7 @@ import numpy as np
 from dappled.codec.chunks import unpack_chunks
 from dappled.codec.container import Packet, StreamHeader
 from dappled.codec.defaults import DEFAULT_GOP, DEFAULT_QUALITY
-from dappled.errors import BitstreamError, OptionError, UnsupportedError
+from dappled.errors import BitstreamError, LimitError, OptionError, UnsupportedError
 
 if TYPE_CHECKING:
     from dappled.codec.stream import StreamDecoder, StreamEncoder
@@ -41,6 +41,30 @@ class EncodeParams:
     progress: bool = False
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+
+
+DECODE_MAX_BYTES = 1_500_000_000
+"""Most memory (bytes) a decode may need by its codec's :meth:`Codec.decode_budget`: 1.5 GB.
+Beyond the interpreter and the stream bytes themselves."""
+DECODE_MAX_MACS = 32_000_000_000
+"""Most work (multiply-accumulates, or a codec's equivalent) a decode may need by default: 32
+GMAC, a 16-Mpixel field image at the cap of its architecture (1536 MAC/pixel); codecs with
+heavier fixed networks set their own :attr:`Codec.decode_max_macs`."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What decoding a stream will need, computed from its header and payload before any
+    allocation: work in multiply-accumulates and peak memory in bytes."""
+
+    macs: int
+    bytes: int
+
+    def describe(self) -> str:
+        """E.g. ``6.4 GMAC / 0.41 GB`` (MMAC and MB below a tenth of a G)."""
+        work = f"{self.macs / 1e9:.1f} GMAC" if self.macs >= 10**8 else f"{self.macs / 1e6:.3g} MMAC"
+        mem = f"{self.bytes / 1e9:.2f} GB" if self.bytes >= 10**8 else f"{self.bytes / 1e6:.3g} MB"
+        return f"{work} / {mem}"
 
 
 @dataclass
@@ -76,6 +100,9 @@ class Codec(ABC):
     writes_streams: ClassVar[bool] = True
     """False for a baseline measured outside the container (the PyAV video codecs of
     ``dappled eval --video``): it codes clips with :meth:`code_clip` and writes no stream."""
+
+    decode_max_macs: ClassVar[int] = DECODE_MAX_MACS
+    """The work a decode of this codec may need (:meth:`check_budget`)."""
 
     comparisons: ClassVar[tuple[tuple[str, str], ...]] = ()
     """(test, anchor) series pairs that ``python -m dappled.eval.compare`` tables by default
@@ -115,6 +142,26 @@ class Codec(ABC):
     @abstractmethod
     def decode_image(self, header: StreamHeader, packets: list[Packet], device: str = "cpu") -> np.ndarray:
         """Decode the packets of one image back to an (H, W, 3) uint8 RGB array."""
+
+    def decode_budget(self, header: StreamHeader, packets: list[Packet]) -> Budget:
+        """The work and peak memory decoding these packets will need, from the header and the
+        payload sizes alone (nothing decoded, nothing image-sized allocated); an upper bound.
+
+        Default, for a codec that says nothing more: 1000 MAC and 24 bytes per pixel per frame
+        (RGB output, a few float planes) plus twice the payload bytes."""
+        pixels = header.width * header.height * max(1, len([p for p in packets if p.type.name == "FRAME"]))
+        payload = sum(len(p.payload) for p in packets)
+        return Budget(1000 * pixels, 24 * header.width * header.height + 2 * payload)
+
+    def check_budget(self, header: StreamHeader, packets: list[Packet]) -> Budget:
+        """The stream's :meth:`decode_budget`; LimitError when it is over this decoder's limit
+        (:attr:`decode_max_macs`, :data:`DECODE_MAX_BYTES`)."""
+        b = self.decode_budget(header, packets)
+        if b.macs > self.decode_max_macs or b.bytes > DECODE_MAX_BYTES:
+            limit = Budget(self.decode_max_macs, DECODE_MAX_BYTES)
+            raise LimitError(f"a {header.width}x{header.height} {self.name} decode of this stream needs "
+                             f"{b.describe()}, over the decoder's limit ({limit.describe()})")
+        return b
 
     def test_encode_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`dappled.codec.api.encode_image` for the cheapest real encode

@@ -74,6 +74,7 @@ class IntraDecoder:
     def decode(self, packet: Packet) -> np.ndarray | None:
         if packet.type != PacketType.FRAME:
             return None
+        self.codec.check_budget(self.header, [packet])  # the frame's decode budget (issue 18)
         img = self.codec.decode_image(self.header, [packet], self.device)
         if img.shape != (self.header.height, self.header.width, 3) or img.dtype != np.uint8:
             raise BitstreamError("decoder produced a frame of the wrong shape")

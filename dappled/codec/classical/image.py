@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dappled.codec.container import KEYFRAME, Packet, PacketType, StreamHeader
-from dappled.codec.registry import Codec, EncodeParams
+from dappled.codec.registry import Budget, Codec, EncodeParams
 from dappled.errors import BitstreamError, OptionError
 
 # Useful sweep range: rd_points() spreads log-rate between these (bpp, on Kodak-like images).
@@ -88,6 +88,12 @@ class ClassicalCodec(Codec):
         quality = None if params.bpp is not None else self.resolve_quality(params)
         data = self._encode(np.ascontiguousarray(image), quality, params.bpp, opts)
         return [Packet(PacketType.FRAME, data, 0, KEYFRAME)]
+
+    def decode_budget(self, header: StreamHeader, packets: list[Packet]) -> Budget:
+        """A library decode: about 100 operations and at most 16 bytes (planes, RGB output) per
+        pixel, plus the codec bytes twice."""
+        pixels = header.width * header.height
+        return Budget(100 * pixels, 16 * pixels + 2 * sum(len(p.payload) for p in packets))
 
     def decode_image(self, header: StreamHeader, packets: list[Packet], device: str = "cpu") -> np.ndarray:
         """Decode the single FRAME packet; any defect of the codec bytes is a BitstreamError."""

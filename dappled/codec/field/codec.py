@@ -4,17 +4,19 @@ under an integer autoregressive model, that model's weights and a small synthesi
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from dappled.codec.container import KEYFRAME, Packet, PacketType, StreamHeader
-from dappled.codec.field.decoder import decode_payload
+from dappled.codec.field.decoder import decode_payload, payload_budget
 from dappled.codec.field.encoder import LAMBDAS, encode_field
-from dappled.codec.field.format import unpack_payload
+from dappled.codec.field.format import read_head
 from dappled.codec.progress import FitProgress
-from dappled.codec.registry import Codec, EncodeParams
+from dappled.codec.registry import Budget, Codec, EncodeParams
 from dappled.errors import BitstreamError
+from dappled.models.field.integer import arm_layer_count, tensor_shapes
 from dappled.models.field.layout import grids, macs_per_pixel
 
 
@@ -51,17 +53,31 @@ class FieldCodec(Codec):
             raise BitstreamError(f"field image stream needs exactly one frame packet, found {len(frames)}")
         return decode_payload(frames[0].payload, header.width, header.height, device)
 
-    def describe(self, header: StreamHeader, packets: list[Packet]) -> dict[str, Any]:
-        """Grid sizes, MAC/pixel and architecture, for `dappled info`."""
+    @staticmethod
+    def _frame(packets: list[Packet]) -> Packet:
         frames = [p for p in packets if p.type == PacketType.FRAME]
-        p = unpack_payload(frames[0].payload, header.width, header.height)
+        if len(frames) != 1:
+            raise BitstreamError(f"field image stream needs exactly one frame packet, found {len(frames)}")
+        return frames[0]
+
+    def decode_budget(self, header: StreamHeader, packets: list[Packet]) -> Budget:
+        """From the frame's header: the architecture's MAC/pixel, the latents, one strip."""
+        return payload_budget(self._frame(packets).payload, header.width, header.height)
+
+    def describe(self, header: StreamHeader, packets: list[Packet]) -> dict[str, Any]:
+        """Grid sizes, MAC/pixel and architecture, for `dappled info`: from the payload's header
+        alone (nothing decoded, so nothing allocated beyond the stream's size)."""
+        head = read_head(self._frame(packets).payload)
         gs = grids(header.height, header.width)
-        a = p.net.arch
-        n_weights = sum(t.ints.size for t in p.net.tensors())
+        a = head.arch
+        shapes = tensor_shapes(a, len(gs))
+        if head.version == 1:  # one ARM output bias row for every grid
+            shapes[arm_layer_count(a) - 1] = (2,)
+        n_weights = sum(math.prod(s) for s in shapes)
         return {
             "decoder": (f"ARM {a.ctx} context, {a.arm_layers}x{a.arm_hidden} hidden; synthesis "
                         f"{len(gs)}->{a.synth_hidden}->3, 3x3 residual {a.res_hidden}; {n_weights} weights"),
             "MAC/px": macs_per_pixel(a, header.height, header.width),
             "grids": " ".join(f"{'YUV'[g.channel]}{g.level}:{g.width}x{g.height}" for g in gs),
-            "latents": f"{sum(g.size for g in gs)} ({int(p.excess.size)} escaped)",
+            "latents": f"{sum(g.size for g in gs)} ({head.n_esc} escaped)",
         }

@@ -32,12 +32,20 @@ from dappled.models.field.integer import (
     unzigzag,
     zigzag,
 )
-from dappled.models.field.layout import STEP_LADDERS, STEP_SHIFTS, Arch, grids
+from dappled.models.field.layout import (
+    MAX_MACS_PER_PIXEL,
+    STEP_LADDERS,
+    STEP_SHIFTS,
+    Arch,
+    arch_macs_per_pixel,
+    grids,
+)
 
 PAYLOAD_VERSION = 2  # 2: the ARM's output bias is per grid
 READ_VERSIONS = (1, 2)  # 1 (before 2026-11-30): one ARM output bias (2,) for all grids
 _HEAD = struct.Struct("<B5BbBI")
 MAX_PIXELS = 1 << 24  # 16 Mpixel: the field decoder's work is linear in this
+MAX_ESCAPES_PER_BYTE = 64  # escapes a byte of the ESC chunk may code (categorical rANS: 1/8 bit each)
 
 
 def pack_payload(net: QuantNet, words: np.ndarray, excess: np.ndarray) -> bytes:
@@ -52,7 +60,54 @@ def pack_payload(net: QuantNet, words: np.ndarray, excess: np.ndarray) -> bytes:
     chunks = {"HEAD": head, "NET ": encode_nonneg(zigzag(ints)), "LAT ": words_to_bytes(words)}
     if len(excess):
         chunks["ESC "] = encode_symbols(excess)
+        if len(excess) > max_escapes(len(chunks["ESC "])):  # what the decoder would refuse
+            raise EncodeError(f"{len(excess)} field escapes coded in {len(chunks['ESC '])} bytes; "
+                              "try another --quality")
     return pack_chunks(chunks)
+
+
+def max_escapes(esc_bytes: int) -> int:
+    """Most escapes an ESC chunk of this size may declare: checked before any is decoded, so a
+    few bytes cannot make the decoder allocate for millions (issue 18)."""
+    return MAX_ESCAPES_PER_BYTE * (esc_bytes + 16)
+
+
+@dataclass
+class Head:
+    """The payload's header fields and chunk sizes: what a decode budget is computed from."""
+
+    version: int
+    arch: Arch
+    n_esc: int
+    lat_bytes: int
+    esc_bytes: int
+
+
+def read_head(payload: bytes) -> Head:
+    """The header of a frame payload, checked (version, architecture and its MAC/pixel cap);
+    BitstreamError (LimitError) otherwise. Decodes nothing."""
+    chunks = unpack_chunks(payload)
+    head, _, lat = require(chunks, "HEAD", "NET ", "LAT ")
+    if len(head) < _HEAD.size:
+        raise BitstreamError("field header is too short")
+    version, ctx, ah, al, sh, rh, shift, ladder, n_esc = _HEAD.unpack_from(head)
+    if version not in READ_VERSIONS:
+        raise BitstreamError(f"unsupported field payload version {version}")
+    if shift not in STEP_SHIFTS or ladder not in STEP_LADDERS:
+        raise BitstreamError(f"field step shift {shift} or ladder {ladder} out of range")
+    arch = Arch(ctx, ah, al, sh, rh)
+    try:
+        arch.check()
+    except ValueError as exc:
+        raise BitstreamError(str(exc)) from None
+    macs = arch_macs_per_pixel(arch)
+    if macs > MAX_MACS_PER_PIXEL:
+        raise LimitError(f"field architecture needs {macs} MAC/pixel, over the decoder's limit of "
+                         f"{MAX_MACS_PER_PIXEL}")
+    esc_bytes = len(chunks.get("ESC ", b""))
+    if n_esc > max_escapes(esc_bytes):
+        raise LimitError(f"{esc_bytes} bytes of escapes cannot code {n_esc} escapes")
+    return Head(version, arch, n_esc, len(lat), esc_bytes)
 
 
 @dataclass
@@ -68,20 +123,11 @@ def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
     """Parse a frame payload; BitstreamError (LimitError) on anything inconsistent or oversized."""
     if width * height > MAX_PIXELS:
         raise LimitError(f"field streams are limited to {MAX_PIXELS} pixels, got {width}x{height}")
+    read_head(payload)  # the checks: version, steps, architecture and its MAC/pixel
     chunks = unpack_chunks(payload)
     head, net_bytes, lat = require(chunks, "HEAD", "NET ", "LAT ")
-    if len(head) < _HEAD.size:
-        raise BitstreamError("field header is too short")
     version, ctx, ah, al, sh, rh, shift, ladder, n_esc = _HEAD.unpack_from(head)
-    if version not in READ_VERSIONS:
-        raise BitstreamError(f"unsupported field payload version {version}")
-    if shift not in STEP_SHIFTS or ladder not in STEP_LADDERS:
-        raise BitstreamError(f"field step shift {shift} or ladder {ladder} out of range")
     arch = Arch(ctx, ah, al, sh, rh)
-    try:
-        arch.check()
-    except ValueError as exc:
-        raise BitstreamError(str(exc)) from None
     gs = grids(height, width)
     shapes = tensor_shapes(arch, len(gs))
     n_arm = arm_layer_count(arch)
@@ -114,6 +160,8 @@ def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
         raise BitstreamError("latent stream is longer than its latents can need")
     if n_esc > n_lat:
         raise BitstreamError("more escapes than latents")
+    if n_esc > max_escapes(len(chunks.get("ESC ", b""))):
+        raise LimitError(f"{len(chunks.get('ESC ', b''))} bytes of escapes cannot code {n_esc} escapes")
     if n_esc:
         excess = decode_symbols(require(chunks, "ESC ")[0], n_esc)
         if excess.size != n_esc:

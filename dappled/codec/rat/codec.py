@@ -21,7 +21,7 @@ import numpy as np
 
 from dappled.codec.chunks import pack_chunks, require, unpack_chunks
 from dappled.codec.container import KEYFRAME, Packet, PacketType, StreamHeader
-from dappled.codec.registry import Codec, EncodeParams
+from dappled.codec.registry import Budget, Codec, EncodeParams
 from dappled.errors import BitstreamError, InputError, LimitError, OptionError, UnsupportedError
 
 PAYLOAD_VERSION = 1
@@ -76,8 +76,26 @@ def _padded_string(s: bytes, n_symbols: int) -> bytes:
     return s + bytes(4 * n_symbols + 16 * len(s) + 64)
 
 
+BUDGET_N = 64  # the transforms' channels in the shipped models (rat.pt, rat-noregion.pt)
+BUDGET_MACS_PER_PIXEL = round(25 * BUDGET_N**2 * (1 / 64 + 1 / 16 + 1 / 4) + 25 * 3 * BUDGET_N / 4)
+
+
 class RatCodec(Codec):
     """Learned transform codec with region-adaptive transforms (see module doc)."""
+
+    decode_max_macs = BUDGET_MACS_PER_PIXEL * MAX_PIXELS
+    """Its synthesis is fixed: the work is set by the pixels (MAX_PIXELS), memory is the limit."""
+
+    def decode_budget(self, header: StreamHeader, packets: list[Packet]) -> Budget:
+        """The synthesis (four 5x5 transposed convolutions of N channels from 1/16 scale) on the
+        padded frame: its MACs; two float32 N-channel planes at half scale, the float RGB
+        output and its temporaries; the latents and CompressAI's padded strings."""
+        ph, pw = padded_size(header.height, header.width)
+        px = ph * pw
+        latents = 96 * px // 256 + BUDGET_N * px // 4096
+        coded = sum(len(p.payload) for p in packets)
+        return Budget(BUDGET_MACS_PER_PIXEL * px,
+                      (2 * BUDGET_N + 39) * px + 12 * latents + 17 * coded)
 
     name = "rat"
     codec_id = 2

@@ -10,10 +10,11 @@ import numpy as np
 
 from dappled.codec.container import KEYFRAME, Packet, PacketType, StreamHeader
 from dappled.codec.defaults import DEFAULT_QUALITY
-from dappled.codec.registry import Codec, EncodeParams
-from dappled.codec.splat.decoder import decode_frame
+from dappled.codec.registry import Budget, Codec, EncodeParams
+from dappled.codec.splat.decoder import COVERAGE_SLACK, MAX_COVERAGE, decode_frame
 from dappled.codec.splat.encoder import PRESETS
 from dappled.errors import BitstreamError
+from dappled.limits import MAX_PIXELS
 
 
 class SplatCodec(Codec):
@@ -42,6 +43,28 @@ class SplatCodec(Codec):
         from dappled.codec.splat.encoder import encode_splat
 
         return [Packet(PacketType.FRAME, encode_splat(image, params, self.target_bpp(params)), 0, KEYFRAME)]
+
+    decode_max_macs = 10 * MAX_COVERAGE * MAX_PIXELS
+    """The render's work is capped by coverage after parsing (decoder.check_render_work)."""
+
+    def decode_budget(self, header: StreamHeader, packets: list[Packet]) -> Budget:
+        """From the declared Gaussian count (checked against the payload size): ~10 operations per
+        pixel a Gaussian covers, at most MAX_COVERAGE per pixel (checked once the Gaussians are
+        parsed, before rendering); 128 bytes per Gaussian (symbols, parameters, tile lists) and
+        28 per pixel (float accumulators, RGB output)."""
+        from dappled.codec.chunks import require, unpack_chunks
+        from dappled.codec.splat.format import _HEAD, check_count
+
+        frames = [p for p in packets if p.type == PacketType.FRAME]
+        if len(frames) != 1:
+            raise BitstreamError(f"splat image stream needs exactly one frame packet, found {len(frames)}")
+        head = require(unpack_chunks(frames[0].payload), "HEAD")[0]
+        if len(head) < _HEAD.size:
+            raise BitstreamError("splat header has the wrong size")
+        n = _HEAD.unpack_from(head)[1]
+        check_count(n, len(frames[0].payload), header.width, header.height)
+        pixels = header.width * header.height
+        return Budget(10 * (MAX_COVERAGE * pixels + COVERAGE_SLACK) + 100 * n, 128 * n + 28 * pixels)
 
     def decode_image(self, header: StreamHeader, packets: list[Packet], device: str = "cpu") -> np.ndarray:
         """Entropy-decode and rasterize the one FRAME packet."""

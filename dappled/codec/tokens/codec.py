@@ -41,7 +41,7 @@ from dappled.codec.container import (
     StreamHeader,
 )
 from dappled.codec.defaults import DEFAULT_QUALITY, IMAGE_CONTAINER_BYTES, image_payload_budget
-from dappled.codec.registry import Codec, EncodeParams
+from dappled.codec.registry import Budget, Codec, EncodeParams
 from dappled.errors import BitstreamError, InputError, LimitError, OptionError, UnsupportedError
 
 PAYLOAD_VERSION = 1
@@ -443,6 +443,16 @@ class TokensCodec(Codec):
                 break
             budget -= (total - target) + 16
         return [Packet(PacketType.FRAME, payload, 0, KEYFRAME)]
+
+    decode_max_macs = 64_000 * MAX_PIXELS
+    """Its decoder is fixed: the work is set by the pixels (MAX_PIXELS), memory is the limit."""
+
+    def decode_budget(self, header: StreamHeader, packets: list[Packet]) -> Budget:
+        """The shipped tokenizer's ViT decoder (32-pixel tiles, 96 tokens of width 128, 3 layers):
+        about 55 kMAC per pixel, bounded at 64 k; memory: one batch of tiles (~100 MB of
+        activations, bounded at 256 MB) and per pixel the token ids, uint8 tiles and output."""
+        px = header.width * header.height
+        return Budget(64_000 * px, (256 << 20) + 16 * px + 2 * sum(len(p.payload) for p in packets))
 
     def decode_image(self, header: StreamHeader, packets: list[Packet], device: str = "cpu") -> np.ndarray:
         """rANS decode the ids, run the tokenizer's decoder on every tile (CPU), crop."""

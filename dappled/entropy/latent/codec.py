@@ -165,4 +165,4 @@ class LatentCodec:
                            *self.model.kernel_args(), tb.cdf, tb.start, tb.nsym, tb.lo)
         if code:
             raise BitstreamError(f"{self.name}: {_WHY[code]}")
-        return unpack_grids(buf, shapes)
+        return unpack_grids(buf, shapes, copy=False)  # views: the buffer is the decode's own

@@ -32,11 +32,13 @@ def pack_grids(grids: Sequence[np.ndarray]) -> np.ndarray:
     return buf
 
 
-def unpack_grids(buf: np.ndarray, shapes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
-    """Inverse of :func:`pack_grids`, given the grids' (height, width)."""
+def unpack_grids(buf: np.ndarray, shapes: Sequence[tuple[int, int]], copy: bool = True) -> list[np.ndarray]:
+    """Inverse of :func:`pack_grids`, given the grids' (height, width); ``copy=False`` returns
+    views into `buf` (a decoder's own buffer: no second copy of every latent)."""
     offs, hs, ws, _ = layout_of([s[0] for s in shapes], [s[1] for s in shapes])
     out = []
     for o, h, w in zip(offs, hs, ws, strict=True):
         view = buf[o : o + (h + PAD) * (w + 2 * PAD)].reshape(h + PAD, w + 2 * PAD)
-        out.append(view[PAD:, PAD : PAD + w].copy())
+        grid = view[PAD:, PAD : PAD + w]
+        out.append(grid.copy() if copy else grid)
     return out

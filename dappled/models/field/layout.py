@@ -127,6 +127,18 @@ def macs_per_pixel(arch: Arch, height: int, width: int) -> int:
     return round(arm + front + synth)
 
 
+MAX_MACS_PER_PIXEL = 1536
+"""Most decoder MAC/pixel an architecture may need (:func:`arch_macs_per_pixel`): the largest
+preset, "medium", needs 1161; the margin leaves room for a preset a little larger. A stream's
+architecture over it is refused before anything is decoded (the format allows up to 12948)."""
+
+
+def arch_macs_per_pixel(arch: Arch) -> int:
+    """MAC/pixel of an architecture on a large image (4096x4096: about 2 latents per pixel), the
+    figure :data:`MAX_MACS_PER_PIXEL` caps. Tiny images have more latents per pixel but few pixels."""
+    return macs_per_pixel(arch, 4096, 4096)
+
+
 def level_size(height: int, width: int, level: int) -> tuple[int, int]:
     """(rows, columns) of a grid at this level."""
     return -(-height // (1 << level)), -(-width // (1 << level))

@@ -86,17 +86,20 @@ def _rnd(v: float, scale: float, limit: float) -> float:
 
 @numba.njit(cache=True, nogil=True)
 def _full_size(acc: np.ndarray, q0: np.ndarray, wa0: np.ndarray, ba: np.ndarray, wb: np.ndarray,
-               bb: np.ndarray, step0: float, rgb: np.ndarray) -> None:
-    """Full-size stage per pixel: 2x-upsampled accumulator + level-0 mix, ReLU layer, RGB layer."""
-    s_dim, h1, w1 = acc.shape
+               bb: np.ndarray, step0: float, y0: int, s0: int, h1: int, rgb: np.ndarray) -> None:
+    """Full-size stage per pixel: 2x-upsampled accumulator + level-0 mix, ReLU layer, RGB layer.
+
+    A strip: rgb and q0 hold image rows y0.., acc holds level-1 rows s0.. of the h1 there are."""
+    s_dim, _, w1 = acc.shape
     _, hh, ww = rgb.shape
     acc_s = float(1 << ACC_BITS)
     act_s = float(1 << ACT_BITS)
     hid = np.zeros(s_dim)
     for y in range(hh):
-        k = y // 2
-        ym = min(k, h1 - 1)
-        yp = max(k - 1, 0) if y % 2 == 0 else min(k + 1, h1 - 1)
+        yy = y0 + y
+        k = yy // 2
+        ym = min(k, h1 - 1) - s0
+        yp = (max(k - 1, 0) if yy % 2 == 0 else min(k + 1, h1 - 1)) - s0
         for x in range(ww):
             j = x // 2
             xm = min(j, w1 - 1)
@@ -152,18 +155,52 @@ def _to_pixels(rgb: np.ndarray, res: np.ndarray, out: np.ndarray) -> None:
                 out[y, x, o] = 0 if p < 0 else (255 if p > 255 else np.uint8(p))
 
 
-def _coarse_accumulator(latents: list[np.ndarray], gs: list[Grid], wa: np.ndarray, height: int,
-                        width: int, shift: int, ladder: int) -> np.ndarray | None:
-    """The level accumulator at level 1 (numpy, exact), or None when there is no level 1."""
-    acc = None
-    for lv in sorted({g.level for g in gs if g.level > 0}, reverse=True):
-        idx = [k for k, g in enumerate(gs) if g.level == lv]
-        rows, cols = level_size(height, width, lv)
-        x = np.stack([latents[k].astype(np.float64) * step(lv, shift, ladder) for k in idx])
-        z = (wa[:, idx] @ x.reshape(len(idx), -1)).reshape(-1, rows, cols)
-        acc = z if acc is None else _up2(np, np.asarray, acc, (0, rows), cols) + z
-        acc = _round_to(np, acc, ACC_BITS, ACC_LIMIT)
-    return acc
+def _source_rows(n_in: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Rows lo..hi of a 2x upsampling of n_in rows: (main, partner) source rows and the range
+    s0..s1 of source rows they read."""
+    main, part, _ = _up2_index(n_in, lo, hi)
+    return main, part, int(min(main.min(), part.min())), int(max(main.max(), part.max())) + 1
+
+
+class _Levels:
+    """The level accumulator, computed rows at a time from the coarsest level down (numpy,
+    exact): a strip of the image needs a strip of each level, so nothing here is image-sized.
+
+    Every value is the one a whole-array computation gives (each is a sum of exact terms,
+    rounded once per level), so the pixels do not depend on the strip height (tested)."""
+
+    def __init__(self, latents: list[np.ndarray], gs: list[Grid], wa: np.ndarray, height: int,
+                 width: int, shift: int, ladder: int) -> None:
+        self.latents, self.wa, self.height, self.width = latents, wa, height, width
+        self.by_level = {lv: [k for k, g in enumerate(gs) if g.level == lv] for lv in {g.level for g in gs}}
+        self.steps = {lv: step(lv, shift, ladder) for lv in self.by_level}
+        self.top = max(self.by_level)
+
+    def rows(self, lv: int, r0: int, r1: int) -> np.ndarray:
+        """Accumulator rows r0..r1 at level lv (lv >= 1): (synth_hidden, r1 - r0, columns)."""
+        _, cols = level_size(self.height, self.width, lv)
+        idx = self.by_level.get(lv, [])
+        z = None
+        if idx:
+            x = np.stack([self.latents[k][r0:r1].astype(np.float64) * self.steps[lv] for k in idx])
+            z = (self.wa[:, idx] @ x.reshape(len(idx), -1)).reshape(-1, r1 - r0, cols)
+        if lv < self.top:
+            h_in, w_in = level_size(self.height, self.width, lv + 1)
+            main, part, s0, s1 = _source_rows(h_in, r0, r1)
+            src = self.rows(lv + 1, s0, s1)
+            c_main, c_part, _ = _up2_index(w_in, 0, cols)
+            t = src[:, main - s0] * 0.75 + src[:, part - s0] * 0.25
+            del src
+            up = t[:, :, c_main] * 0.75 + t[:, :, c_part] * 0.25
+            del t
+            z = up if z is None else up + z
+        return _round_to(np, z, ACC_BITS, ACC_LIMIT)
+
+
+def strip_rows(width: int, synth_hidden: int) -> int:
+    """Rows per strip of the CPU synthesis: STRIP_ROWS, fewer for very wide images so that a
+    strip's planes (synthesis width x rows x width, float64) stay near 64 MiB."""
+    return min(STRIP_ROWS, max(8, (64 << 20) // (8 * max(1, synth_hidden) * max(1, width))))
 
 
 def synthesize(latents: list[np.ndarray], gs: list[Grid], net: QuantNet, height: int, width: int,
@@ -172,23 +209,38 @@ def synthesize(latents: list[np.ndarray], gs: list[Grid], net: QuantNet, height:
 
     backend: "numba" (the default on the CPU), "numpy" or "torch" (the default on CUDA). All
     three give the same pixels (tested); the float32 planes of the numba path hold multiples of
-    2**-12 below 256, which float32 represents exactly.
+    2**-12 below 256, which float32 represents exactly. The numba path works in strips of rows
+    (:func:`strip_rows`), every level included: its memory beyond the latents and the output
+    is O(width x strip), whatever the height.
     """
     backend = backend or ("numba" if device == "cpu" else "torch")
-    if backend == "numba" and len(gs) > 1 and gs[0].level == 0:
+    if backend == "numba" and len(gs) > 1 and gs[0].level == 0 and any(g.level == 1 for g in gs):
         wa, ba, wb, bb, ka, kba, kb, kbb = (t.values() for t in net.synth)
-        acc = _coarse_accumulator(latents, gs, wa, height, width, net.step_shift, net.step_ladder)
-        rgb = np.zeros((3, height, width), dtype=np.float32)
-        _full_size(acc, latents[0].astype(np.float64), np.ascontiguousarray(wa[:, 0]), ba, wb, bb,
-                   step(0, net.step_shift, net.step_ladder), rgb)
-        res = np.zeros((0, height, width), dtype=np.float32)
-        if net.arch.res_hidden:
-            t = np.zeros((net.arch.res_hidden, height, width), dtype=np.float32)
-            _conv_layer(rgb, ka, kba, True, t)
-            res = np.zeros((3, height, width), dtype=np.float32)
-            _conv_layer(t, kb, kbb, False, res)
+        levels = _Levels(latents, gs, wa, height, width, net.step_shift, net.step_ladder)
+        wa0 = np.ascontiguousarray(wa[:, 0])
+        step0 = step(0, net.step_shift, net.step_ladder)
+        h1, _ = level_size(height, width, 1)
+        rh = net.arch.res_hidden
+        halo = 2 if rh else 0  # the two 3x3 layers: rows two from a strip edge are final
+        n = strip_rows(width, net.arch.synth_hidden)
         out = np.empty((height, width, 3), dtype=np.uint8)
-        _to_pixels(rgb, res, out)
+        for y0 in range(0, height, n):
+            y1 = min(height, y0 + n)
+            a0, a1 = max(0, y0 - halo), min(height, y1 + halo)
+            _, _, s0, s1 = _source_rows(h1, a0, a1)
+            acc = levels.rows(1, s0, s1)
+            rgb = np.zeros((3, a1 - a0, width), dtype=np.float32)
+            _full_size(acc, latents[0][a0:a1].astype(np.float64), wa0, ba, wb, bb, step0, a0, s0, h1, rgb)
+            del acc
+            res = np.zeros((0, y1 - y0, width), dtype=np.float32)
+            if rh:
+                t = np.zeros((rh, a1 - a0, width), dtype=np.float32)
+                _conv_layer(rgb, ka, kba, True, t)
+                full = np.zeros((3, a1 - a0, width), dtype=np.float32)
+                _conv_layer(t, kb, kbb, False, full)
+                del t
+                res = np.ascontiguousarray(full[:, y0 - a0 : y1 - a0])
+            _to_pixels(np.ascontiguousarray(rgb[:, y0 - a0 : y1 - a0]), res, out[y0:y1])
         return out
     return _synthesize_arrays(latents, gs, net, height, width, device, backend == "torch")
 
