@@ -40,7 +40,7 @@ from dappled.quality import psnr
 
 # options of the video form (-O key=value), on top of the image encoder's
 _VIDEO_DEFAULTS: dict[str, float] = {
-    "p_lambda": 1.0,  # a predicted frame's lambda in units of the intra frame's (2: -0.6 dB at the same rate)
+    "p_lambda": 2.0,  # a predicted frame's lambda, in intra lambdas (1: no better, docs/results.md)
     "p_iterations": 1.0,  # first predicted frame of a group: iterations, share of an intra fit's
     "p_refit": 0.5,  # later predicted frames (latents only): share of an intra fit's iterations
     "block": 16,  # motion block side (pixels)
