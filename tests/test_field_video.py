@@ -67,7 +67,7 @@ def test_round_trip(clip: list[np.ndarray], coded: object) -> None:
     # the encoder's reference is what the decoder makes, bit for bit
     assert all(np.array_equal(a, b) for a, b in zip(out, coded.recon, strict=True))  # type: ignore[attr-defined]
     quality = [psnr(a, b) for a, b in zip(clip, out, strict=True)]
-    assert min(quality) > 24.0, quality
+    assert min(quality) > 22.0, quality
     types = [frame_type(p.payload) for p in _packets(data)]
     assert types == [FRAME_I, FRAME_P_NET, FRAME_P, FRAME_P, FRAME_P]
     keys = [bool(p.keyframe) for p in _packets(data)]

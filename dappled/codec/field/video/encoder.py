@@ -44,7 +44,7 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     "p_iterations": 1.0,  # first predicted frame of a group: iterations, share of an intra fit's
     "p_refit": 0.5,  # later predicted frames (latents only): share of an intra fit's iterations
     "block": 16,  # motion block side (pixels)
-    "warm": 0,  # 1: later predicted frames start from the previous frame's latents, 0: from the residual
+    "warm": 1,  # 1: later predicted frames start from the previous frame's latents, 0: from the residual
 }
 
 
