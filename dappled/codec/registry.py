@@ -221,12 +221,16 @@ class Codec(ABC):
     def code_clip(self, frames: Sequence[np.ndarray], fps: Fraction, kbps: float, gop: int, *,
                   seed: int = 0, progress: bool = False, **options: Any) -> ClipResult:
         """Encode a clip at `kbps` with this codec's video form and decode it again (the decode
-        timed after a warm-up run): what ``dappled eval --video`` measures."""
+        timed after a warm-up run): what ``dappled eval --video`` measures. A video form without
+        rate control (``fixed_quantizer``) takes `kbps` as its --quality."""
         import time
 
         from dappled.codec.video import decode_video, encode_video
 
-        res = encode_video(frames, fps, self.name, kbps=kbps, gop=gop, progress=progress, seed=seed,
+        rate: dict[str, Any] = {"kbps": kbps}
+        if video_codec(self.name).fixed_quantizer:  # no rate control: the "rate" is a --quality
+            rate = {"quality": round(kbps)}
+        res = encode_video(frames, fps, self.name, gop=gop, progress=progress, seed=seed, **rate,
                            **options)
         decode_video(res.data)  # warm-up (JIT, caches)
         t0 = time.perf_counter()
@@ -258,6 +262,7 @@ _TABLE: dict[str, tuple[int, str]] = {
     "tokens": (3, "dappled.codec.tokens.codec:TokensCodec"),
     "splatv": (4, "dappled.codec.splat.video.codec:SplatVideoCodec"),  # splat's video form
     "field": (5, "dappled.codec.field.codec:FieldCodec"),
+    "fieldv": (6, "dappled.codec.field.video.codec:FieldVideoCodec"),  # field's video form
     # Classical image baselines.
     "jpeg": (16, "dappled.codec.classical.image:JpegCodec"),
     "webp": (17, "dappled.codec.classical.image:WebpCodec"),

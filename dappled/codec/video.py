@@ -165,7 +165,9 @@ def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str
                 st = enc.stats[-1]
                 bar.update(1)
                 extra = f", {st.gaussians} G" if hasattr(st, "gaussians") else ""
-                bar.set_postfix_str(f"{'IP'[st.type]} {st.bytes} B{extra}")
+                extra += f", {st.psnr:.2f} dB" if getattr(st, "psnr", 0) else ""
+                kb = 8 * st.bytes * float(rate) / 1000
+                bar.set_postfix_str(f"frame {st.frame} {'IP'[st.type]} {st.bytes} B {kb:.0f} kbps{extra}")
     finally:
         if bar is not None:
             bar.close()

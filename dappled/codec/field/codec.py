@@ -5,10 +5,11 @@ under an integer autoregressive model, that model's weights and a small synthesi
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from dappled.codec import registry
 from dappled.codec.container import KEYFRAME, Packet, PacketType, StreamHeader
 from dappled.codec.field.decoder import decode_payload, payload_budget
 from dappled.codec.field.encoder import LAMBDAS, encode_field
@@ -29,6 +30,12 @@ class FieldCodec(Codec):
     quality_range = (1, 8)
     default_quality = 4
     supports_bpp = True
+    video_form = "fieldv"
+    fixed_quantizer: ClassVar[bool] = True  # its video form has no --kbps yet: eval sweeps --quality
+
+    def video_rates(self, width: int, height: int, fps: float) -> list[float]:
+        """The qualities a video sweep codes (its video form's)."""
+        return registry.get(self.video_form).video_rates(width, height, fps)
 
     def test_encode_kwargs(self) -> dict[str, Any]:
         """A real fit, cut to a few iterations."""

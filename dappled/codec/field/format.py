@@ -125,7 +125,7 @@ def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
         raise LimitError(f"field streams are limited to {MAX_PIXELS} pixels, got {width}x{height}")
     read_head(payload)  # the checks: version, steps, architecture and its MAC/pixel
     chunks = unpack_chunks(payload)
-    head, net_bytes, lat = require(chunks, "HEAD", "NET ", "LAT ")
+    head, net_bytes = require(chunks, "HEAD", "NET ", "LAT ")[:2]
     version, ctx, ah, al, sh, rh, shift, ladder, n_esc = _HEAD.unpack_from(head)
     arch = Arch(ctx, ah, al, sh, rh)
     gs = grids(height, width)
@@ -153,7 +153,14 @@ def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
         bo = tensors[n_arm - 1]
         tensors[n_arm - 1] = QuantTensor(np.tile(bo.ints, (len(gs), 1)), bo.k)
     net = QuantNet(arch, tensors[:n_arm], tensors[n_arm:], shift, ladder)
-    n_lat = sum(g.size for g in gs)
+    words, excess = parse_latents(chunks, sum(g.size for g in gs), n_esc)
+    return Parsed(net, words, excess)
+
+
+def parse_latents(chunks: dict[str, bytes], n_lat: int, n_esc: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rANS words (LAT) and escape excesses (ESC) of `n_lat` latents with `n_esc` escapes,
+    checked against what they can code (BitstreamError, LimitError)."""
+    (lat,) = require(chunks, "LAT ")
     if n_lat > LATENTS_PER_BIT * (8 * len(lat) + 64):  # 64: the rANS state's slack
         raise LimitError(f"{len(lat)} bytes of latents cannot code {n_lat} latents")
     if len(lat) > 4 * (n_lat + 2):
@@ -172,4 +179,4 @@ def unpack_payload(payload: bytes, width: int, height: int) -> Parsed:
         if "ESC " in chunks:
             raise BitstreamError("escape values without escapes")
         excess = np.zeros(0, dtype=np.int64)
-    return Parsed(net, bytes_to_words(lat), excess)
+    return bytes_to_words(lat), excess

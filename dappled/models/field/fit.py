@@ -41,6 +41,7 @@ class FitConfig:
     step_ladder: int = 0  # which ladder of level steps (layout.step)
     rate_cap: float = 16.0  # a latent's cost in the fit is capped at this many bits
     probes: tuple[float, ...] = ()  # fractions of the fit at which the hard rate is measured
+    freeze_net: bool = False  # fit the latents alone (a network already sent, e.g. a video group's)
 
 
 @dataclass
@@ -100,11 +101,11 @@ def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
         model.init_from_image(target)
     model.rate_cap = cfg.rate_cap
     n_pix = float(h * w)
-    net_bits = NET_BITS_PER_PARAM * sum(p.numel() for p in model.network_params())
-    opt = torch.optim.Adam([
-        {"params": list(model.latents), "lr": cfg.lr_latent},
-        {"params": model.network_params(), "lr": cfg.lr_net},
-    ])
+    net_bits = 0.0 if cfg.freeze_net else NET_BITS_PER_PARAM * sum(p.numel() for p in model.network_params())
+    groups = [{"params": list(model.latents), "lr": cfg.lr_latent}]
+    if not cfg.freeze_net:
+        groups.append({"params": model.network_params(), "lr": cfg.lr_net})
+    opt = torch.optim.Adam(groups)
     base = [g["lr"] for g in opt.param_groups]
     n = max(1, cfg.iterations)
     lam = cfg.lam
@@ -120,7 +121,7 @@ def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
         rgb, bits = model(temp, cfg.noise)
         mse = torch.mean((rgb - target) ** 2)
         loss = mse + lam * bits / n_pix
-        opt.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)  # frozen tensors too: no gradient piles up on them
         loss.backward()
         opt.step()
         bpp = (float(bits.detach()) + net_bits) / n_pix

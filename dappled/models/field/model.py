@@ -124,6 +124,15 @@ class FieldModel(nn.Module):
             kernel[k, 0, PAD + dy, PAD + dx] = 1.0
         self._ctx_kernel = kernel
         self._layout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.base: torch.Tensor | None = None
+        """A (3, H, W) prediction the synthesis output is added to (a video's predicted frame,
+        whose residual the field codes); None for an image."""
+
+    @torch.no_grad()
+    def residual_start(self) -> None:
+        """Start as a residual field: the synthesis' output bias at zero (output 0 from zero latents),
+        for use with :attr:`base`."""
+        self.bb.zero_()
 
     @torch.no_grad()
     def _linear_start(self) -> None:
@@ -155,9 +164,10 @@ class FieldModel(nn.Module):
     # ------------------------------------------------------------ initialisation
 
     @torch.no_grad()
-    def init_from_image(self, image: torch.Tensor) -> None:
+    def init_from_image(self, image: torch.Tensor, arm_scales: bool = True) -> None:
         """Latents from a coarse-to-fine pyramid of the image, so the first decode is already
-        close: each level codes (in its own step units) what the coarser levels left over."""
+        close: each level codes (in its own step units) what the coarser levels left over.
+        ``arm_scales``: also set the ARM's per-grid log scales (off for a frozen network)."""
         ycc = torch.einsum("ij,jhw->ihw", torch.from_numpy(RGB_TO_YCBCR).float().to(image.device),
                            image - 0.5)
         means = [ycc]
@@ -180,6 +190,8 @@ class FieldModel(nn.Module):
                 self.latents[k].copy_(val[0])
                 recon = val * s + (recon if recon is not None else 0.0)
                 prev = lv
+        if not arm_scales:
+            return
         with torch.no_grad():  # each grid's log scale starts at its latents' Laplace fit
             for k, y in enumerate(self.latents):
                 b = float(y.abs().mean()) if y.numel() else 1.0
@@ -242,7 +254,7 @@ class FieldModel(nn.Module):
         return laplace_bits(x, mu, ls, self.rate_cap).sum()
 
     def render(self, q: list[torch.Tensor]) -> torch.Tensor:
-        """Latents -> (3, H, W) RGB in [0, 1] (unclamped).
+        """Latents -> (3, H, W) RGB in [0, 1] (unclamped), plus :attr:`base` when set.
 
         The first synthesis layer is linear, so it is applied at each level's own resolution
         (mixing that level's grids) and the mixes are accumulated coarse to fine with 2x
@@ -262,7 +274,7 @@ class FieldModel(nn.Module):
         if self.arch.res_hidden:
             t = F.relu(conv3x3(rgb, self.ka, self.kba))
             rgb = rgb + conv3x3(t, self.kb, self.kbb)
-        return rgb
+        return rgb if self.base is None else rgb + self.base
 
     def forward(self, temperature: float, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(RGB image (3, H, W), estimated latent bits)."""

@@ -155,6 +155,21 @@ def _to_pixels(rgb: np.ndarray, res: np.ndarray, out: np.ndarray) -> None:
                 out[y, x, o] = 0 if p < 0 else (255 if p > 255 else np.uint8(p))
 
 
+@numba.njit(cache=True, nogil=True)
+def _to_pixels_base(rgb: np.ndarray, res: np.ndarray, base: np.ndarray, out: np.ndarray) -> None:
+    """A residual field's pixels: the prediction `base` (H, W, 3) uint8 plus the rounded output."""
+    act_s = float(1 << ACT_BITS)
+    _, hh, ww = rgb.shape
+    for y in range(hh):
+        for x in range(ww):
+            for o in range(3):
+                v = rgb[o, y, x]
+                if res.shape[0]:
+                    v = _rnd(v + res[o, y, x], act_s, ACT_LIMIT)
+                p = np.floor(v * 255.0 + 0.5) + base[y, x, o]
+                out[y, x, o] = 0 if p < 0 else (255 if p > 255 else np.uint8(p))
+
+
 def _source_rows(n_in: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Rows lo..hi of a 2x upsampling of n_in rows: (main, partner) source rows and the range
     s0..s1 of source rows they read."""
@@ -204,8 +219,12 @@ def strip_rows(width: int, synth_hidden: int) -> int:
 
 
 def synthesize(latents: list[np.ndarray], gs: list[Grid], net: QuantNet, height: int, width: int,
-               device: str = "cpu", backend: str | None = None) -> np.ndarray:
+               device: str = "cpu", backend: str | None = None,
+               base: np.ndarray | None = None) -> np.ndarray:
     """Integer latents + quantized network -> (H, W, 3) uint8 RGB.
+
+    base: a (H, W, 3) uint8 prediction (a video's predicted frame); the field is then a residual
+    and a pixel is clip(base + round(255 * output), 0, 255), exact in every backend.
 
     backend: "numba" (the default on the CPU), "numpy" or "torch" (the default on CUDA). All
     three give the same pixels (tested); the float32 planes of the numba path hold multiples of
@@ -240,13 +259,18 @@ def synthesize(latents: list[np.ndarray], gs: list[Grid], net: QuantNet, height:
                 _conv_layer(t, kb, kbb, False, full)
                 del t
                 res = np.ascontiguousarray(full[:, y0 - a0 : y1 - a0])
-            _to_pixels(np.ascontiguousarray(rgb[:, y0 - a0 : y1 - a0]), res, out[y0:y1])
+            rows = np.ascontiguousarray(rgb[:, y0 - a0 : y1 - a0])
+            if base is None:
+                _to_pixels(rows, res, out[y0:y1])
+            else:
+                _to_pixels_base(rows, res, np.ascontiguousarray(base[y0:y1], dtype=np.uint8), out[y0:y1])
         return out
-    return _synthesize_arrays(latents, gs, net, height, width, device, backend == "torch")
+    return _synthesize_arrays(latents, gs, net, height, width, device, backend == "torch", base)
 
 
 def _synthesize_arrays(latents: list[np.ndarray], gs: list[Grid], net: QuantNet, height: int,
-                       width: int, device: str, use_torch: bool) -> np.ndarray:
+                       width: int, device: str, use_torch: bool,
+                       base: np.ndarray | None = None) -> np.ndarray:
     """:func:`synthesize` in whole-array operations, for numpy or torch."""
     if use_torch:
         import torch
@@ -299,8 +323,11 @@ def _synthesize_arrays(latents: list[np.ndarray], gs: list[Grid], net: QuantNet,
             t = xp.clip(_round_act(xp, _conv3x3(xp, rgb, ka, kba)), 0.0, None)
             rgb = _round_act(xp, rgb + _round_act(xp, _conv3x3(xp, t, kb, kbb)))
         part = rgb[:, y0 - a0 : y0 - a0 + (y1 - y0)]
-        pix = xp.clip(xp.floor(part * 255.0 + 0.5), 0, 255)
+        pix = xp.floor(part * 255.0 + 0.5)
         if use_torch:
             pix = pix.cpu().numpy()
-        out[y0:y1] = np.transpose(pix, (1, 2, 0)).astype(np.uint8)
+        pix = np.transpose(pix, (1, 2, 0))
+        if base is not None:
+            pix = pix + base[y0:y1]
+        out[y0:y1] = np.clip(pix, 0, 255).astype(np.uint8)
     return out

@@ -1,0 +1,79 @@
+"""The ``fieldv`` codec, the field codec's video form: the registry entry of the field video
+encoder and decoder (spec in dappled/codec/field/video/format.py and docs/format.md)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from dappled.codec.container import Packet, PacketType, StreamHeader
+from dappled.codec.defaults import DEFAULT_GOP
+from dappled.codec.field.encoder import LAMBDAS
+from dappled.codec.field.video.decoder import FieldVideoDecoder
+from dappled.codec.field.video.encoder import FieldVideoEncoder
+from dappled.codec.field.video.format import CODEC_ID, FRAME_I, FRAME_P_NET, frame_type
+from dappled.codec.registry import Codec, EncodeParams
+from dappled.errors import BitstreamError, OptionError
+
+
+class FieldVideoCodec(Codec):
+    """The field codec for video streams: intra field images, motion + residual fields between."""
+
+    name = "fieldv"
+    codec_id = CODEC_ID
+    description = "field video: intra fields, block motion + residual fields (use --codec field on a video)"
+    quality_range = (1, 8)
+    default_quality = 4
+    label = "field video (ours)"
+    video_stream: ClassVar[bool] = True
+    fixed_quantizer: ClassVar[bool] = True
+
+    def test_encode_kwargs(self) -> dict[str, Any]:
+        """A short fit."""
+        return {"iterations": 8}
+
+    def video_rates(self, width: int, height: int, fps: float) -> list[float]:
+        """Qualities (no rate control yet): low, middle and high."""
+        return [2.0, 4.0, 6.0]
+
+    def make_decoder(self, header: StreamHeader, device: str = "cpu") -> FieldVideoDecoder:
+        """The predictive decoder (the previous frame and the group's networks carried along)."""
+        return FieldVideoDecoder(header, device)
+
+    def make_encoder(self, width: int, height: int, fps: float, params: EncodeParams, *,
+                     kbps: float | None = None, gop: int = DEFAULT_GOP,
+                     frames: int | None = None) -> FieldVideoEncoder:
+        """The predictive encoder at params' --quality (lambda as the image codec's)."""
+        if kbps is not None:
+            raise OptionError("the field video codec has no --kbps rate control yet; give --quality")
+        if params.bpp is not None:
+            raise OptionError("--bpp is for images; give a video --quality")
+        quality = self.resolve_quality(params)
+        if quality not in LAMBDAS:
+            raise OptionError(f"--quality must be in {min(LAMBDAS)}..{max(LAMBDAS)}")
+        return FieldVideoEncoder(width, height, fps, params, quality, gop)
+
+    def encode_image(self, image: np.ndarray, params: EncodeParams) -> list[Packet]:
+        """One intra frame."""
+        h, w = image.shape[:2]
+        return [self.make_encoder(w, h, 1.0, params, gop=1).encode(image, 1)]
+
+    def decode_image(self, header: StreamHeader, packets: list[Packet], device: str = "cpu") -> np.ndarray:
+        """Decode the frames of a stream; the last one."""
+        dec = FieldVideoDecoder(header, device)
+        out = None
+        for p in packets:
+            img = dec.decode(p)
+            if img is not None:
+                out = img
+        if out is None:
+            raise BitstreamError("stream holds no frame")
+        return out
+
+    def describe(self, header: StreamHeader, packets: list[Packet]) -> dict[str, Any]:
+        """Frame types, for `dappled info`."""
+        types = [frame_type(p.payload) for p in packets if p.type == PacketType.FRAME]
+        n_i = sum(t == FRAME_I for t in types)
+        n_pn = sum(t == FRAME_P_NET for t in types)
+        return {"frames": f"{n_i} intra, {len(types) - n_i} predicted ({n_pn} with the group's networks)"}
