@@ -61,6 +61,19 @@ class StreamEncoder(Protocol):
         """The payload of the stream's CONFIG packet (None: no CONFIG packet)."""
 
 
+def decode_last(dec: StreamDecoder, packets: list[Packet]) -> np.ndarray:
+    """Feed every packet to a stream decoder and return the last frame it gives (what a video
+    codec's decode_image returns); BitstreamError when it gives none."""
+    out = None
+    for p in packets:
+        img = dec.decode(p)
+        if img is not None:
+            out = img
+    if out is None:
+        raise BitstreamError("stream holds no frame")
+    return out
+
+
 class IntraDecoder:
     """One frame per packet through the codec's ``decode_image`` (no state between frames)."""
 

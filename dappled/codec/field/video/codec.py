@@ -14,7 +14,8 @@ from dappled.codec.field.video.decoder import FieldVideoDecoder
 from dappled.codec.field.video.encoder import FieldVideoEncoder
 from dappled.codec.field.video.format import CODEC_ID, FRAME_I, FRAME_P_NET, frame_type
 from dappled.codec.registry import Codec, EncodeParams
-from dappled.errors import BitstreamError, OptionError
+from dappled.codec.stream import decode_last
+from dappled.errors import OptionError
 
 
 class FieldVideoCodec(Codec):
@@ -61,15 +62,7 @@ class FieldVideoCodec(Codec):
 
     def decode_image(self, header: StreamHeader, packets: list[Packet], device: str = "cpu") -> np.ndarray:
         """Decode the frames of a stream; the last one."""
-        dec = FieldVideoDecoder(header, device)
-        out = None
-        for p in packets:
-            img = dec.decode(p)
-            if img is not None:
-                out = img
-        if out is None:
-            raise BitstreamError("stream holds no frame")
-        return out
+        return decode_last(FieldVideoDecoder(header, device), packets)
 
     def describe(self, header: StreamHeader, packets: list[Packet]) -> dict[str, Any]:
         """Frame types, for `dappled info`."""

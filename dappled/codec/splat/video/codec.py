@@ -15,7 +15,8 @@ from dappled.codec.splat.encoder import MIN_PAYLOAD_BYTES, PRESETS
 from dappled.codec.splat.video.decoder import SplatVideoDecoder
 from dappled.codec.splat.video.encoder import VIDEO_PRESETS, SplatVideoEncoder, VideoEncodeOptions
 from dappled.codec.splat.video.format import _CONFIG, CODEC_ID, MAX_GOP
-from dappled.errors import BitstreamError, OptionError
+from dappled.codec.stream import decode_last
+from dappled.errors import OptionError
 
 
 class SplatVideoCodec(Codec):
@@ -79,12 +80,4 @@ class SplatVideoCodec(Codec):
 
     def decode_image(self, header: StreamHeader, packets: list[Packet], device: str = "cpu") -> np.ndarray:
         """Decode the one frame of a single-frame stream."""
-        dec = SplatVideoDecoder(header, device)
-        out = None
-        for p in packets:
-            img = dec.decode(p)
-            if img is not None:
-                out = img
-        if out is None:
-            raise BitstreamError("stream holds no frame")
-        return out
+        return decode_last(SplatVideoDecoder(header, device), packets)
