@@ -142,7 +142,9 @@ def _conv_layer(x: np.ndarray, k: np.ndarray, b: np.ndarray, relu: bool, out: np
 
 
 @numba.njit(cache=True, nogil=True)
-def _to_pixels(rgb: np.ndarray, res: np.ndarray, out: np.ndarray) -> None:
+def _to_pixels(rgb: np.ndarray, res: np.ndarray, base: np.ndarray, out: np.ndarray) -> None:
+    """Rounded uint8 pixels of the output (plus the residual block's), plus the prediction
+    `base` (H, W, 3) uint8 of a residual field (an empty array for an image)."""
     act_s = float(1 << ACT_BITS)
     _, hh, ww = rgb.shape
     for y in range(hh):
@@ -152,21 +154,8 @@ def _to_pixels(rgb: np.ndarray, res: np.ndarray, out: np.ndarray) -> None:
                 if res.shape[0]:
                     v = _rnd(v + res[o, y, x], act_s, ACT_LIMIT)
                 p = np.floor(v * 255.0 + 0.5)
-                out[y, x, o] = 0 if p < 0 else (255 if p > 255 else np.uint8(p))
-
-
-@numba.njit(cache=True, nogil=True)
-def _to_pixels_base(rgb: np.ndarray, res: np.ndarray, base: np.ndarray, out: np.ndarray) -> None:
-    """A residual field's pixels: the prediction `base` (H, W, 3) uint8 plus the rounded output."""
-    act_s = float(1 << ACT_BITS)
-    _, hh, ww = rgb.shape
-    for y in range(hh):
-        for x in range(ww):
-            for o in range(3):
-                v = rgb[o, y, x]
-                if res.shape[0]:
-                    v = _rnd(v + res[o, y, x], act_s, ACT_LIMIT)
-                p = np.floor(v * 255.0 + 0.5) + base[y, x, o]
+                if base.shape[0]:
+                    p += base[y, x, o]
                 out[y, x, o] = 0 if p < 0 else (255 if p > 255 else np.uint8(p))
 
 
@@ -243,6 +232,9 @@ def synthesize(latents: list[np.ndarray], gs: list[Grid], net: QuantNet, height:
         halo = 2 if rh else 0  # the two 3x3 layers: rows two from a strip edge are final
         n = strip_rows(width, net.arch.synth_hidden)
         out = np.empty((height, width, 3), dtype=np.uint8)
+        # the prediction of a residual field, or an empty array: pred[y0:y1] stays empty
+        pred = (np.zeros((0, 0, 3), np.uint8) if base is None
+                else np.ascontiguousarray(base, dtype=np.uint8))
         for y0 in range(0, height, n):
             y1 = min(height, y0 + n)
             a0, a1 = max(0, y0 - halo), min(height, y1 + halo)
@@ -260,10 +252,7 @@ def synthesize(latents: list[np.ndarray], gs: list[Grid], net: QuantNet, height:
                 del t
                 res = np.ascontiguousarray(full[:, y0 - a0 : y1 - a0])
             rows = np.ascontiguousarray(rgb[:, y0 - a0 : y1 - a0])
-            if base is None:
-                _to_pixels(rows, res, out[y0:y1])
-            else:
-                _to_pixels_base(rows, res, np.ascontiguousarray(base[y0:y1], dtype=np.uint8), out[y0:y1])
+            _to_pixels(rows, res, pred[y0:y1], out[y0:y1])
         return out
     return _synthesize_arrays(latents, gs, net, height, width, device, backend == "torch", base)
 
