@@ -132,7 +132,7 @@ export function unpackChunks(p) {
   return out;
 }
 
-function require(chunks, ...tags) {
+export function require(chunks, ...tags) {
   const missing = tags.filter((t) => !chunks.has(t));
   if (missing.length) throw new BitstreamError(`payload lacks chunk(s) ${missing.join(", ")}`);
   return tags.map((t) => chunks.get(t));

@@ -55,7 +55,8 @@ void main() {
   o = max(rho4(t, 4096.0, 256.0), 0.0);
 }`;
 
-// 3x3 conv hidden -> rgb residual, added, output in 0..255
+// 3x3 conv hidden -> rgb residual, added, output round(255 v) (clipped on readback, after a
+// video's prediction is added)
 const CONV_B = (L2) => `${HEAD}
 uniform sampler2D rgb; uniform sampler2DArray hid; uniform ivec2 size;
 uniform vec4 k[${3 * L2 * 9}]; uniform vec3 kb;
@@ -75,12 +76,12 @@ void main() {
   vec3 v = texelFetch(rgb, p, 0).rgb;
   v = vec3(rho(v.x + rho(t.x, 4096.0, 256.0), 4096.0, 256.0), rho(v.y + rho(t.y, 4096.0, 256.0), 4096.0, 256.0),
            rho(v.z + rho(t.z, 4096.0, 256.0), 4096.0, 256.0));
-  o = vec4(clamp(floor(v * 255.0 + 0.5), 0.0, 255.0), 1.0);
+  o = vec4(floor(v * 255.0 + 0.5), 1.0);
 }`;
 
 const OUT = `${HEAD}
 uniform sampler2D rgb; out vec4 o;
-void main() { vec3 v = texelFetch(rgb, ivec2(gl_FragCoord.xy), 0).rgb; o = vec4(clamp(floor(v * 255.0 + 0.5), 0.0, 255.0), 1.0); }`;
+void main() { vec3 v = texelFetch(rgb, ivec2(gl_FragCoord.xy), 0).rgb; o = vec4(floor(v * 255.0 + 0.5), 1.0); }`;
 
 export class FieldSynthGL {
   // throws an Error that says what is missing (no WebGL2, no float render target)
@@ -142,7 +143,7 @@ export class FieldSynthGL {
   }
 
   // p, latents: as field.js decodes them -> RGB bytes (H, W, 3)
-  run(p, latents, width, height) {
+  run(p, latents, width, height, base = null) {
     const gl = this.gl;
     const S = p.arch.synthHidden, R = p.arch.resHidden, G = p.gs.length;
     const L = Math.ceil(S / 4), L2 = Math.ceil(R / 4);
@@ -223,7 +224,12 @@ export class FieldSynthGL {
     gl.bindFramebuffer(gl.FRAMEBUFFER, outFb);
     gl.readPixels(0, 0, width, height, gl.RGBA, gl.FLOAT, px);
     const rgb = new Uint8Array(3 * width * height);
-    for (let i = 0; i < width * height; i++) { rgb[3 * i] = px[4 * i]; rgb[3 * i + 1] = px[4 * i + 1]; rgb[3 * i + 2] = px[4 * i + 2]; }
+    for (let i = 0; i < width * height; i++) {
+      for (let c = 0; c < 3; c++) {
+        const q = px[4 * i + c] + (base ? base[3 * i + c] : 0);
+        rgb[3 * i + c] = q < 0 ? 0 : q > 255 ? 255 : q;
+      }
+    }
     gl.bindFramebuffer(gl.FRAMEBUFFER, null);
     for (const fb of fbs) gl.deleteFramebuffer(fb);
     for (const t of textures) gl.deleteTexture(t);

@@ -19,6 +19,7 @@ const KMAX = 16;
 const WMAX = 32767;
 const QMAX = 4095;
 const LATENTS_PER_BIT = 2840;
+const MAX_ESCAPES_PER_BYTE = 64;
 const PAD = 3;
 const FRAC_BITS = 8;
 const ACT_CLAMP = 2 ** 30;
@@ -163,9 +164,21 @@ export function parsePayload(payload, width, height) {
   }
   let nLat = 0;
   for (const g of gs) nLat += g.height * g.width;
+  const { words, excess } = parseLatents(chunks, nLat, nEsc);
+  return { version, arch, shift, ladder, gs, arm: tensors.slice(0, nArm), synth: tensors.slice(nArm), words, excess };
+}
+
+// dappled.codec.field.format.parse_latents: the rANS words (LAT) and the escape excesses (ESC) of
+// nLat latents with nEsc escapes, checked against what they can code. A field video's later
+// predicted frames carry these chunks alone (fieldv.js).
+export function parseLatents(chunks, nLat, nEsc) {
+  if (!chunks.has("LAT ")) throw new BitstreamError("payload lacks chunk(s) LAT ");
+  const lat = chunks.get("LAT ");
   if (nLat > LATENTS_PER_BIT * (8 * lat.length + 64)) throw new BitstreamError(`${lat.length} bytes of latents cannot code ${nLat} latents`);
   if (lat.length > 4 * (nLat + 2)) throw new BitstreamError("latent stream is longer than its latents can need");
   if (nEsc > nLat) throw new BitstreamError("more escapes than latents");
+  const escBytes = chunks.has("ESC ") ? chunks.get("ESC ").length : 0;
+  if (nEsc > MAX_ESCAPES_PER_BYTE * (escBytes + 16)) throw new BitstreamError(`${escBytes} bytes of escapes cannot code ${nEsc} escapes`);
   let excess;
   if (nEsc) {
     if (!chunks.has("ESC ")) throw new BitstreamError("payload lacks chunk(s) ESC ");
@@ -179,7 +192,7 @@ export function parsePayload(payload, width, height) {
   const nWords = Math.ceil(lat.length / 4);
   const words = new Float64Array(nWords);
   for (let i = 0; i < lat.length; i++) words[i >> 2] += lat[i] * 2 ** (8 * (i & 3));
-  return { version, arch, shift, ladder, gs, arm: tensors.slice(0, nArm), synth: tensors.slice(nArm), words, excess };
+  return { words, excess };
 }
 
 // ------------------------------------------------------------------ latents (ARM + rANS)
@@ -346,8 +359,9 @@ export function coarseAccumulator(p, latents, width, height) {
 
 export const levelStep = step;
 
-// dappled.models.field.synthesis.synthesize (numba path): RGB bytes, (H, W, 3) order
-export function synthesize(p, latents, width, height) {
+// dappled.models.field.synthesis.synthesize (numba path): RGB bytes, (H, W, 3) order. base: a
+// video's prediction (Uint8Array, H x W x 3) or null; a pixel is then clip(base + round(255 v)).
+export function synthesize(p, latents, width, height, base = null) {
   const { gs, arch } = p;
   const S = arch.synthHidden, R = arch.resHidden, G = gs.length;
   const [wa, ba, wb, bb, ka, kba, kb, kbb] = p.synth.map(values);
@@ -400,7 +414,8 @@ export function synthesize(p, latents, width, height) {
     for (let c = 0; c < 3; c++) {
       let v = rgb[c * N + i];
       if (res) v = rnd(v + res[c * N + i], actS, ACT_LIMIT);
-      const q = Math.floor(v * 255 + 0.5);
+      let q = Math.floor(v * 255 + 0.5);
+      if (base) q += base[3 * i + c];
       out[3 * i + c] = q < 0 ? 0 : q > 255 ? 255 : q;
     }
   }

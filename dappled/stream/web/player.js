@@ -6,6 +6,7 @@
 import { BitstreamError, PACKET, SplatVideoDecoder, StreamParser, gaussianInstances } from "./dpl.js";
 import { FIELD_CODEC_ID, FieldDecoder, loadTables } from "./field.js";
 import { FieldSynthGL } from "./field-gl.js";
+import { FIELDV_CODEC_ID, FieldVideoDecoder } from "./fieldv.js";
 import { SplatRenderer } from "./gl.js";
 
 // Field images are synthesized in exact float64 JavaScript (field.js) and shown on a 2D canvas:
@@ -31,6 +32,96 @@ class CanvasRenderer {
   readRGB() { return this.rgb; }
 }
 
+// Field video frames decoded in a Web Worker (fieldv-worker.js): the page keeps the frames the
+// worker has posted, by index, and tells it how far ahead to go. get(i) is the frame or null
+// (then the worker is on its way to it: restarted from the intra frame at or before i when its
+// current run will not reach i); frames are dropped from the page once shown.
+const DECODE_AHEAD = 3; // frames the worker may decode beyond the one on screen
+
+class WorkerFrames {
+  constructor(player, header, synth) {
+    this.player = player;
+    this.ready = new Map();
+    this.gen = 0;
+    this.expect = -1; // the next frame the current run will post (-1: no run)
+    this.limit = -1;
+    this.waiters = [];
+    this.loaded = false;
+    this.worker = new Worker(new URL("./fieldv-worker.js", import.meta.url), { type: "module" });
+    this.worker.onmessage = (e) => this.onMessage(e.data);
+    this.worker.onerror = (e) => { e.preventDefault(); this.onMessage({ type: "error", gen: this.gen, i: -1, message: `the decoder worker failed (${e.message || "cannot load it"})` }); };
+    const { width, height, codecId, frameCount, fpsNum, fpsDen } = header;
+    this.worker.postMessage({ type: "init", header: { width, height, codecId, frameCount, fpsNum, fpsDen }, synth });
+  }
+  send(p) { this.worker.postMessage({ type: "packet", frame: p.frame, keyframe: p.keyframe, payload: p.payload }); }
+  onMessage(m) {
+    const pl = this.player, s = pl.state;
+    if (m.type === "ready") {
+      this.loaded = true;
+      s.synth = m.synth;
+      if (m.note) { s.note = m.note; pl.ui.message.textContent = m.note; }
+      return;
+    }
+    if (m.gen !== this.gen && m.gen !== -1) return; // from a run the page has given up
+    if (m.type === "frame") {
+      this.ready.set(m.i, { rgb: m.rgb, latentMs: m.latentMs, synthMs: m.synthMs });
+      this.expect = m.i + 1;
+      s.decoded++;
+      s.decodeMs += m.decodeMs;
+      s.latentMs = m.latentMs;
+      s.synthMs = m.synthMs;
+    } else if (m.type === "error") {
+      const where = m.i >= 0 ? `at frame ${m.i}` : "before the first frame";
+      this.error = `stream breaks ${where}: ${m.message}`;
+      this.expect = -1;
+      pl.fail(`${pl.src}: ${this.error}`);
+      s.playing = false;
+    }
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+  // the frame i if decoded, else null, with the worker set on its way to it
+  get(i) {
+    const st = this.ready.get(i);
+    if (st) return st;
+    if (this.error) throw new BitstreamError(this.error);
+    let k = -1;
+    for (const f of this.player.keyframes) if (f <= i) k = f;
+    if (k < 0) throw new BitstreamError(`no intra frame at or before frame ${i}`);
+    // restart when the current run has passed i, or an intra frame after its position is nearer
+    if (this.expect < 0 || i < this.expect || k > this.expect) this.restart(k, i);
+    else this.raise(i + DECODE_AHEAD);
+    return null;
+  }
+  restart(k, i) {
+    this.gen++;
+    this.ready.clear();
+    this.expect = k;
+    this.limit = i + DECODE_AHEAD;
+    this.worker.postMessage({ type: "start", gen: this.gen, from: k, limit: this.limit });
+  }
+  raise(limit) {
+    if (limit <= this.limit) return;
+    this.limit = limit;
+    this.worker.postMessage({ type: "limit", gen: this.gen, limit });
+  }
+  // frame i is on screen: forget it and those before, let the worker go further
+  done(i) {
+    for (const k of this.ready.keys()) if (k <= i) this.ready.delete(k);
+    this.raise(i + 1 + DECODE_AHEAD);
+  }
+  reset() { this.ready.clear(); this.expect = -1; this.gen++; }
+  // a promise of frame i (for captureFrame)
+  async wait(i) {
+    for (;;) {
+      const st = this.get(i);
+      if (st) return st;
+      await new Promise((resolve) => this.waiters.push(resolve));
+    }
+  }
+}
+
 const FPS_WINDOW = 30; // frames the shown rate is measured over
 const PREROLL_TICKS = 3; // display ticks the first frame stays up before the clock starts
 
@@ -44,7 +135,7 @@ class WebPlayer {
     this.instances = null;
     this.state = {
       src, width: 0, height: 0, frameCount: 0, fps: 0, bytes: 0, downloaded: false, playing: true,
-      frame: -1, shown: 0, dropped: 0, decoded: 0, stalls: 0, measuredFps: 0, ended: false, error: null,
+      frame: -1, shown: 0, dropped: 0, decoded: 0, stalls: 0, decodeStalls: 0, worker: false, measuredFps: 0, ended: false, error: null,
       firstFrameMs: null, renderFormat: null, latentMs: null, synthMs: null, synth: null, note: null, playFps: 0, droppedAt: [], decodeMs: 0, drawMs: 0, ticks: 0, tickMs: 0,
     };
     this.t0 = performance.now();
@@ -105,12 +196,36 @@ class WebPlayer {
     if (p.frame !== this.frames.length) throw new BitstreamError(`frame ${p.frame} where frame ${this.frames.length} was expected`);
     this.frames.push(p);
     if (p.keyframe) this.keyframes.push(p.frame);
+    if (this.frameSource) this.frameSource.send(p);
   }
 
   start(header) {
     this.header = header;
     Object.assign(this.state, { width: header.width, height: header.height, frameCount: header.frameCount, fps: header.fps });
-    if (header.codecId === FIELD_CODEC_ID) {
+    if (header.codecId === FIELDV_CODEC_ID) {
+      // field video: decoded in a worker (?worker=0: in the page, between display ticks)
+      this.field = true;
+      this.renderer = new CanvasRenderer(this.canvas, header.width, header.height);
+      const synth = params.get("synth") === "gl" ? "gl" : "js";
+      this.state.synth = synth;
+      if (typeof Worker !== "undefined" && params.get("worker") !== "0") {
+        this.frameSource = new WorkerFrames(this, header, synth);
+        this.decoder = this.frameSource;
+        this.state.worker = true;
+      } else {
+        let gl = null;
+        if (synth === "gl") {
+          try { gl = new FieldSynthGL(); } catch (e) {
+            this.state.synth = "js";
+            this.state.note = `WebGL2 synthesis unavailable (${e.message}): using the JavaScript one`;
+            this.ui.message.textContent = this.state.note;
+          }
+        }
+        loadTables().then((tb) => { this.decoder = new FieldVideoDecoder(header, tb, gl); })
+          .catch((e) => { this.fail(`${this.src}: ${e.message}`); this.state.playing = false; });
+        this.state.worker = false;
+      }
+    } else if (header.codecId === FIELD_CODEC_ID) {
       this.field = true;
       this.renderer = new CanvasRenderer(this.canvas, header.width, header.height);
       let gl = null;
@@ -215,12 +330,22 @@ class WebPlayer {
         if (now > due) this.stalled = true;
         return;
       }
+      let st = null;
+      if (this.frameSource) { // decoded in the worker: a frame not ready yet holds the clock
+        st = this.frameSource.get(i);
+        if (!st) { this.stalled = true; this.decodeWait = true; return; }
+      }
       if (this.stalled) {
-        if (now > due) { this.origin += now - due; due = now; s.stalls++; }
+        if (now > due) {
+          this.origin += now - due; due = now;
+          if (!this.restart) { s.stalls++; if (this.decodeWait) s.decodeStalls++; } // not the first frame's wait
+        }
         this.stalled = false;
+        this.decodeWait = false;
       }
       if (now < due - 2) return; // rAF fires a little early at times
-      const st = this.decodeFrame(i);
+      if (st) this.frameSource.done(i);
+      else st = this.decodeFrame(i);
       this.next = i + 1;
       if (now > due + this.period) { // too late: decoded (the next frames need it), not drawn
         s.dropped++;
@@ -241,7 +366,7 @@ class WebPlayer {
       if (this.shownTimes.length > FPS_WINDOW) this.shownTimes.shift();
       const n = this.shownTimes.length;
       if (n > 1) s.measuredFps = (1000 * (n - 1)) / (this.shownTimes[n - 1] - this.shownTimes[0]);
-      if (i + 1 < this.frames.length) this.ahead = { i: i + 1, st: this.decodeFrame(i + 1) }; // decode ahead
+      if (!this.frameSource && i + 1 < this.frames.length) this.ahead = { i: i + 1, st: this.decodeFrame(i + 1) }; // decode ahead
       return;
     }
   }
@@ -255,7 +380,8 @@ class WebPlayer {
     if (!s.playing || !(now - (this.uiSlow || 0) < 250)) { // rates and totals: 4 times a second
       this.uiSlow = now;
       set(this.ui.fps, `${s.measuredFps.toFixed(1)} fps`);
-      set(this.ui.stats, `shown ${s.shown}, dropped ${s.dropped}, stalls ${s.stalls}, ${s.bytes} bytes` + (s.downloaded ? "" : " (loading)"));
+      set(this.ui.stats, `shown ${s.shown}, dropped ${s.dropped}, stalls ${s.stalls}` + (s.decodeStalls ? ` (${s.decodeStalls} waiting for the decoder)` : "")
+          + `, ${s.bytes} bytes` + (s.downloaded ? "" : " (loading)"));
     }
     const v = String(Math.max(0, s.frame));
     if (document.activeElement !== this.ui.seek && this.ui.seek.value !== v) this.ui.seek.value = v;
@@ -289,9 +415,16 @@ class WebPlayer {
     this.state.playing = false;
     if (!(i >= 0 && i < this.frames.length)) throw new Error(`frame ${i} not received`);
     if (!this.decoder) throw new Error("the decoder is not ready");
+    if (this.frameSource) { // decoded in the worker: a promise of the bytes
+      return this.frameSource.wait(i).then((st) => { this.draw(st); this.state.frame = i; return this.encodeShown(); });
+    }
     const st = this.decodeFrame(i);
     this.draw(st);
     this.state.frame = i;
+    return this.encodeShown();
+  }
+
+  encodeShown() {
     const rgb = this.renderer.readRGB();
     let bin = "";
     for (let j = 0; j < rgb.length; j += 0x8000) bin += String.fromCharCode.apply(null, rgb.subarray(j, j + 0x8000));

@@ -1,0 +1,144 @@
+// The field video decoder in the browser (codec id 6): a port of dappled/codec/field/video/
+// {format,decoder}.py and dappled/codec/motion.py's compensate. Spec: docs/format.md, "Field video".
+//
+// A frame payload is chunks starting with VHED (version, frame type, escape count): an intra
+// frame is a field image payload (FLD, decoded by field.js); a predicted frame is block motion
+// (MOTN) from the previous decoded frame, compensated in integers exactly as Python does, plus a
+// residual field whose synthesis output is added to that prediction before the clip (field.js's
+// synthesize with a base). The group's networks come with its first predicted frame (FLD); later
+// ones carry their latents alone (LAT, ESC), coded under those networks. Every step is exact, so
+// the pixels are the Python decoder's bit for bit (tests/test_web_fieldv.py); with the WebGL2
+// synthesis (field-gl.js) each frame's residual is within +-1, and the error can build up
+// through a group, since every predicted frame starts from the previous one.
+
+import { BitstreamError, decodeSymbols, require, unpackChunks } from "./dpl.js";
+import { decodeLatents, fieldGrids, parseLatents, parsePayload, synthesize } from "./field.js";
+
+export const FIELDV_CODEC_ID = 6;
+const PAYLOAD_VERSION = 1;
+const FRAME_I = 0, FRAME_P_NET = 1, FRAME_P = 2;
+const FRAC_BITS = 2; // motion vectors in quarter pixels
+const MAX_VECTORS = 64;
+const MAX_PIXELS = 1 << 24;
+
+// dappled.codec.field.video.format.parse_vhed: [frame type, escape count]
+export function parseVhed(v) {
+  if (v.length !== 6) throw new BitstreamError("field video frame header has the wrong size");
+  if (v[0] !== PAYLOAD_VERSION) throw new BitstreamError(`unsupported field video payload version ${v[0]}`);
+  if (v[1] !== FRAME_I && v[1] !== FRAME_P_NET && v[1] !== FRAME_P) throw new BitstreamError(`unknown field video frame type ${v[1]}`);
+  return [v[1], (v[2] | (v[3] << 8) | (v[4] << 16)) + v[5] * 16777216];
+}
+
+// dappled.codec.field.video.format.parse_motion: { block, vx, vy (Int32Array, quarter pixels),
+// labels (Int32Array, rows x cols of blocks), rows, cols }
+export function parseMotion(data, width, height) {
+  if (data.length < 2) throw new BitstreamError("motion chunk too short");
+  const block = data[0], k = data[1];
+  if (block < 8 || k < 1 || k > MAX_VECTORS || data.length < 2 + 4 * k) throw new BitstreamError("bad motion chunk header");
+  const vx = new Int32Array(k), vy = new Int32Array(k);
+  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  for (let i = 0; i < k; i++) { vx[i] = dv.getInt16(2 + 4 * i, true); vy[i] = dv.getInt16(4 + 4 * i, true); }
+  const one = 1 << FRAC_BITS;
+  for (let i = 0; i < k; i++) {
+    if (Math.abs(vx[i]) > width * one || Math.abs(vy[i]) > height * one) throw new BitstreamError("motion vector larger than the frame");
+  }
+  const rows = Math.ceil(height / block), cols = Math.ceil(width / block);
+  const rest = data.subarray(2 + 4 * k);
+  const labels = new Int32Array(rows * cols);
+  if (k === 1) {
+    if (rest.length) throw new BitstreamError("motion labels with a single vector");
+  } else {
+    const l = decodeSymbols(rest, rows * cols);
+    if (l.length !== rows * cols) throw new BitstreamError(`motion labels: ${l.length} where ${rows * cols} were declared`);
+    for (let i = 0; i < l.length; i++) {
+      if (l[i] < 0 || l[i] >= k) throw new BitstreamError("motion label out of range");
+      labels[i] = l[i];
+    }
+  }
+  return { block, vx, vy, labels, rows, cols };
+}
+
+// dappled.codec.motion.compensate: every pixel p of a block takes prev(p - v), bilinear between
+// the four nearest pixels (edges replicated), in integers (all well inside 32 bits).
+export function compensate(prev, m, width, height) {
+  let zero = true;
+  for (const l of m.labels) if (m.vx[l] !== 0 || m.vy[l] !== 0) { zero = false; break; }
+  if (zero) return prev.slice();
+  const one = 1 << FRAC_BITS, mask = one - 1, shift = 2 * FRAC_BITS, half = 1 << (shift - 1);
+  const out = new Uint8Array(prev.length);
+  for (let y = 0; y < height; y++) {
+    const by = Math.min(Math.floor(y / m.block), m.rows - 1);
+    for (let x = 0; x < width; x++) {
+      const l = m.labels[by * m.cols + Math.min(Math.floor(x / m.block), m.cols - 1)];
+      const sy = (y << FRAC_BITS) - m.vy[l], sx = (x << FRAC_BITS) - m.vx[l];
+      const iy = sy >> FRAC_BITS, fy = sy & mask, ix = sx >> FRAC_BITS, fx = sx & mask;
+      const y0 = iy < 0 ? 0 : iy > height - 1 ? height - 1 : iy;
+      const y1 = iy + 1 < 0 ? 0 : iy + 1 > height - 1 ? height - 1 : iy + 1;
+      const x0 = ix < 0 ? 0 : ix > width - 1 ? width - 1 : ix;
+      const x1 = ix + 1 < 0 ? 0 : ix + 1 > width - 1 ? width - 1 : ix + 1;
+      const w00 = (one - fy) * (one - fx), w01 = (one - fy) * fx, w10 = fy * (one - fx), w11 = fy * fx;
+      const a = 3 * (y0 * width + x0), b = 3 * (y0 * width + x1), c = 3 * (y1 * width + x0), d = 3 * (y1 * width + x1);
+      const o = 3 * (y * width + x);
+      for (let ch = 0; ch < 3; ch++) {
+        out[o + ch] = (prev[a + ch] * w00 + prev[b + ch] * w01 + prev[c + ch] * w10 + prev[d + ch] * w11 + half) >> shift;
+      }
+    }
+  }
+  return out;
+}
+
+// dappled.codec.field.video.decoder.apply_frame: one frame payload against the previous state
+// ({ frame, net } or null) -> { frame (RGB bytes), net, type, latentMs, synthMs }. gl: a
+// FieldSynthGL for the WebGL2 synthesis (within +-1 a frame), else the exact JavaScript one.
+export function applyFrame(payload, state, width, height, tb, gl = null) {
+  if (width * height > MAX_PIXELS) throw new BitstreamError(`field streams are limited to ${MAX_PIXELS} pixels, got ${width}x${height}`);
+  const t0 = performance.now();
+  const chunks = unpackChunks(payload);
+  const [vhed] = require(chunks, "VHED");
+  const [ftype, nEsc] = parseVhed(vhed);
+  let p, pred = null;
+  if (ftype === FRAME_I) {
+    if (nEsc) throw new BitstreamError("escape count on an intra frame");
+    p = parsePayload(require(chunks, "FLD ")[0], width, height);
+  } else {
+    if (!state) throw new BitstreamError("predicted frame without a preceding intra frame");
+    const motion = parseMotion(require(chunks, "MOTN")[0], width, height);
+    pred = compensate(state.frame, motion, width, height);
+    if (ftype === FRAME_P_NET) {
+      if (nEsc) throw new BitstreamError("escape count outside the field payload");
+      p = parsePayload(require(chunks, "FLD ")[0], width, height);
+    } else {
+      if (!state.net) throw new BitstreamError("predicted frame without its group's networks");
+      let nLat = 0;
+      for (const g of fieldGrids(height, width)) nLat += g.height * g.width;
+      p = { ...state.net, ...parseLatents(chunks, nLat, nEsc) };
+    }
+  }
+  const latents = decodeLatents(p, tb);
+  const t1 = performance.now();
+  const frame = gl ? gl.run(p, latents, width, height, pred) : synthesize(p, latents, width, height, pred);
+  const net = ftype === FRAME_I ? null : { ...p, words: null, excess: null };
+  return { frame, net, type: ftype, latentMs: t1 - t0, synthMs: performance.now() - t1 };
+}
+
+// The player's decoder for field video streams: packets one at a time, from any intra frame.
+// decode() -> { rgb, latentMs, synthMs, type }; the rgb stays valid (the reference is a new array
+// every frame).
+export class FieldVideoDecoder {
+  constructor(header, tables, gl = null) {
+    if (header.codecId !== FIELDV_CODEC_ID) throw new BitstreamError(`not a field video stream (codec id ${header.codecId})`);
+    this.header = header;
+    this.tables = tables;
+    this.gl = gl;
+    this.reset();
+  }
+  reset() { this.state = null; this.lastFrame = null; }
+  decode(packet) {
+    if (this.state && this.lastFrame !== null && packet.frame !== this.lastFrame + 1 && !packet.keyframe)
+      throw new BitstreamError(`predicted frame ${packet.frame} does not follow frame ${this.lastFrame}`);
+    const r = applyFrame(packet.payload, packet.keyframe ? null : this.state, this.header.width, this.header.height, this.tables, this.gl);
+    this.state = { frame: r.frame, net: r.net };
+    this.lastFrame = packet.frame;
+    return { rgb: r.frame, latentMs: r.latentMs, synthMs: r.synthMs, type: r.type };
+  }
+}

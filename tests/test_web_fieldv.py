@@ -1,0 +1,292 @@
+"""Field video in the browser (dappled/stream/web/fieldv.js, decoded in a Web Worker by
+fieldv-worker.js), in a real headless Chromium served by a real `dappled serve`: the player shows
+every frame of a field video stream exactly as the Python decoder makes it (tolerance 0 on every
+channel: the motion compensation is integer arithmetic and the residual synthesis exact float64,
+as in Python), for the frozen conformance stream, a two-group clip encoded here (seeking restarts
+from an intra frame) and a stream whose motion was rewritten to many fractional vectors; the
+integer motion compensation equals Python's on random motion fields; byte flips in a predicted
+frame are refused by both decoders or decoded to the same pixels; a corrupted or cut stream is
+an error on the page, never a hang. The opt-in WebGL2 synthesis (float32) is within +-1 per
+frame of the group.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _cli import dappled_cmd
+from test_streaming import CHROMIUM_ARGS, ensure_chromium
+
+from dappled.codec import registry
+from dappled.codec.chunks import pack_chunks, unpack_chunks
+from dappled.codec.container import Packet, pack, unpack
+from dappled.codec.motion import Motion, compensate
+from dappled.codec.video import decode_video, encode_video
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFORMANCE = ROOT / "tests" / "conformance"
+CODEC_ID = 6  # the field video codec (checked against the registry below)
+
+
+def _clip(n: int, w: int = 48, h: int = 32) -> list[np.ndarray]:
+    """A textured picture panning right and down (so the motion is not zero)."""
+    from scipy.ndimage import uniform_filter
+
+    rng = np.random.default_rng(3)
+    big = uniform_filter(rng.random((h + 4 * n + 8, w + 4 * n + 8, 3)) * 255, (5, 5, 1)).astype(np.uint8)
+    return [np.ascontiguousarray(big[4 + t : 4 + t + h, 4 + 2 * t : 4 + 2 * t + w]) for t in range(n)]
+
+
+def _frames(data: bytes) -> list[Packet]:
+    return unpack(data, registry.ids()).frames()
+
+
+def _replace_payloads(data: bytes, new: dict[int, bytes]) -> bytes:
+    """The stream with frame payloads replaced (packet lengths and CRCs made valid)."""
+    c = unpack(data, registry.ids())
+    packets = [Packet(p.type, new.get(p.frame, p.payload), p.frame, p.flags) if p.type == 2 else p
+               for p in c.packets]
+    return pack(c.header, packets)
+
+
+def _rich_motion(width: int, height: int, seed: int) -> Motion:
+    """Several fractional quarter-pel vectors (some pointing outside the frame) on 8-pixel blocks."""
+    rng = np.random.default_rng(seed)
+    vecs = np.array([[0, 0], [5, -3], [-7, 2], [13, 9], [-2, -11], [30, 1]], np.int64)
+    rows, cols = -(-height // 8), -(-width // 8)
+    return Motion(8, vecs, rng.integers(0, len(vecs), (rows, cols)).astype(np.int64))
+
+
+@pytest.fixture(scope="module")
+def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("webfieldv")
+    shutil.copy(CONFORMANCE / "fieldv.dpl", root / "conf.dpl")
+    data = encode_video(_clip(5), 25, "field", quality=4, gop=3, iterations=20).data
+    (root / "two.dpl").write_bytes(data)  # I P P | I P
+    from dappled.codec.field.video.format import pack_motion
+
+    frames = _frames(data)
+    new = {}
+    for p in frames:
+        ch = unpack_chunks(p.payload)
+        if "MOTN" in ch:
+            ch["MOTN"] = pack_motion(_rich_motion(48, 32, p.frame))
+            new[p.frame] = pack_chunks(ch)
+    (root / "motion.dpl").write_bytes(_replace_payloads(data, new))
+    # corruptions: a packet CRC, a payload the field video parser refuses (CRC valid), a cut
+    p1 = frames[1]
+    flipped = bytearray(data)
+    at = data.index(p1.payload) + 30
+    flipped[at] ^= 0x5A
+    (root / "crc.dpl").write_bytes(bytes(flipped))
+    ch = unpack_chunks(p1.payload)
+    ch["VHED"] = bytes([9]) + ch["VHED"][1:]
+    (root / "version.dpl").write_bytes(_replace_payloads(data, {1: pack_chunks(ch)}))
+    cut = data.index(frames[2].payload) + 20
+    (root / "cut.dpl").write_bytes(data[:cut])  # ends inside frame 2's packet
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(stream_dir: Path) -> Iterator[str]:
+    proc = subprocess.Popen([*dappled_cmd(), "serve", str(stream_dir), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    m = re.search(r"(http://127\.0\.0\.1:\d+)/", proc.stdout.readline())
+    assert m, proc.stderr.read() if proc.poll() is not None and proc.stderr else "no address"
+    yield m.group(1)
+    proc.terminate()
+    proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    exe = ensure_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_the_codec_id_is_the_registrys() -> None:
+    assert registry.video_codec("field").codec_id == CODEC_ID
+    js = (ROOT / "dappled" / "stream" / "web" / "fieldv.js").read_text()
+    assert f"export const FIELDV_CODEC_ID = {CODEC_ID};" in js
+
+
+def _open(browser, server: str, name: str, query: str = ""):
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{server}/player?src=/files/{name}{query}")
+    page.wait_for_function("window.dappled && (window.dappled.state.ended || window.dappled.state.error)",
+                           timeout=120_000)
+    return page, errors
+
+
+def _capture(page, i: int, shape: tuple[int, ...]) -> np.ndarray:
+    rgb = base64.b64decode(page.evaluate(f"window.dappled.captureFrame({i})"))
+    return np.frombuffer(rgb, np.uint8).reshape(shape)
+
+
+STREAMS = ["conf.dpl", "two.dpl", "motion.dpl"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", STREAMS)
+def test_browser_player_shows_every_frame_of_the_python_decoder(browser, server: str, stream_dir: Path,
+                                                                name: str) -> None:
+    data = (stream_dir / name).read_bytes()
+    ref = decode_video(data)
+    if name == "motion.dpl":  # the rewritten motion really moves blocks by fractions of a pixel
+        assert not np.array_equal(ref[1], decode_video((stream_dir / "two.dpl").read_bytes())[1])
+    page, errors = _open(browser, server, name)
+    st = page.evaluate("window.dappled.state")
+    assert not errors and st["error"] is None, (errors, st)
+    assert st["ended"] and st["worker"] and st["frameCount"] == len(ref)
+    assert st["shown"] + st["dropped"] == len(ref) and st["decoded"] >= len(ref)
+    assert st["firstFrameMs"] > 0 and st["synthMs"] > 0
+    assert page.inner_text("#counter") == f"frame {len(ref)} / {len(ref)}"
+    for i, r in enumerate(ref):
+        assert np.array_equal(_capture(page, i, r.shape), r), (name, i)  # tolerance 0
+    # the canvas shows the last captured frame
+    shown = page.evaluate("""() => { const c = document.getElementById('screen');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }""")
+    rgba = np.array(shown, np.uint8).reshape(*ref[-1].shape[:2], 4)
+    assert np.array_equal(rgba[..., :3], ref[-1])
+    page.close()
+
+
+@pytest.mark.slow
+def test_seeking_restarts_from_the_intra_frame_before(browser, server: str, stream_dir: Path) -> None:
+    data = (stream_dir / "two.dpl").read_bytes()
+    assert [p.keyframe for p in _frames(data)] == [True, False, False, True, False]
+    ref = decode_video(data)
+    for query in ("", "&worker=0"):  # in the worker, and in the page
+        page, errors = _open(browser, server, "two.dpl", query)
+        assert page.evaluate("window.dappled.state.worker") == (query == "")
+        for i in (4, 1, 3, 2, 0, 4):  # backwards, into the other group, and forwards again
+            assert np.array_equal(_capture(page, i, ref[i].shape), ref[i]), (query, i)
+        page.evaluate("window.dappled.seek(3); window.dappled.state.playing = true")
+        page.wait_for_function("window.dappled.state.ended", timeout=60_000)
+        st = page.evaluate("window.dappled.state")
+        assert st["frame"] == 4 and st["error"] is None and not errors
+        page.close()
+
+
+@pytest.mark.slow
+def test_browser_motion_compensation_equals_pythons(browser, server: str) -> None:
+    page = browser.new_page()
+    page.goto(f"{server}/player")
+    rng = np.random.default_rng(7)
+    for w, h, block in ((53, 37, 8), (48, 32, 16), (17, 9, 8)):
+        prev = rng.integers(0, 256, (h, w, 3)).astype(np.uint8)
+        vecs = rng.integers(-4 * w, 4 * w + 1, (5, 2)).astype(np.int64)
+        vecs[1] = (3, -1)  # fractional in both directions
+        labels = rng.integers(0, 5, (-(-h // block), -(-w // block))).astype(np.int64)
+        m = Motion(block, vecs, labels)
+        ref = compensate(prev, m)
+        got = page.evaluate("""async ([prev, w, h, m]) => {
+            const v = await import('/web/fieldv.js');
+            const motion = { block: m.block, vx: Int32Array.from(m.vx), vy: Int32Array.from(m.vy),
+                             labels: Int32Array.from(m.labels), rows: m.rows, cols: m.cols };
+            return Array.from(v.compensate(Uint8Array.from(prev), motion, w, h));
+        }""", [prev.ravel().tolist(), w, h, {
+            "block": block, "vx": vecs[:, 0].tolist(), "vy": vecs[:, 1].tolist(),
+            "labels": labels.ravel().tolist(), "rows": labels.shape[0], "cols": labels.shape[1]}])
+        assert np.array_equal(np.array(got, np.uint8).reshape(ref.shape), ref), (w, h, block)
+        assert not np.array_equal(ref, prev)
+    page.close()
+
+
+@pytest.mark.slow
+def test_browser_and_python_agree_on_corrupted_predicted_frames(browser, server: str,
+                                                                stream_dir: Path) -> None:
+    """Byte flips in the latents-only predicted frame (fieldv.js called directly, CRC bypassed):
+    where Python's apply_frame refuses, fieldv.js throws a BitstreamError; where it decodes, the
+    pixels are the same."""
+    from dappled.codec.field.video.decoder import apply_frame
+    from dappled.errors import BitstreamError
+
+    data = (stream_dir / "two.dpl").read_bytes()
+    frames = _frames(data)
+    state = None
+    for p in frames[:2]:
+        state = apply_frame(p.payload, state, 48, 32)
+    good = frames[2].payload
+    rng = np.random.default_rng(11)
+    page = browser.new_page()
+    page.goto(f"{server}/player")
+    prefix = [base64.b64encode(p.payload).decode() for p in frames[:2]]
+    outcomes = {"refused": 0, "decoded": 0}
+    for _ in range(30):
+        bad = bytearray(good)
+        for pos in rng.integers(0, len(bad), int(rng.integers(1, 3))):
+            bad[pos] ^= int(rng.integers(1, 256))
+        try:
+            ref = apply_frame(bytes(bad), state, 48, 32).frame
+        except BitstreamError:
+            ref = None
+        got = page.evaluate("""async ([prefix, b64]) => {
+            const f = await import('/web/field.js');
+            const v = await import('/web/fieldv.js');
+            const tb = await f.loadTables();
+            const bytes = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+            let st = null;
+            for (const p of prefix) st = v.applyFrame(bytes(p), st, 48, 32, tb);
+            try { return { rgb: Array.from(v.applyFrame(bytes(b64), st, 48, 32, tb).frame) }; }
+            catch (e) { return { error: e.name + ': ' + e.message }; }
+        }""", [prefix, base64.b64encode(bytes(bad)).decode()])
+        if ref is None:
+            assert "error" in got and got["error"].split(":")[0] in ("BitstreamError", "TruncatedError"), got
+            outcomes["refused"] += 1
+        else:
+            assert "rgb" in got, got
+            assert np.array_equal(np.array(got["rgb"], np.uint8).reshape(ref.shape), ref)
+            outcomes["decoded"] += 1
+    assert outcomes["refused"] > 0 and outcomes["decoded"] > 0, outcomes  # both paths taken
+    page.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "needle"), [("crc.dpl", "CRC"),
+                                              ("version.dpl", "unsupported field video payload version 9"),
+                                              ("cut.dpl", "ends")])
+def test_browser_player_reports_a_corrupted_field_video(browser, server: str, name: str, needle: str) -> None:
+    page, errors = _open(browser, server, name)
+    page.wait_for_function("window.dappled.state.error && window.dappled.state.downloaded", timeout=60_000)
+    st = page.evaluate("window.dappled.state")
+    assert not errors
+    assert needle in st["error"] and name in st["error"], st["error"]
+    assert needle in page.inner_text("#message")
+    assert not st["ended"] and st["shown"] <= 2
+    page.close()
+
+
+@pytest.mark.slow
+def test_browser_webgl_synthesis_of_a_field_video(browser, server: str, stream_dir: Path) -> None:
+    """float32 shader passes: within +-1 per frame, and a predicted frame starts from the
+    previous one, so frame n of a group is within n + 1 of the Python decoder's."""
+    data = (stream_dir / "motion.dpl").read_bytes()
+    ref = decode_video(data)
+    page, errors = _open(browser, server, "motion.dpl", "&synth=gl")
+    st = page.evaluate("window.dappled.state")
+    assert not errors and st["error"] is None and st["ended"], (errors, st)
+    assert st["synth"] == "gl" and st["note"] is None
+    keys = [p.keyframe for p in _frames(data)]
+    pos = 0
+    for i, r in enumerate(ref):
+        pos = 0 if keys[i] else pos + 1
+        got = _capture(page, i, r.shape)
+        assert np.abs(got.astype(np.int64) - r).max() <= pos + 1, i
+    page.close()
+
