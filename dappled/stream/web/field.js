@@ -370,7 +370,6 @@ export function synthesize(p, latents, width, height, base = null) {
   // full size: up2(acc_1) + level 0 mix, ReLU layer, RGB layer
   const N = width * height;
   const rgb = new Float64Array(3 * N);
-  const hid = new Float64Array(S);
   const st0 = step(0, p.shift, p.ladder);
   const q0 = latents[0];
   const wa0 = new Float64Array(S);
@@ -381,27 +380,34 @@ export function synthesize(p, latents, width, height, base = null) {
     cm[x] = Math.min(j, aw - 1);
     cp[x] = x % 2 === 0 ? Math.max(j - 1, 0) : Math.min(j + 1, aw - 1);
   }
+  // row by row, a channel at a time (the same operations in the same order as per pixel: the
+  // vertical taps of a row are computed once for all its pixels)
   const plane = ah * aw;
+  const vr = new Float64Array(aw), hrow = new Float64Array(S * width), trow = new Float64Array(width);
   for (let y = 0; y < height; y++) {
     const k = y >> 1;
     const ym = Math.min(k, ah - 1), yp = y % 2 === 0 ? Math.max(k - 1, 0) : Math.min(k + 1, ah - 1);
-    for (let x = 0; x < width; x++) {
-      const qv = q0[y * width + x] * st0;
-      const xm = cm[x], xq = cp[x];
+    const qrow = y * width;
+    for (let s = 0; s < S; s++) {
+      const r1 = s * plane + ym * aw, r2 = s * plane + yp * aw;
+      for (let j = 0; j < aw; j++) vr[j] = acc[r1 + j] * 0.75 + acc[r2 + j] * 0.25;
+      const w0 = wa0[s], b0 = ba[s], ho = s * width;
+      for (let x = 0; x < width; x++) {
+        let v = vr[cm[x]] * 0.75 + vr[cp[x]] * 0.25 + w0 * (q0[qrow + x] * st0);
+        v = Math.floor(v * accS + 0.5) * (1 / accS);
+        v = v > ACC_LIMIT ? ACC_LIMIT : v < -ACC_LIMIT ? -ACC_LIMIT : v;
+        v = Math.floor((v + b0) * actS + 0.5) * (1 / actS);
+        hrow[ho + x] = v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0;
+      }
+    }
+    for (let c = 0; c < 3; c++) {
+      trow.fill(bb[c]);
       for (let s = 0; s < S; s++) {
-        const base = s * plane, r1 = base + ym * aw, r2 = base + yp * aw;
-        const a = acc[r1 + xm] * 0.75 + acc[r2 + xm] * 0.25;
-        const b = acc[r1 + xq] * 0.75 + acc[r2 + xq] * 0.25;
-        let v = rnd(a * 0.75 + b * 0.25 + wa0[s] * qv, accS, ACC_LIMIT);
-        v = rnd(v + ba[s], actS, ACT_LIMIT);
-        hid[s] = v > 0 ? v : 0;
+        const w = wb[c * S + s], ho = s * width;
+        for (let x = 0; x < width; x++) trow[x] += w * hrow[ho + x];
       }
-      const o = y * width + x;
-      for (let c = 0; c < 3; c++) {
-        let t = bb[c];
-        for (let s = 0; s < S; s++) t += wb[c * S + s] * hid[s];
-        rgb[c * N + o] = rnd(t, actS, ACT_LIMIT);
-      }
+      const o = c * N + qrow;
+      for (let x = 0; x < width; x++) rgb[o + x] = rnd(trow[x], actS, ACT_LIMIT);
     }
   }
   let res = null;
