@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("stream", type=Path)
     ap.add_argument("--modes", default="js,gl,page")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--repeat", type=int, default=1, help="plays per mode")
     args = ap.parse_args()
     data = args.stream.read_bytes()
     c = unpack(data, registry.ids())
@@ -67,7 +68,7 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=ensure_chromium(), args=CHROMIUM_ARGS)
             version = browser.version
-            for mode in args.modes.split(","):
+            for mode in [m for _ in range(args.repeat) for m in args.modes.split(",")]:
                 page = browser.new_page()
                 t0 = time.perf_counter()
                 page.goto(f"{server}/player?src=/files/{args.stream.name}{MODES[mode]}")
@@ -91,17 +92,19 @@ def main() -> None:
                         raise SystemExit(f"{mode}: frame {i} differs by {diff} from the Python decoder's")
                 res = {k: st[k] for k in ("synth", "worker", "frameCount", "fps", "decoded", "shown",
                                           "dropped", "stalls", "decodeStalls", "measuredFps", "playFps",
-                                          "firstFrameMs", "decodeMs", "note")}
+                                          "firstFrameMs", "decodeMs", "decoderReadyMs", "firstDecodeMs",
+                                          "note")}
                 res["decode_ms_per_frame"] = st["decodeMs"] / max(1, st["decoded"])
                 res["decoder_fps"] = 1000 / res["decode_ms_per_frame"]
                 res["goto_to_first_frame_ms"] = goto_first_ms
                 res["max_diff"] = worst
                 res["load"] = load
-                results[mode] = res
+                results.setdefault(mode, []).append(res)
                 print(f"{mode}: shown {st['shown']}/{st['frameCount']}, dropped {st['dropped']}, "
                       f"stalls {st['stalls']} ({st['decodeStalls']} on the decoder), page rate "
                       f"{st['measuredFps']:.2f} fps (whole play {st['playFps']:.2f}), first frame "
-                      f"{st['firstFrameMs']:.0f} ms ({goto_first_ms:.0f} from goto), decode "
+                      f"{st['firstFrameMs']:.0f} ms ({goto_first_ms:.0f} from goto; decoder ready at "
+                      f"{st['decoderReadyMs']:.0f}), decode "
                       f"{res['decode_ms_per_frame']:.0f} ms/frame ({res['decoder_fps']:.2f} fps), "
                       f"max difference {worst} (load {load})")
                 page.close()

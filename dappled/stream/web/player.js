@@ -58,6 +58,7 @@ class WorkerFrames {
     const pl = this.player, s = pl.state;
     if (m.type === "ready") {
       this.loaded = true;
+      s.decoderReadyMs = performance.now() - pl.t0;
       s.synth = m.synth;
       if (m.note) { s.note = m.note; pl.ui.message.textContent = m.note; }
       return;
@@ -65,6 +66,7 @@ class WorkerFrames {
     if (m.gen !== this.gen && m.gen !== -1) return; // from a run the page has given up
     if (m.type === "frame") {
       this.ready.set(m.i, { rgb: m.rgb, latentMs: m.latentMs, synthMs: m.synthMs });
+      if (s.firstDecodeMs === null) s.firstDecodeMs = m.decodeMs;
       this.expect = m.i + 1;
       s.decoded++;
       s.decodeMs += m.decodeMs;
@@ -135,7 +137,7 @@ class WebPlayer {
     this.instances = null;
     this.state = {
       src, width: 0, height: 0, frameCount: 0, fps: 0, bytes: 0, downloaded: false, playing: true,
-      frame: -1, shown: 0, dropped: 0, decoded: 0, stalls: 0, decodeStalls: 0, worker: false, measuredFps: 0, ended: false, error: null,
+      frame: -1, shown: 0, dropped: 0, decoded: 0, stalls: 0, decodeStalls: 0, worker: false, decoderReadyMs: null, firstDecodeMs: null, measuredFps: 0, ended: false, error: null,
       firstFrameMs: null, renderFormat: null, latentMs: null, synthMs: null, synth: null, note: null, playFps: 0, droppedAt: [], decodeMs: 0, drawMs: 0, ticks: 0, tickMs: 0,
     };
     this.t0 = performance.now();
@@ -221,7 +223,7 @@ class WebPlayer {
             this.ui.message.textContent = this.state.note;
           }
         }
-        loadTables().then((tb) => { this.decoder = new FieldVideoDecoder(header, tb, gl); })
+        loadTables().then((tb) => { this.decoder = new FieldVideoDecoder(header, tb, gl); this.state.decoderReadyMs = performance.now() - this.t0; })
           .catch((e) => { this.fail(`${this.src}: ${e.message}`); this.state.playing = false; });
         this.state.worker = false;
       }
@@ -276,6 +278,7 @@ class WebPlayer {
     const t = performance.now();
     const st = this.decoder.decode(this.frames[i]);
     this.state.decodeMs += performance.now() - t;
+    if (this.state.firstDecodeMs === null) this.state.firstDecodeMs = performance.now() - t;
     if (this.field) { this.state.latentMs = st.latentMs; this.state.synthMs = st.synthMs; }
     this.state.decoded++;
     return st;
