@@ -96,6 +96,8 @@ def main() -> None:
                                           "note")}
                 res["decode_ms_per_frame"] = st["decodeMs"] / max(1, st["decoded"])
                 res["decoder_fps"] = 1000 / res["decode_ms_per_frame"]
+                res["latent_ms_per_frame"] = st["latentMsSum"] / max(1, st["decoded"])
+                res["synth_ms_per_frame"] = st["synthMsSum"] / max(1, st["decoded"])
                 res["goto_to_first_frame_ms"] = goto_first_ms
                 res["max_diff"] = worst
                 res["load"] = load
@@ -105,7 +107,8 @@ def main() -> None:
                       f"{st['measuredFps']:.2f} fps (whole play {st['playFps']:.2f}), first frame "
                       f"{st['firstFrameMs']:.0f} ms ({goto_first_ms:.0f} from goto; decoder ready at "
                       f"{st['decoderReadyMs']:.0f}), decode "
-                      f"{res['decode_ms_per_frame']:.0f} ms/frame ({res['decoder_fps']:.2f} fps), "
+                      f"{res['decode_ms_per_frame']:.0f} ms/frame ({res['decoder_fps']:.2f} fps; ARM+rANS "
+                      f"{res['latent_ms_per_frame']:.0f}, synthesis {res['synth_ms_per_frame']:.0f}), "
                       f"max difference {worst} (load {load})")
                 page.close()
             browser.close()

@@ -72,6 +72,8 @@ class WorkerFrames {
       s.decodeMs += m.decodeMs;
       s.latentMs = m.latentMs;
       s.synthMs = m.synthMs;
+      s.latentMsSum += m.latentMs;
+      s.synthMsSum += m.synthMs;
     } else if (m.type === "error") {
       const where = m.i >= 0 ? `at frame ${m.i}` : "before the first frame";
       this.error = `stream breaks ${where}: ${m.message}`;
@@ -137,7 +139,7 @@ class WebPlayer {
     this.instances = null;
     this.state = {
       src, width: 0, height: 0, frameCount: 0, fps: 0, bytes: 0, downloaded: false, playing: true,
-      frame: -1, shown: 0, dropped: 0, decoded: 0, stalls: 0, decodeStalls: 0, worker: false, decoderReadyMs: null, firstDecodeMs: null, measuredFps: 0, ended: false, error: null,
+      frame: -1, shown: 0, dropped: 0, decoded: 0, stalls: 0, decodeStalls: 0, worker: false, decoderReadyMs: null, firstDecodeMs: null, latentMsSum: 0, synthMsSum: 0, measuredFps: 0, ended: false, error: null,
       firstFrameMs: null, renderFormat: null, latentMs: null, synthMs: null, synth: null, note: null, playFps: 0, droppedAt: [], decodeMs: 0, drawMs: 0, ticks: 0, tickMs: 0,
     };
     this.t0 = performance.now();
@@ -279,7 +281,10 @@ class WebPlayer {
     const st = this.decoder.decode(this.frames[i]);
     this.state.decodeMs += performance.now() - t;
     if (this.state.firstDecodeMs === null) this.state.firstDecodeMs = performance.now() - t;
-    if (this.field) { this.state.latentMs = st.latentMs; this.state.synthMs = st.synthMs; }
+    if (this.field) {
+      this.state.latentMs = st.latentMs; this.state.synthMs = st.synthMs;
+      this.state.latentMsSum += st.latentMs; this.state.synthMsSum += st.synthMs;
+    }
     this.state.decoded++;
     return st;
   }
