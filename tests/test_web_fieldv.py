@@ -153,9 +153,12 @@ def test_browser_player_shows_every_frame_of_the_python_decoder(browser, server:
     st = page.evaluate("window.dappled.state")
     assert not errors and st["error"] is None, (errors, st)
     assert st["ended"] and st["worker"] and st["frameCount"] == len(ref)
-    assert st["shown"] + st["dropped"] == len(ref) and st["decoded"] >= len(ref)
+    assert st["threads"] == page.evaluate("navigator.hardwareConcurrency")  # one helper per core
+    # every frame decoded and shown, or dropped when a display tick came late (a loaded machine)
+    assert st["shown"] + st["dropped"] == len(ref) and st["decoded"] >= len(ref), st
+    assert st["shown"] >= 1 and len(st["droppedAt"]) == st["dropped"], st
     assert st["firstFrameMs"] > 0 and st["synthMs"] > 0
-    assert page.inner_text("#counter") == f"frame {len(ref)} / {len(ref)}"
+    assert page.inner_text("#counter") == f"frame {st['frame'] + 1} / {len(ref)}"
     for i, r in enumerate(ref):
         assert np.array_equal(_capture(page, i, r.shape), r), (name, i)  # tolerance 0
     # the canvas shows the last captured frame
@@ -171,9 +174,11 @@ def test_seeking_restarts_from_the_intra_frame_before(browser, server: str, stre
     data = (stream_dir / "two.dpl").read_bytes()
     assert [p.keyframe for p in _frames(data)] == [True, False, False, True, False]
     ref = decode_video(data)
-    for query in ("", "&worker=0"):  # in the worker, and in the page
+    # a sequencer worker over 3 helpers, the worker alone, and the page's own thread
+    for query, threads in (("&threads=3", 3), ("&threads=1", 1), ("&worker=0", 1)):
         page, errors = _open(browser, server, "two.dpl", query)
-        assert page.evaluate("window.dappled.state.worker") == (query == "")
+        st = page.evaluate("window.dappled.state")
+        assert st["worker"] == (query != "&worker=0") and st["threads"] == threads, st
         for i in (4, 1, 3, 2, 0, 4):  # backwards, into the other group, and forwards again
             assert np.array_equal(_capture(page, i, ref[i].shape), ref[i]), (query, i)
         page.evaluate("window.dappled.seek(3); window.dappled.state.playing = true")
@@ -268,7 +273,8 @@ def test_browser_player_reports_a_corrupted_field_video(browser, server: str, na
     assert not errors
     assert needle in st["error"] and name in st["error"], st["error"]
     assert needle in page.inner_text("#message")
-    assert not st["ended"] and st["shown"] <= 2
+    good = {"crc.dpl": 1, "version.dpl": 1, "cut.dpl": 2}[name]  # frames before the break
+    assert st["shown"] <= good and st["frame"] < good and st["decoded"] <= good, st
     page.close()
 
 

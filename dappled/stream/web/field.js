@@ -362,6 +362,22 @@ export const levelStep = step;
 // dappled.models.field.synthesis.synthesize (numba path): RGB bytes, (H, W, 3) order. base: a
 // video's prediction (Uint8Array, H x W x 3) or null; a pixel is then clip(base + round(255 v)).
 export function synthesize(p, latents, width, height, base = null) {
+  return addClip(synthesizeRounded(p, latents, width, height), base);
+}
+
+// clip(base + r, 0, 255) as RGB bytes (base null: clip(r))
+export function addClip(r, base = null) {
+  const out = new Uint8Array(r.length);
+  for (let i = 0; i < r.length; i++) {
+    const q = base ? r[i] + base[i] : r[i];
+    out[i] = q < 0 ? 0 : q > 255 ? 255 : q;
+  }
+  return out;
+}
+
+// The synthesis output before the clip: round(255 v) per channel (Int32Array, (H, W, 3) order).
+// A field video's residual is this, added to a prediction that may be another thread's.
+export function synthesizeRounded(p, latents, width, height) {
   const { gs, arch } = p;
   const S = arch.synthHidden, R = arch.resHidden, G = gs.length;
   const [wa, ba, wb, bb, ka, kba, kb, kbb] = p.synth.map(values);
@@ -415,14 +431,12 @@ export function synthesize(p, latents, width, height, base = null) {
     const t = conv3x3(rgb, 3, ka, kba, R, width, height, true);
     res = conv3x3(t, R, kb, kbb, 3, width, height, false);
   }
-  const out = new Uint8Array(3 * N);
+  const out = new Int32Array(3 * N);
   for (let i = 0; i < N; i++) {
     for (let c = 0; c < 3; c++) {
       let v = rgb[c * N + i];
       if (res) v = rnd(v + res[c * N + i], actS, ACT_LIMIT);
-      let q = Math.floor(v * 255 + 0.5);
-      if (base) q += base[3 * i + c];
-      out[3 * i + c] = q < 0 ? 0 : q > 255 ? 255 : q;
+      out[3 * i + c] = Math.floor(v * 255 + 0.5);
     }
   }
   return out;

@@ -12,7 +12,7 @@
 // through a group, since every predicted frame starts from the previous one.
 
 import { BitstreamError, decodeSymbols, require, unpackChunks } from "./dpl.js";
-import { decodeLatents, fieldGrids, parseLatents, parsePayload, synthesize } from "./field.js";
+import { addClip, decodeLatents, fieldGrids, parseLatents, parsePayload, synthesizeRounded } from "./field.js";
 
 export const FIELDV_CODEC_ID = 6;
 const PAYLOAD_VERSION = 1;
@@ -87,38 +87,68 @@ export function compensate(prev, m, width, height) {
   return out;
 }
 
+// A frame payload's chunks and VHED fields: { chunks, type, nEsc }
+export function frameHead(payload) {
+  const chunks = unpackChunks(payload);
+  const [vhed] = require(chunks, "VHED");
+  const [type, nEsc] = parseVhed(vhed);
+  return { chunks, type, nEsc };
+}
+
+// The prediction of a predicted frame from the state ({ frame, net } or null): the checks that
+// need the state, then the motion, compensated. null for an intra frame.
+export function predict(head, state, width, height) {
+  if (head.type === FRAME_I) return null;
+  if (!state) throw new BitstreamError("predicted frame without a preceding intra frame");
+  const motion = parseMotion(require(head.chunks, "MOTN")[0], width, height);
+  const pred = compensate(state.frame, motion, width, height);
+  if (head.type === FRAME_P && !state.net) throw new BitstreamError("predicted frame without its group's networks");
+  return pred;
+}
+
+// The part of a frame that needs no earlier frame's pixels: its field payload (or, type 2, its
+// latents under the group's networks `net`, a parsed field payload) decoded and synthesised:
+// { p (the parsed payload), rounded (round(255 v), Int32Array), latentMs, synthMs }. gl: the
+// WebGL2 synthesis (then `pixels` is the clipped frame, given the prediction `pred`).
+export function residualOf(head, net, width, height, tb, gl = null, pred = null) {
+  const t0 = performance.now();
+  const { chunks, type, nEsc } = head;
+  let p;
+  if (type === FRAME_I) {
+    if (nEsc) throw new BitstreamError("escape count on an intra frame");
+    p = parsePayload(require(chunks, "FLD ")[0], width, height);
+  } else if (type === FRAME_P_NET) {
+    if (nEsc) throw new BitstreamError("escape count outside the field payload");
+    p = parsePayload(require(chunks, "FLD ")[0], width, height);
+  } else {
+    if (!net) throw new BitstreamError("predicted frame without its group's networks");
+    let nLat = 0;
+    for (const g of fieldGrids(height, width)) nLat += g.height * g.width;
+    p = { ...net, ...parseLatents(chunks, nLat, nEsc) };
+  }
+  const latents = decodeLatents(p, tb);
+  const t1 = performance.now();
+  const out = gl ? { pixels: gl.run(p, latents, width, height, pred) } : { rounded: synthesizeRounded(p, latents, width, height) };
+  return { p, ...out, latentMs: t1 - t0, synthMs: performance.now() - t1 };
+}
+
+// The networks a frame leaves for the group's later frames (null after an intra frame)
+export function groupNet(type, p, state) {
+  if (type === FRAME_I) return null;
+  if (type === FRAME_P_NET) return { ...p, words: null, excess: null };
+  return state.net;
+}
+
 // dappled.codec.field.video.decoder.apply_frame: one frame payload against the previous state
 // ({ frame, net } or null) -> { frame (RGB bytes), net, type, latentMs, synthMs }. gl: a
 // FieldSynthGL for the WebGL2 synthesis (within +-1 a frame), else the exact JavaScript one.
 export function applyFrame(payload, state, width, height, tb, gl = null) {
   if (width * height > MAX_PIXELS) throw new BitstreamError(`field streams are limited to ${MAX_PIXELS} pixels, got ${width}x${height}`);
-  const t0 = performance.now();
-  const chunks = unpackChunks(payload);
-  const [vhed] = require(chunks, "VHED");
-  const [ftype, nEsc] = parseVhed(vhed);
-  let p, pred = null;
-  if (ftype === FRAME_I) {
-    if (nEsc) throw new BitstreamError("escape count on an intra frame");
-    p = parsePayload(require(chunks, "FLD ")[0], width, height);
-  } else {
-    if (!state) throw new BitstreamError("predicted frame without a preceding intra frame");
-    const motion = parseMotion(require(chunks, "MOTN")[0], width, height);
-    pred = compensate(state.frame, motion, width, height);
-    if (ftype === FRAME_P_NET) {
-      if (nEsc) throw new BitstreamError("escape count outside the field payload");
-      p = parsePayload(require(chunks, "FLD ")[0], width, height);
-    } else {
-      if (!state.net) throw new BitstreamError("predicted frame without its group's networks");
-      let nLat = 0;
-      for (const g of fieldGrids(height, width)) nLat += g.height * g.width;
-      p = { ...state.net, ...parseLatents(chunks, nLat, nEsc) };
-    }
-  }
-  const latents = decodeLatents(p, tb);
-  const t1 = performance.now();
-  const frame = gl ? gl.run(p, latents, width, height, pred) : synthesize(p, latents, width, height, pred);
-  const net = ftype === FRAME_I ? null : { ...p, words: null, excess: null };
-  return { frame, net, type: ftype, latentMs: t1 - t0, synthMs: performance.now() - t1 };
+  const head = frameHead(payload);
+  const pred = predict(head, state, width, height);
+  const r = residualOf(head, state ? state.net : null, width, height, tb, gl, pred);
+  const frame = r.pixels || addClip(r.rounded, pred);
+  return { frame, net: groupNet(head.type, r.p, state), type: head.type, latentMs: r.latentMs, synthMs: r.synthMs };
 }
 
 // The player's decoder for field video streams: packets one at a time, from any intra frame.

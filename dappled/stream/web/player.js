@@ -51,7 +51,11 @@ class WorkerFrames {
     this.worker.onmessage = (e) => this.onMessage(e.data);
     this.worker.onerror = (e) => { e.preventDefault(); this.onMessage({ type: "error", gen: this.gen, i: -1, message: `the decoder worker failed (${e.message || "cannot load it"})` }); };
     const { width, height, codecId, frameCount, fpsNum, fpsDen } = header;
-    this.worker.postMessage({ type: "init", header: { width, height, codecId, frameCount, fpsNum, fpsDen }, synth });
+    // ?threads=N: helper workers decoding frames at once (default: one per core; 1: none)
+    const asked = Number(params.get("threads"));
+    const threads = asked >= 1 ? asked : navigator.hardwareConcurrency || 1;
+    this.ahead = DECODE_AHEAD;
+    this.worker.postMessage({ type: "init", header: { width, height, codecId, frameCount, fpsNum, fpsDen }, synth, threads });
   }
   send(p) { this.worker.postMessage({ type: "packet", frame: p.frame, keyframe: p.keyframe, payload: p.payload }); }
   onMessage(m) {
@@ -59,6 +63,8 @@ class WorkerFrames {
     if (m.type === "ready") {
       this.loaded = true;
       s.decoderReadyMs = performance.now() - pl.t0;
+      s.threads = m.threads;
+      this.ahead = Math.max(DECODE_AHEAD, 2 * m.threads);
       s.synth = m.synth;
       if (m.note) { s.note = m.note; pl.ui.message.textContent = m.note; }
       return;
@@ -95,14 +101,14 @@ class WorkerFrames {
     if (k < 0) throw new BitstreamError(`no intra frame at or before frame ${i}`);
     // restart when the current run has passed i, or an intra frame after its position is nearer
     if (this.expect < 0 || i < this.expect || k > this.expect) this.restart(k, i);
-    else this.raise(i + DECODE_AHEAD);
+    else this.raise(i + this.ahead);
     return null;
   }
   restart(k, i) {
     this.gen++;
     this.ready.clear();
     this.expect = k;
-    this.limit = i + DECODE_AHEAD;
+    this.limit = i + this.ahead;
     this.worker.postMessage({ type: "start", gen: this.gen, from: k, limit: this.limit });
   }
   raise(limit) {
@@ -113,7 +119,7 @@ class WorkerFrames {
   // frame i is on screen: forget it and those before, let the worker go further
   done(i) {
     for (const k of this.ready.keys()) if (k <= i) this.ready.delete(k);
-    this.raise(i + 1 + DECODE_AHEAD);
+    this.raise(i + 1 + this.ahead);
   }
   reset() { this.ready.clear(); this.expect = -1; this.gen++; }
   // a promise of frame i (for captureFrame)
@@ -139,7 +145,7 @@ class WebPlayer {
     this.instances = null;
     this.state = {
       src, width: 0, height: 0, frameCount: 0, fps: 0, bytes: 0, downloaded: false, playing: true,
-      frame: -1, shown: 0, dropped: 0, decoded: 0, stalls: 0, decodeStalls: 0, worker: false, decoderReadyMs: null, firstDecodeMs: null, latentMsSum: 0, synthMsSum: 0, measuredFps: 0, ended: false, error: null,
+      frame: -1, shown: 0, dropped: 0, decoded: 0, stalls: 0, decodeStalls: 0, worker: false, threads: 1, decoderReadyMs: null, firstDecodeMs: null, latentMsSum: 0, synthMsSum: 0, measuredFps: 0, ended: false, error: null,
       firstFrameMs: null, renderFormat: null, latentMs: null, synthMs: null, synth: null, note: null, playFps: 0, droppedAt: [], decodeMs: 0, drawMs: 0, ticks: 0, tickMs: 0,
     };
     this.t0 = performance.now();
