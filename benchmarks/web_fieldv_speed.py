@@ -4,9 +4,11 @@ headless Chromium, served by `dappled serve`, and the size of the browser decode
     PYTHONPATH=. .venv/bin/python benchmarks/web_fieldv_speed.py runs/issue19/bikes-fieldv.dpl \
         --json runs/issue19/web_fieldv.json
 
-Plays the stream in the player page once per mode: `js` (decoded in the Web Worker, exact
-JavaScript synthesis: the default), `gl` (worker, WebGL2 synthesis: `?synth=gl`) and `page` (the
-same exact decoder on the page's own thread: `?worker=0`). For each: frames decoded, shown and
+Plays the stream in the player page once per mode (--repeat: more plays): `js` (the default:
+the decoder worker, exact JavaScript synthesis, over a helper worker per core but one; on a
+2-core machine none: the worker decodes alone), `js2` (two helper workers: `?threads=2`), `gl`
+(the worker with the WebGL2 synthesis: `?synth=gl`) and `page` (the exact decoder on the page's
+own thread: `?worker=0`). For each: frames decoded, shown and
 dropped, stalls (and how many waited for the decoder), the rate on the page (`measuredFps`, the
 last 30 shown frames) and over the whole play (`playFps`), time to first frame (from the player
 script's start, and from `page.goto`), and the decoder's own time per frame (ARM + rANS and
@@ -37,13 +39,13 @@ from dappled.codec.container import unpack
 from dappled.codec.video import decode_video
 
 WEB = Path(__file__).resolve().parents[1] / "dappled" / "stream" / "web"
-MODES = {"js": "", "gl": "&synth=gl", "page": "&worker=0"}
+MODES = {"js": "", "js2": "&threads=2", "gl": "&synth=gl", "page": "&worker=0"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("stream", type=Path)
-    ap.add_argument("--modes", default="js,gl,page")
+    ap.add_argument("--modes", default="js,js2,gl,page")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--repeat", type=int, default=1, help="plays per mode")
     args = ap.parse_args()
@@ -90,7 +92,8 @@ def main() -> None:
                     pos = 0 if keys[i] else pos + 1
                     if diff > (pos + 1 if st["synth"] == "gl" else 0):
                         raise SystemExit(f"{mode}: frame {i} differs by {diff} from the Python decoder's")
-                res = {k: st[k] for k in ("synth", "worker", "frameCount", "fps", "decoded", "shown",
+                res = {k: st[k] for k in ("synth", "worker", "threads", "frameCount", "fps", "decoded",
+                                          "shown",
                                           "dropped", "stalls", "decodeStalls", "measuredFps", "playFps",
                                           "firstFrameMs", "decodeMs", "decoderReadyMs", "firstDecodeMs",
                                           "note")}

@@ -51,9 +51,10 @@ class WorkerFrames {
     this.worker.onmessage = (e) => this.onMessage(e.data);
     this.worker.onerror = (e) => { e.preventDefault(); this.onMessage({ type: "error", gen: this.gen, i: -1, message: `the decoder worker failed (${e.message || "cannot load it"})` }); };
     const { width, height, codecId, frameCount, fpsNum, fpsDen } = header;
-    // ?threads=N: helper workers decoding frames at once (default: one per core; 1: none)
+    // ?threads=N: helper workers decoding frames at once (1: none, the worker decodes alone);
+    // default: one per core but one, left to the page and the compositor
     const asked = Number(params.get("threads"));
-    const threads = asked >= 1 ? asked : navigator.hardwareConcurrency || 1;
+    const threads = asked >= 1 ? asked : Math.max(1, (navigator.hardwareConcurrency || 1) - 1);
     this.ahead = DECODE_AHEAD;
     this.worker.postMessage({ type: "init", header: { width, height, codecId, frameCount, fpsNum, fpsDen }, synth, threads });
   }
