@@ -53,8 +53,8 @@ def main() -> None:
     c = unpack(data, registry.ids())
     keys = [p.keyframe for p in c.frames()]
     ref = decode_video(data)
-    names = ("fieldv.js", "fieldv-worker.js", "field.js", "field-gl.js", "dpl.js", "field-tables.bin.gz",
-             "player.js")
+    names = ("fieldv.js", "fieldv-worker.js", "fieldv-residual-worker.js", "field.js", "field-gl.js",
+             "dpl.js", "field-tables.bin.gz", "player.js")
     sizes = {name: (WEB / name).stat().st_size for name in names}
     proc = subprocess.Popen([*dappled_cmd(), "serve", str(args.stream.parent), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
