@@ -29,6 +29,7 @@ from dappled.codec.chunks import pack_chunks, unpack_chunks
 from dappled.codec.container import Packet, pack, unpack
 from dappled.codec.motion import Motion, compensate
 from dappled.codec.video import decode_video, encode_video
+from dappled.errors import BitstreamError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = ROOT / "tests" / "conformance"
@@ -91,6 +92,11 @@ def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "version.dpl").write_bytes(_replace_payloads(data, {1: pack_chunks(ch)}))
     cut = data.index(frames[2].payload) + 20
     (root / "cut.dpl").write_bytes(data[:cut])  # ends inside frame 2's packet
+    # frame 2 (latents only) declares more escapes than it has latents: refused where its
+    # latents are parsed, in a helper worker when there are helpers
+    ch = unpack_chunks(frames[2].payload)
+    ch["VHED"] = ch["VHED"][:2] + (100000).to_bytes(4, "little")
+    (root / "escapes.dpl").write_bytes(_replace_payloads(data, {2: pack_chunks(ch)}))
     return root
 
 
@@ -221,7 +227,6 @@ def test_browser_and_python_agree_on_corrupted_predicted_frames(browser, server:
     where Python's apply_frame refuses, fieldv.js throws a BitstreamError; where it decodes, the
     pixels are the same."""
     from dappled.codec.field.video.decoder import apply_frame
-    from dappled.errors import BitstreamError
 
     data = (stream_dir / "two.dpl").read_bytes()
     frames = _frames(data)
@@ -264,17 +269,27 @@ def test_browser_and_python_agree_on_corrupted_predicted_frames(browser, server:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "needle"), [("crc.dpl", "CRC"),
-                                              ("version.dpl", "unsupported field video payload version 9"),
-                                              ("cut.dpl", "ends")])
-def test_browser_player_reports_a_corrupted_field_video(browser, server: str, name: str, needle: str) -> None:
-    page, errors = _open(browser, server, name)
+@pytest.mark.parametrize(("name", "needle", "query"), [
+    ("crc.dpl", "CRC", ""),
+    ("version.dpl", "unsupported field video payload version 9", ""),
+    ("version.dpl", "unsupported field video payload version 9", "&threads=3"),
+    ("cut.dpl", "ends", ""),
+    ("escapes.dpl", "more escapes than latents", "&threads=1"),
+    ("escapes.dpl", "more escapes than latents", "&threads=3"),
+    ("escapes.dpl", "more escapes than latents", "&worker=0"),
+])
+def test_browser_player_reports_a_corrupted_field_video(browser, server: str, stream_dir: Path, name: str,
+                                                        needle: str, query: str) -> None:
+    if name == "escapes.dpl":  # the Python decoder refuses it the same way
+        with pytest.raises(BitstreamError, match=needle):
+            decode_video((stream_dir / name).read_bytes())
+    page, errors = _open(browser, server, name, query)
     page.wait_for_function("window.dappled.state.error && window.dappled.state.downloaded", timeout=60_000)
     st = page.evaluate("window.dappled.state")
     assert not errors
     assert needle in st["error"] and name in st["error"], st["error"]
     assert needle in page.inner_text("#message")
-    good = {"crc.dpl": 1, "version.dpl": 1, "cut.dpl": 2}[name]  # frames before the break
+    good = {"crc.dpl": 1, "version.dpl": 1, "cut.dpl": 2, "escapes.dpl": 2}[name]  # frames before the break
     assert st["shown"] <= good and st["frame"] < good and st["decoded"] <= good, st
     page.close()
 
