@@ -18,7 +18,9 @@ from dappled.cli.main import friendly_errors
 @click.option("--start", type=int, default=0, show_default=True,
               help="Start at the intra frame at or before this frame (files and URLs).")
 @click.option("--scale", type=int, default=0, help="Window: integer zoom (0: fit about 1280 px wide).")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Decoder: auto picks the fastest the codec has here (CUDA when a GPU answers, "
+                   "else the CPU one) and the summary names it.")
 @click.option("--checksums", "checksums_path", type=click.Path(dir_okay=False), default=None,
               help="Write 'frame sha256' of every decoded frame (RGB bytes) to this file.")
 @click.option("--verbose", "-v", is_flag=True, help="Print each event (frame shown, dropped, seek).")

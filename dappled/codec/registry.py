@@ -25,6 +25,7 @@ import numpy as np
 from dappled.codec.chunks import unpack_chunks
 from dappled.codec.container import Packet, StreamHeader
 from dappled.codec.defaults import DEFAULT_GOP, DEFAULT_QUALITY
+from dappled.devices import cuda_available
 from dappled.errors import BitstreamError, LimitError, OptionError, UnsupportedError
 
 if TYPE_CHECKING:
@@ -101,12 +102,29 @@ class Codec(ABC):
     """False for a baseline measured outside the container (the PyAV video codecs of
     ``dappled eval --video``): it codes clips with :meth:`code_clip` and writes no stream."""
 
+    decoders: ClassVar[dict[str, str]] = {"cpu": "CPU"}
+    """This codec's decoders by device, and what each one is (`dappled play` picks the fastest
+    present and reports it; see :meth:`pick_decoder`)."""
+
     decode_max_macs: ClassVar[int] = DECODE_MAX_MACS
     """The work a decode of this codec may need (:meth:`check_budget`)."""
 
     comparisons: ClassVar[tuple[tuple[str, str], ...]] = ()
     """(test, anchor) series pairs that ``python -m dappled.eval.compare`` tables by default
     (this codec's ablations, and the baselines it is measured against)."""
+
+    def pick_decoder(self, device: str) -> tuple[str, str]:
+        """(device, description) of the decoder to use: for "auto" the fastest this codec has on
+        this machine (CUDA when it has a CUDA decoder and a GPU answers, else the CPU one); an
+        explicit device this codec or machine lacks is an OptionError."""
+        if device == "auto":
+            device = "cuda" if "cuda" in self.decoders and cuda_available() else "cpu"
+        if device not in self.decoders:
+            have = ", ".join(self.decoders)
+            raise OptionError(f"codec {self.name} has no {device} decoder (it has: {have})")
+        if device == "cuda" and not cuda_available():
+            raise OptionError("--device cuda: no CUDA GPU is available here (torch sees none)")
+        return device, self.decoders[device]
 
     def resolve_quality(self, params: EncodeParams) -> int:
         """The --quality of an encode: the one asked for, else this codec's default."""

@@ -88,6 +88,7 @@ class PlayStats:
     seeks: int = 0
     last_frame: int | None = None  # index of the last good frame decoded
     error: str | None = None
+    decoder: str = ""  # which decoder ran (the codec's, for the device picked)
     checksums: list[tuple[int, str]] = field(default_factory=list)
 
     @property
@@ -102,7 +103,7 @@ class PlayStats:
                 f"{self.frame_count} frames ({self.width}x{self.height}); time to first frame {ttff} "
                 f"(+ {self.startup_ms:.0f} ms decoder start-up); "
                 f"rate {self.achieved_fps:.2f} fps (stream {self.fps:.3f} fps); stalls {self.stalls} "
-                f"({self.stall_seconds:.2f} s)")
+                f"({self.stall_seconds:.2f} s)" + (f"; decoder {self.decoder}" if self.decoder else ""))
 
 
 @dataclass
@@ -218,14 +219,17 @@ class Player:
         """Play to the end (or until quit); returns the figures."""
         reader = self._open()
         h = reader.header
+        device, described = registry.by_id(h.codec_id).pick_decoder(self.device)
+        self.device = device  # the index for seeking decodes nothing, but keeps it consistent
         try:
-            decoder = make_decoder(h, self.device)
+            decoder = make_decoder(h, device)
         except BitstreamError as exc:
             raise type(exc)(f"{self.source.name}: {exc}") from None
         t0 = time.perf_counter()
         decoder.warm_up()  # the codec's start-up (compiled code, weights) off the clock
         t_start = time.perf_counter()
         stats = PlayStats(self.source.name, h.width, h.height, h.frame_count, h.fps)
+        stats.decoder = f"{described} on {device}"
         stats.startup_ms = (t_start - t0) * 1000.0
         if h.fps <= 0:
             raise BitstreamError(f"{self.source.name}: stream has no frame rate")
@@ -327,7 +331,7 @@ class Player:
         return cmd
 
 
-def play(source: Source, *, headless: bool = True, device: str = "cpu", start: int = 0,
+def play(source: Source, *, headless: bool = True, device: str = "auto", start: int = 0,
          scale: int = 0, checksums: bool = False,
          on_event: Callable[[str], None] | None = None) -> PlayStats:
     """Play `source` in a window (pygame) or headless; returns the figures of the run."""
@@ -339,6 +343,6 @@ def play(source: Source, *, headless: bool = True, device: str = "cpu", start: i
         def factory(w: int, h: int, title: str) -> Display:
             return WindowDisplay(w, h, title, scale)
 
-    if device not in ("cpu", "cuda"):
+    if device not in ("auto", "cpu", "cuda"):
         raise InputError(f"unknown device {device!r}")
     return Player(source, factory, device, start, checksums, on_event).play()

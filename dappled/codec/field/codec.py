@@ -31,6 +31,7 @@ class FieldCodec(Codec):
     default_quality = 4
     supports_bpp = True
     video_form = "fieldv"
+    decoders: ClassVar[dict[str, str]] = {"cpu": "numba, integer ARM (CPU)", "cuda": "torch synthesis (CUDA)"}
     fixed_quantizer: ClassVar[bool] = True  # its video form has no --kbps yet: eval sweeps --quality
 
     def video_rates(self, width: int, height: int, fps: float) -> list[float]:

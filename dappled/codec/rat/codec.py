@@ -83,6 +83,8 @@ BUDGET_MACS_PER_PIXEL = round(25 * BUDGET_N**2 * (1 / 64 + 1 / 16 + 1 / 4) + 25 
 class RatCodec(Codec):
     """Learned transform codec with region-adaptive transforms (see module doc)."""
 
+    decoders: ClassVar[dict[str, str]] = {"cpu": "torch (CPU)", "cuda": "torch synthesis (CUDA)"}
+
     decode_max_macs = BUDGET_MACS_PER_PIXEL * MAX_PIXELS
     """Its synthesis is fixed: the work is set by the pixels (MAX_PIXELS), memory is the limit."""
 

@@ -27,6 +27,7 @@ class SplatCodec(Codec):
     default_quality = DEFAULT_QUALITY
     supports_bpp = True
     video_form: ClassVar[str | None] = "splatv"
+    decoders: ClassVar[dict[str, str]] = {"cpu": "numba rasterizer (CPU)", "cuda": "torch rasterizer (CUDA)"}
 
     def test_encode_kwargs(self) -> dict[str, Any]:
         """A short fit: enough for a real stream, a second or so at test sizes."""

@@ -28,6 +28,7 @@ class FieldVideoCodec(Codec):
     default_quality = 4
     label = "field video (ours)"
     video_stream: ClassVar[bool] = True
+    decoders: ClassVar[dict[str, str]] = {"cpu": "numba, integer ARM (CPU)", "cuda": "torch synthesis (CUDA)"}
     fixed_quantizer: ClassVar[bool] = True
 
     def test_encode_kwargs(self) -> dict[str, Any]:

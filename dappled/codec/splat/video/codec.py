@@ -30,6 +30,7 @@ class SplatVideoCodec(Codec):
     supports_bpp = True
     label = "splat video (ours)"
     video_stream: ClassVar[bool] = True
+    decoders: ClassVar[dict[str, str]] = {"cpu": "numba rasterizer (CPU)", "cuda": "torch rasterizer (CUDA)"}
 
     def test_encode_kwargs(self) -> dict[str, Any]:
         """A short intra fit (see Codec.test_encode_kwargs)."""
