@@ -87,3 +87,13 @@ def test_moves_count_in_later_predictions() -> None:
     expected = plain.predict(f1, r) * k ** (-RATE_POWER * RESPONSE[f0])
     assert moved.predict(f1, r * done) == pytest.approx(expected, rel=1e-9)
     assert moved.predict(f1, r * done) < plain.predict(f1, r)
+
+
+def test_short_fits_are_not_steered() -> None:
+    """The steer's calibration does not hold for 200-iteration whole-image fits (it landed 60 %
+    under the target): a fast-effort --bpp encode keeps the predicted lambda."""
+    from dappled.models.field.rate import STEER_MIN_ITERATIONS, steer_for
+
+    assert steer_for(0.25, STEER_MIN_ITERATIONS - 1) is None
+    steer = steer_for(0.25, STEER_MIN_ITERATIONS)
+    assert isinstance(steer, RateSteer) and steer.target == 0.25

@@ -80,7 +80,7 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
 
     from dappled.models.field.fit import FitConfig, fit, image_tensor, rate_cap_for
     from dappled.models.field.quantize import quantize_network
-    from dappled.models.field.rate import RateSteer, predict_lambda
+    from dappled.models.field.rate import predict_lambda, steer_for
 
     effort, complexity, iterations, threads, lam_opt = _options(params.options)
     h, w = image.shape[:2]
@@ -89,7 +89,7 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
     n_it = iterations or iterations_for(effort, h, w)
     steer = None
     if target_bpp is not None and lam_opt is None:  # the steer sees the payload's rate alone
-        steer = RateSteer(max(target_bpp - 8 * IMAGE_CONTAINER_BYTES / (h * w), 0.25 * target_bpp))
+        steer = steer_for(max(target_bpp - 8 * IMAGE_CONTAINER_BYTES / (h * w), 0.25 * target_bpp), n_it)
     lam0 = lam_opt or lam or (predict_lambda(image, target_bpp, n_it) if target_bpp else LAMBDAS[4])
     arch = PRESETS[complexity]
     t0 = time.perf_counter()
