@@ -47,6 +47,9 @@ SLACK_SECONDS = 2.0
 SECONDS_PER_GMAC = 20.0
 """CPU seconds per declared GMAC a decode may take: far slower than any decoder here runs
 (the field synthesis, the slowest per MAC, does ~0.4 GMAC/s on one core of this machine)."""
+REFUSAL_COST = (0.05, 16 << 20)
+"""CPU seconds or peak bytes from which a refused mutant is kept to grow from (a cheap refusal is
+a dead end: its mutants are refused the same way)."""
 FINDINGS = ("error", "hang", "died", "memory", "over-memory", "over-time")
 
 
@@ -56,6 +59,20 @@ FINDINGS = ("error", "hang", "died", "memory", "over-memory", "over-time")
 def _status_kb(key: str) -> int:
     m = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
     return int(m.group(1)) if m else 0
+
+
+def tame_malloc() -> None:
+    """Make glibc give freed memory back (fixed mmap threshold, no trim slack), so that a decode's
+    peak RSS is its own and not hidden in memory an earlier case freed but the heap kept."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD: blocks of 64 KiB and more are mapped and unmapped
+    libc.mallopt(-1, 1 << 16)  # M_TRIM_THRESHOLD
+    libc.malloc_trim(0)
 
 
 def _reset_peak() -> None:
@@ -87,24 +104,32 @@ def _decode(data: bytes) -> str:
 
 
 def declared_budget(data: bytes) -> tuple[int, int] | None:
-    """(MAC, bytes) the stream's decoder declares for it; None when the declaration itself
-    refuses the stream (BitstreamError, LimitError included)."""
+    """(MAC, bytes) the stream's decoder declares for it (a video: for its frames up to the first
+    one the declaration refuses); None when the declaration refuses the stream (or its first
+    frame) outright (BitstreamError, LimitError included)."""
     from dappled.codec import api, registry
-    from dappled.codec.stream import IntraDecoder
     from dappled.errors import BitstreamError
 
     try:
         c = api.parse(data)
         impl = registry.by_id(c.header.codec_id)
-        if c.header.frame_count > 1 and isinstance(impl.make_decoder(c.header), IntraDecoder):
-            # frames decoded alone, each checked alone (IntraDecoder): the work adds up, the
-            # memory is one frame's
-            each = [impl.decode_budget(c.header, [p]) for p in c.frames()]
-            return sum(b.macs for b in each), max((b.bytes for b in each), default=0)
-        b = impl.decode_budget(c.header, c.packets)
+        if c.header.frame_count == 1:
+            b = impl.decode_budget(c.header, c.packets)
+            return b.macs, b.bytes
     except BitstreamError:
         return None
-    return b.macs, b.bytes
+    # a video is decoded frame by frame, each frame checked against its own share of the budget
+    # before it is decoded (IntraDecoder, the splat video decoder): the work of the frames up to
+    # the first one refused adds up, the memory is the costliest frame's
+    each = []
+    for p in c.frames():
+        try:
+            each.append(impl.decode_budget(c.header, [p]))
+        except BitstreamError:
+            break
+    if not each:
+        return None
+    return sum(b.macs for b in each), max(b.bytes for b in each)
 
 
 def measure(data: bytes) -> dict[str, Any]:
@@ -120,6 +145,7 @@ def measure(data: bytes) -> dict[str, Any]:
         res.update(kind="error", msg=f"{type(exc).__name__}: {str(exc)[:200]}",
                    tb=traceback.format_exc()[-1500:], cpu=0.0, wall=0.0, peak=0)
         return res
+    tame_malloc()
     _reset_peak()
     rss0 = _status_kb("VmRSS")
     c0, t0 = time.process_time(), time.perf_counter()
@@ -207,7 +233,10 @@ class Corpus:
         return pool[min(int(rng.expovariate(0.5)), len(pool) - 1)][1]
 
     def add(self, data: bytes, res: dict[str, Any]) -> None:
-        """Keep `data` if it is among the costliest per byte so far."""
+        """Keep `data` if it is among the costliest per byte so far: a decoded stream, or a
+        refused one whose refusal itself was costly (over REFUSAL_COST)."""
+        if res["kind"] != "decoded" and res["cpu"] < REFUSAL_COST[0] and res["peak"] < REFUSAL_COST[1]:
+            return
         for pool, score in ((self.by_time, res["cpu"] / len(data)), (self.by_mem, res["peak"] / len(data))):
             if len(pool) < self.keep or score > pool[-1][0]:
                 pool.append((score, data))

@@ -58,7 +58,8 @@ def test_cost_guided_mutants_decode_or_are_refused_within_their_budget(name: str
     assert sum(tally[name].counts.values()) == CASES
     for res in seen:
         _check(res)
-    assert corpus.by_time and corpus.by_mem  # the corpus grows with what was measured
+    if any(res["kind"] == "decoded" for res in seen):  # the corpus grows with what decoded
+        assert corpus.by_time and corpus.by_mem
 
 
 def test_the_cost_mutants_change_header_and_payload_together() -> None:
