@@ -205,3 +205,55 @@ def test_rat_images_over_the_pixel_cap_are_refused_before_encoding() -> None:
     image = np.zeros((3072, 3072, 3), np.uint8)
     with pytest.raises(InputError, match=r"3072x3072 .padded to 3072x3072. is over the rat codec's limit"):
         api.encode_image(image, "rat")
+
+
+# ---------------------------------------------------------------- splat: the render's row table
+
+
+def _tall_splat_stream(n: int, width: int, height: int) -> bytes:
+    """`n` Gaussians as thin as the quantizer allows across and as tall as it allows (each box a
+    few columns by the whole height): the render's row table holds n x height rows."""
+    import numpy as np
+
+    from dappled.codec.container import KEYFRAME, ColorSpace
+    from dappled.codec.splat.format import pack_gaussians
+    from dappled.models.splat.symbols import LOG_SCALE_MAX, LOG_SCALE_MIN, QuantConfig, QuantizedGaussians
+
+    cfg = QuantConfig()
+    rng = np.random.default_rng(0)
+    scale = 1 << cfg.pos_frac_bits
+    x = rng.integers(0, width, n) * scale + scale // 2
+    y = rng.integers(0, height, n) * scale
+    lo = int(np.floor(LOG_SCALE_MIN / cfg.log_scale_step))
+    hi = int(np.ceil(LOG_SCALE_MAX / cfg.log_scale_step)) - 1
+    full = np.full
+    q = QuantizedGaussians(x, y, full(n, lo), full(n, hi), np.zeros(n, np.int64), np.zeros((n, 3), np.int64))
+    payload = pack_chunks(pack_gaussians(q, cfg, width, height))
+    codec_id = unpack((Path(__file__).parent / "conformance" / "splat.dpl").read_bytes()).header.codec_id
+    return pack(StreamHeader(codec_id, width, height, 1, 0, 1, ColorSpace.RGB),
+                [Packet(PacketType.FRAME, payload, 0, KEYFRAME)])
+
+
+def test_the_splat_budget_holds_the_row_table_of_tall_gaussians() -> None:
+    """5,800 tall Gaussians in 7.7 kB at 64x4096 render with 24 M rows (0.57 GB of row table, 2.9
+    s): within the coverage cap, so they decode, and the budget now says so (it said 8 MB)."""
+    from dappled.codec.splat.decoder import ROW_BYTES
+
+    stream = _tall_splat_stream(5800, 64, 4096)
+    c = unpack(stream)
+    b = registry.by_id(c.header.codec_id).check_budget(c.header, c.packets)
+    assert b.bytes >= ROW_BYTES * 5800 * 4096 > 500e6
+
+
+def test_tall_gaussians_beyond_the_row_cap_are_refused_before_rendering() -> None:
+    """11,600 of them at 128x4096 (14.7 kB): 44.6 M rows, 1.07 GB of row table, which the old
+    decoder allocated (1.24 GB peak RSS against a declared 16 MB); refused before rendering."""
+    stream = _tall_splat_stream(11600, 128, 4096)
+    tracemalloc.start()
+    try:
+        with pytest.raises(LimitError, match=r"boxes span \d+ rows of the 128x4096 image"):
+            api.decode_image(stream)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20, peak
