@@ -77,9 +77,9 @@ BUDGET_N = 64  # the transforms' channels in the shipped models (rat.pt, rat-nor
 BUDGET_MACS_PER_PIXEL = round(25 * BUDGET_N**2 * (1 / 64 + 1 / 16 + 1 / 4) + 25 * 3 * BUDGET_N / 4)
 BUDGET_BYTES_PER_PIXEL = 3 * BUDGET_N + 8
 """Peak memory of the synthesis per padded pixel: three float32 N-channel planes at half scale (a
-layer's input and output and a temporary) and the RGB output. Measured: 193 bytes a pixel more
-per pixel between fresh decodes of 1 and 3.1 Mpixel (370 and 775 MB peak RSS above the start,
-docs/results.md); the old 2N + 39 was under it."""
+layer's input and output and a temporary) and the RGB output. Measured: fresh decodes of 1.0
+and 3.1 Mpixel peak at 370 and 775 MB of RSS above the start, 193 bytes per added pixel
+(docs/results.md); the old 2N + 39 (167) was under it."""
 BUDGET_FIXED_BYTES = 160 << 20
 """torch's working set on the first large synthesis of a process (the intercept of that fit)."""
 MAX_PIXELS = 6_200_000
@@ -108,8 +108,8 @@ class RatCodec(Codec):
     def decode_budget(self, header: StreamHeader, packets: list[Packet]) -> Budget:
         """The synthesis (four 5x5 transposed convolutions of N channels from 1/16 scale) on the
         padded frame: its MACs; BUDGET_BYTES_PER_PIXEL, torch's fixed working set, the latents
-        and CompressAI's padded strings. Over MAX_PIXELS it is over DECODE_MAX_BYTES (the cap is
-        made so), and decode_image refuses what is left in between."""
+        and CompressAI's padded strings. A frame over MAX_PIXELS (whose budget may still fit
+        just above it) is refused by decode_image."""
         ph, pw = padded_size(header.height, header.width)
         px = ph * pw
         latents = 96 * px // 256 + BUDGET_N * px // 4096
@@ -222,8 +222,5 @@ class RatCodec(Codec):
         with torch.no_grad():
             x_hat = net.synthesis(y_hat.to(device), torch.tensor([rate], device=device),
                                   labels.to(device), decoder)
-            del y_hat
-            # in place: the same values as nan_to_num(x).clamp(0, 1) * 255 then round, without
-            # four image-sized float temporaries
-            x_hat = torch.nan_to_num_(x_hat[0], nan=0.0).clamp_(0.0, 1.0).mul_(255.0).round_()
-        return x_hat[:, :h, :w].to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        x_hat = torch.nan_to_num(x_hat[0, :, :h, :w], nan=0.0).clamp(0.0, 1.0)
+        return (x_hat * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
