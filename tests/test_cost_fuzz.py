@@ -226,8 +226,8 @@ def _tall_splat_stream(n: int, width: int, height: int) -> bytes:
     y = rng.integers(0, height, n) * scale
     lo = int(np.floor(LOG_SCALE_MIN / cfg.log_scale_step))
     hi = int(np.ceil(LOG_SCALE_MAX / cfg.log_scale_step)) - 1
-    full = np.full
-    q = QuantizedGaussians(x, y, full(n, lo), full(n, hi), np.zeros(n, np.int64), np.zeros((n, 3), np.int64))
+    q = QuantizedGaussians(x, y, np.full(n, lo), np.full(n, hi), np.zeros(n, np.int64),
+                           np.zeros((n, 3), np.int64))
     payload = pack_chunks(pack_gaussians(q, cfg, width, height))
     codec_id = unpack((Path(__file__).parent / "conformance" / "splat.dpl").read_bytes()).header.codec_id
     return pack(StreamHeader(codec_id, width, height, 1, 0, 1, ColorSpace.RGB),

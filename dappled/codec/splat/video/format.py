@@ -27,7 +27,7 @@ import numpy as np
 
 from dappled.codec.chunks import require, unpack_chunks
 from dappled.codec.motion import Motion, _grid
-from dappled.codec.splat.format import _decode_exact
+from dappled.codec.splat.format import _HEAD, _decode_exact, check_count, max_gaussians
 from dappled.entropy import encode_symbols
 from dappled.errors import BitstreamError
 from dappled.models.splat.symbols import QuantConfig
@@ -110,8 +110,6 @@ def frame_gaussians(payload: bytes, width: int, height: int) -> int:
     alone (nothing decoded): an intra frame's count (checked against its bytes), or a predicted
     frame's reference count plus its added count (checked against theirs), at most
     max_gaussians. The reference count must equal the state's (apply_frame checks it)."""
-    from dappled.codec.splat.format import _HEAD, check_count, max_gaussians
-
     chunks = unpack_chunks(payload)
     (vhed,) = require(chunks, "VHED")
     ftype, nref = _parse_vhed(vhed)
