@@ -87,8 +87,11 @@ def worker(mem_mb: int) -> None:
 
 
 class Worker:
-    def __init__(self, mem_mb: int, bases: list[Path]) -> None:
-        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", str(mem_mb), *map(str, bases)],
+    """A decoding worker process (`script` --worker: this module's, or another fuzzer's) that
+    answers one line per case; a case past its timeout or a dead worker is reported, not waited on."""
+
+    def __init__(self, mem_mb: int, bases: list[Path], script: str = __file__) -> None:
+        self.proc = subprocess.Popen([sys.executable, script, "--worker", str(mem_mb), *map(str, bases)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.buf = b""
         ready = self._line(600.0)

@@ -154,3 +154,141 @@ def mutate(stream: bytes, rng: random.Random) -> bytes:
         return pack(h, [p for p in packets if p.type != PacketType.END])
     except (BitstreamError, ValueError, struct.error):
         return stream
+
+
+# ---------------------------------------------------------------- cost-guided mutants (issue 18)
+#
+# The mutants above change one thing at a time, so a small base stream caps what a mutant can
+# declare. These change the container header and the payload together, and make the fields that
+# declare sizes, counts, dimensions and architecture larger: the small leaf chunks of a payload
+# (a codec's struct header: Gaussian count, network widths, escape count ...), the frame size of
+# the container and its frame count. benchmarks/cost_fuzz.py stacks them on the costliest mutants
+# found so far; tests/test_cost_fuzz.py runs a few.
+
+_GROWTH = (2, 3, 4, 8, 16, 64, 256)
+HEADER_LEAF_BYTES = 64
+"""A leaf chunk at most this long is taken for a struct header (counts, sizes, architecture)."""
+
+
+def _grow_fields(data: bytes, rng: random.Random) -> bytes:
+    """1-3 fixed-size integer fields (u8/u16/u32, little endian, at random offsets) made larger:
+    the value times a growth factor, plus a little, or the field's largest or half its largest."""
+    b = bytearray(data)
+    for _ in range(rng.randint(1, 3)):
+        fmt = rng.choice(("<B", "<H", "<H", "<I", "<I"))
+        size = struct.calcsize(fmt)
+        if len(b) < size:
+            if not b:
+                break
+            fmt, size = "<B", 1
+        pos = rng.randrange(len(b) - size + 1)
+        top = (1 << (8 * size)) - 1
+        (value,) = struct.unpack_from(fmt, b, pos)
+        roll = rng.random()
+        if roll < 0.6:
+            value = value * rng.choice(_GROWTH) + rng.randint(0, 3)
+        elif roll < 0.8:
+            value = value + rng.randint(1, 1 << min(16, 8 * size))
+        else:
+            value = rng.choice((top, top >> 1, top >> 4))
+        struct.pack_into(fmt, b, pos, min(value, top))
+    return bytes(b)
+
+
+def _leaf_paths(payload: bytes, depth: int = 0) -> list[tuple[str, ...]]:
+    """Paths (chunk tags, outermost first) of the leaves of a payload's chunk tree; () is a
+    payload that is not a chunk tree itself."""
+    chunks = _chunks(payload) if depth < 3 else None
+    if chunks is None:
+        return [()]
+    return [(tag, *rest) for tag, data in chunks.items() for rest in _leaf_paths(data, depth + 1)]
+
+
+def _leaf(payload: bytes, path: tuple[str, ...]) -> bytes:
+    for tag in path:
+        payload = unpack_chunks(payload)[tag]
+    return payload
+
+
+def _replace_leaf(payload: bytes, path: tuple[str, ...], data: bytes) -> bytes:
+    if not path:
+        return data
+    chunks = unpack_chunks(payload)
+    chunks[path[0]] = _replace_leaf(chunks[path[0]], path[1:], data)
+    return pack_chunks(chunks)
+
+
+def grow_declared(payload: bytes, rng: random.Random) -> bytes:
+    """The payload with fields of one header-like leaf (at most HEADER_LEAF_BYTES, or the first
+    bytes of a raw payload: an image file's own header) made larger (:func:`_grow_fields`)."""
+    paths = _leaf_paths(payload)
+    small = [p for p in paths if len(_leaf(payload, p)) <= HEADER_LEAF_BYTES]
+    path = rng.choice(small or paths)
+    data = _leaf(payload, path)
+    if len(data) > HEADER_LEAF_BYTES:  # a raw payload: its header is at the start
+        cut = rng.choice((16, 32, 64, 256))
+        data = _grow_fields(data[:cut], rng) + data[cut:]
+    else:
+        data = _grow_fields(data, rng)
+    try:
+        return _replace_leaf(payload, path, data)
+    except ValueError:
+        return payload
+
+
+def _grown_size(w: int, h: int, rng: random.Random, max_pixels: int) -> tuple[int, int]:
+    """A larger (sometimes other-shaped) frame size within MAX_DIMENSION and `max_pixels`."""
+    from dappled.limits import MAX_DIMENSION
+
+    which = rng.randrange(4)
+    fw = rng.choice(_GROWTH) if which in (0, 2) else 1
+    fh = rng.choice(_GROWTH) if which in (1, 2) else 1
+    if which == 3:
+        w, h = rng.choice(((MAX_DIMENSION, 16), (16, MAX_DIMENSION), (4096, 4096), (3000, 3000),
+                           (w + 1, h + 1)))
+    w, h = min(MAX_DIMENSION, w * fw), min(MAX_DIMENSION, h * fh)
+    while w * h > max_pixels and w * h > 1:
+        w, h = max(1, w // 2 if w >= h else w), max(1, h // 2 if h > w else h)
+    return w, h
+
+
+def mutate_cost(stream: bytes, rng: random.Random, *, max_pixels: int = 1 << 26,
+                max_frames: int = 64) -> bytes:
+    """A CRC-valid mutant whose header and payload change together, towards declaring more: a
+    larger frame size and/or more frames (frame packets repeated, within `max_frames`; frames x
+    pixels within `max_pixels`), with grown header fields in a frame's payload
+    (:func:`grow_declared`) and sometimes one structural payload mutation (:func:`mutate_payload`)
+    on top."""
+    c = unpack(stream)
+    h = c.header
+    packets = [p for p in c.packets if p.type != PacketType.END]
+    w, hh, frames = h.width, h.height, h.frame_count
+    grow_size, grow_frames = rng.random() < 0.6, rng.random() < 0.25
+    if grow_size:
+        w, hh = _grown_size(w, hh, rng, max_pixels // frames)
+    payloads = [i for i, p in enumerate(packets) if p.type in (PacketType.FRAME, PacketType.CONFIG)]
+    for _ in range(rng.choice((0, 1, 1, 2, 3)) if grow_size or grow_frames else rng.choice((1, 2, 3))):
+        if payloads:
+            i = rng.choice(payloads)
+            p = packets[i]
+            data = grow_declared(p.payload, rng) if rng.random() < 0.8 else p.payload
+            if rng.random() < 0.25:
+                data = mutate_payload(data, rng)
+            packets[i] = Packet(p.type, data, p.frame, p.flags)
+    frame_packets = [p for p in packets if p.type == PacketType.FRAME]
+    room = min(max_frames, max_pixels // max(1, w * hh)) - frames  # frames x pixels <= max_pixels
+    if frame_packets and grow_frames and room > 0:
+        # more frames: the last frame packet (a predicted one in a video) repeated
+        extra = min(room, rng.choice((1, 2, 4, 16, 64)))
+        last = max(p.frame for p in frame_packets)
+        src = frame_packets[-1]
+        at = packets.index(src) + 1
+        copies = [Packet(src.type, src.payload, last + 1 + k, src.flags) for k in range(extra)]
+        packets[at:at] = copies
+        frames += extra
+    fps = h.fps_num if frames == 1 or h.fps_num else 25
+    try:
+        return pack(StreamHeader(h.codec_id, w, hh, frames, fps if frames > 1 else 0, h.fps_den,
+                                 h.color_space), packets)
+    except (BitstreamError, ValueError, struct.error):
+        return stream

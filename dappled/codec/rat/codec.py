@@ -29,9 +29,6 @@ _HEAD = struct.Struct("<BBBBH")
 DECODER_IDS = {"full": 0, "shallow": 1}
 DEFAULT_CELL = 64
 CELL_RANGE = (16, 4096)
-# The transforms hold ~0.5 kB of activations per pixel: cap the frame (4096 x 4096) rather than
-# let a large (but container-valid) frame allocate tens of GB.
-MAX_PIXELS = 1 << 24
 # What a stream can justify: the entropy decoding and the synthesis grow with the latent count,
 # so a few hundred bytes may not declare a 4096x4096 image (it took 40 s to refuse). Real
 # streams, flat images at quality 1 included, carry 15-30 latent values per byte.
@@ -78,6 +75,27 @@ def _padded_string(s: bytes, n_symbols: int) -> bytes:
 
 BUDGET_N = 64  # the transforms' channels in the shipped models (rat.pt, rat-noregion.pt)
 BUDGET_MACS_PER_PIXEL = round(25 * BUDGET_N**2 * (1 / 64 + 1 / 16 + 1 / 4) + 25 * 3 * BUDGET_N / 4)
+BUDGET_BYTES_PER_PIXEL = 3 * BUDGET_N + 8
+"""Peak memory of the synthesis per padded pixel: three float32 N-channel planes at half scale (a
+layer's input and output and a temporary) and the RGB output. Measured: fresh decodes of 1.0
+and 3.1 Mpixel peak at 370 and 775 MB of RSS above the start, 193 bytes per added pixel
+(docs/results.md); the old 2N + 39 (167) was under it."""
+BUDGET_FIXED_BYTES = 160 << 20
+"""torch's working set on the first large synthesis of a process (the intercept of that fit)."""
+MAX_PIXELS = 6_200_000
+"""Largest frame the rat codec encodes or decodes, in pixels of the padded frame (a multiple of 64
+each way): 3000x2000 (a 6-Mpixel camera) is in, and the decode budget of the largest frame fits
+DECODE_MAX_BYTES (1.5 GB; tests/test_cost_fuzz.py checks it). Refused before anything is
+allocated, in one line."""
+
+
+def check_frame_size(width: int, height: int, error: type[Exception] = LimitError) -> None:
+    """`error` (LimitError for a stream, InputError for an image) when a frame's padded size is
+    over MAX_PIXELS."""
+    ph, pw = padded_size(height, width)
+    if ph * pw > MAX_PIXELS:
+        raise error(f"a frame of {width}x{height} (padded to {pw}x{ph}) is over the rat codec's limit "
+                    f"of {MAX_PIXELS} pixels")
 
 
 class RatCodec(Codec):
@@ -86,18 +104,20 @@ class RatCodec(Codec):
     decoders: ClassVar[dict[str, str]] = {"cpu": "torch (CPU)", "cuda": "torch synthesis (CUDA)"}
 
     decode_max_macs = BUDGET_MACS_PER_PIXEL * MAX_PIXELS
-    """Its synthesis is fixed: the work is set by the pixels (MAX_PIXELS), memory is the limit."""
+    """Its synthesis is fixed: the work is set by the padded pixels (MAX_PIXELS), memory is the
+    limit."""
 
     def decode_budget(self, header: StreamHeader, packets: list[Packet]) -> Budget:
         """The synthesis (four 5x5 transposed convolutions of N channels from 1/16 scale) on the
-        padded frame: its MACs; two float32 N-channel planes at half scale, the float RGB
-        output and its temporaries; the latents and CompressAI's padded strings."""
+        padded frame: its MACs; BUDGET_BYTES_PER_PIXEL, torch's fixed working set, the latents
+        and CompressAI's padded strings. A frame over MAX_PIXELS (whose budget may still fit
+        just above it) is refused by decode_image."""
         ph, pw = padded_size(header.height, header.width)
         px = ph * pw
         latents = 96 * px // 256 + BUDGET_N * px // 4096
         coded = sum(len(p.payload) for p in packets)
         return Budget(BUDGET_MACS_PER_PIXEL * px,
-                      (2 * BUDGET_N + 39) * px + 12 * latents + 17 * coded)
+                      BUDGET_BYTES_PER_PIXEL * px + BUDGET_FIXED_BYTES + 12 * latents + 17 * coded)
 
     name = "rat"
     codec_id = 2
@@ -145,8 +165,7 @@ class RatCodec(Codec):
             raise OptionError("this rat model has no shallow decoder")
         quality = self.resolve_quality(params)
         h, w = image.shape[:2]
-        if h * w > MAX_PIXELS:
-            raise InputError(f"image of {w}x{h} is over the rat codec's limit of {MAX_PIXELS} pixels")
+        check_frame_size(w, h, InputError)
         ph, pw = padded_size(h, w)
         x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255.0
         x = F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
@@ -185,8 +204,7 @@ class RatCodec(Codec):
         if not CELL_RANGE[0] <= cell <= CELL_RANGE[1] or cell % 16:
             raise BitstreamError(f"rat grid cell {cell} out of range")
         h, w = header.height, header.width
-        if h * w > MAX_PIXELS:
-            raise LimitError(f"frame of {w}x{h} is over the rat codec's limit of {MAX_PIXELS} pixels")
+        check_frame_size(w, h)
         ph, pw = padded_size(h, w)
         z_shape = (ph // 64, pw // 64)
         n_z = model.config.N * z_shape[0] * z_shape[1]

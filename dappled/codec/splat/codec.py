@@ -11,7 +11,7 @@ import numpy as np
 from dappled.codec.container import KEYFRAME, Packet, PacketType, StreamHeader
 from dappled.codec.defaults import DEFAULT_QUALITY
 from dappled.codec.registry import Budget, Codec, EncodeParams
-from dappled.codec.splat.decoder import COVERAGE_SLACK, MAX_COVERAGE, decode_frame
+from dappled.codec.splat.decoder import MAX_COVERAGE, decode_frame, frame_budget
 from dappled.codec.splat.encoder import PRESETS
 from dappled.errors import BitstreamError
 from dappled.limits import MAX_PIXELS
@@ -49,10 +49,9 @@ class SplatCodec(Codec):
     """The render's work is capped by coverage after parsing (decoder.check_render_work)."""
 
     def decode_budget(self, header: StreamHeader, packets: list[Packet]) -> Budget:
-        """From the declared Gaussian count (checked against the payload size): ~10 operations per
-        pixel a Gaussian covers, at most MAX_COVERAGE per pixel (checked once the Gaussians are
-        parsed, before rendering); 128 bytes per Gaussian (symbols, parameters, tile lists) and
-        28 per pixel (float accumulators, RGB output)."""
+        """From the declared Gaussian count (checked against the payload size): the render of
+        that many Gaussians (:func:`~dappled.codec.splat.decoder.frame_budget`: coverage at most
+        MAX_COVERAGE, checked once the Gaussians are parsed, before rendering)."""
         from dappled.codec.chunks import require, unpack_chunks
         from dappled.codec.splat.format import _HEAD, check_count
 
@@ -64,8 +63,7 @@ class SplatCodec(Codec):
             raise BitstreamError("splat header has the wrong size")
         n = _HEAD.unpack_from(head)[1]
         check_count(n, len(frames[0].payload), header.width, header.height)
-        pixels = header.width * header.height
-        return Budget(10 * (MAX_COVERAGE * pixels + COVERAGE_SLACK) + 100 * n, 128 * n + 28 * pixels)
+        return frame_budget(n, header.width, header.height)
 
     def decode_image(self, header: StreamHeader, packets: list[Packet], device: str = "cpu") -> np.ndarray:
         """Entropy-decode and rasterize the one FRAME packet."""

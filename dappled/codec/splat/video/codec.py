@@ -8,13 +8,21 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dappled.codec.container import HEADER_SIZE, PACKET_HEADER_SIZE, Packet, StreamHeader
+from dappled.codec.container import HEADER_SIZE, PACKET_HEADER_SIZE, Packet, PacketType, StreamHeader
 from dappled.codec.defaults import DEFAULT_GOP, DEFAULT_QUALITY, image_payload_budget
-from dappled.codec.registry import Codec, EncodeParams
+from dappled.codec.registry import Budget, Codec, EncodeParams
+from dappled.codec.splat.codec import SplatCodec
+from dappled.codec.splat.decoder import frame_budget
 from dappled.codec.splat.encoder import MIN_PAYLOAD_BYTES, PRESETS
 from dappled.codec.splat.video.decoder import SplatVideoDecoder
 from dappled.codec.splat.video.encoder import VIDEO_PRESETS, SplatVideoEncoder, VideoEncodeOptions
-from dappled.codec.splat.video.format import _CONFIG, CODEC_ID, MAX_GOP
+from dappled.codec.splat.video.format import (
+    _CONFIG,
+    CODEC_ID,
+    MAX_GOP,
+    VIDEO_GAUSSIAN_BYTES,
+    frame_gaussians,
+)
 from dappled.codec.stream import decode_last
 from dappled.errors import OptionError
 
@@ -78,6 +86,20 @@ class SplatVideoCodec(Codec):
         enc = SplatVideoEncoder(w, h, 1.0, nbytes * 8 / 1000, 1,
                                 VideoEncodeOptions.from_options(dict(params.options)), params.device)
         return [enc.encode(image, 1)]
+
+    decode_max_macs = SplatCodec.decode_max_macs
+    """Per frame, as the image codec's (:meth:`decode_budget`)."""
+
+    def decode_budget(self, header: StreamHeader, packets: list[Packet]) -> Budget:
+        """Frames x Gaussians x coverage: the sum over the frame packets of rendering the most
+        Gaussians each can leave in the state (:func:`frame_gaussians`, from chunk headers), at
+        most MAX_COVERAGE per pixel (:func:`frame_budget`); memory is the costliest frame's.
+        The decoder checks each frame's share before decoding it (SplatVideoDecoder.decode),
+        so a stream declaring huge counts is refused before anything is allocated for them."""
+        frames = [frame_budget(frame_gaussians(p.payload, header.width, header.height),
+                               header.width, header.height, VIDEO_GAUSSIAN_BYTES)
+                  for p in packets if p.type == PacketType.FRAME]
+        return Budget(sum(b.macs for b in frames), max((b.bytes for b in frames), default=0))
 
     def decode_image(self, header: StreamHeader, packets: list[Packet], device: str = "cpu") -> np.ndarray:
         """Decode the one frame of a single-frame stream."""

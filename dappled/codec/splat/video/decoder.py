@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from dappled.codec import registry
 from dappled.codec.chunks import require, unpack_chunks
 from dappled.codec.container import Packet, PacketType, StreamHeader
 from dappled.codec.motion import Motion
@@ -194,6 +195,8 @@ class SplatVideoDecoder:
         if self.state is not None and self.last_frame is not None and packet.frame != self.last_frame + 1 \
                 and not packet.keyframe:
             raise BitstreamError(f"predicted frame {packet.frame} does not follow frame {self.last_frame}")
+        # the frame's share of the stream's decode budget, from its chunk headers (issue 18)
+        registry.by_id(CODEC_ID).check_budget(self.header, [packet])
         state = apply_frame(packet.payload, self.state, self.header.width, self.header.height)
         self.state = state
         self.last_frame = packet.frame

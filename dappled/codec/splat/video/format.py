@@ -27,7 +27,7 @@ import numpy as np
 
 from dappled.codec.chunks import require, unpack_chunks
 from dappled.codec.motion import Motion, _grid
-from dappled.codec.splat.format import _decode_exact
+from dappled.codec.splat.format import _HEAD, _decode_exact, check_count, max_gaussians
 from dappled.entropy import encode_symbols
 from dappled.errors import BitstreamError
 from dappled.models.splat.symbols import QuantConfig
@@ -98,3 +98,26 @@ def parse_config(payload: bytes) -> tuple[int, int]:
 def config_payload(gop: int, kbps: float) -> bytes:
     """The CONFIG packet payload: version, group length, target kbps."""
     return _CONFIG.pack(PAYLOAD_VERSION, gop, min(round(kbps), 2**32 - 1))
+
+
+VIDEO_GAUSSIAN_BYTES = 384
+"""Bytes per Gaussian of a predicted frame's decode: the state (64 bytes of int64 symbols), the
+moved and updated copies, the kept ones and the new state (apply_frame), and the render's."""
+
+
+def frame_gaussians(payload: bytes, width: int, height: int) -> int:
+    """Most Gaussians a frame payload can leave in the decoder's state, from its chunk headers
+    alone (nothing decoded): an intra frame's count (checked against its bytes), or a predicted
+    frame's reference count plus its added count (checked against theirs), at most
+    max_gaussians. The reference count must equal the state's (apply_frame checks it)."""
+    chunks = unpack_chunks(payload)
+    (vhed,) = require(chunks, "VHED")
+    ftype, nref = _parse_vhed(vhed)
+    head_of = chunks if ftype == FRAME_I else unpack_chunks(require(chunks, "ADD ")[0])
+    head = require(head_of, "HEAD")[0]
+    if len(head) < _HEAD.size:
+        raise BitstreamError("splat header has the wrong size")
+    n = _HEAD.unpack_from(head)[1]
+    check_count(n, sum(len(c) for c in head_of.values()), width, height)
+    return min(max_gaussians(width, height), n if ftype == FRAME_I else nref + n)
+
