@@ -299,62 +299,121 @@ export function decodeLatents(p, tb) {
 }
 
 // ------------------------------------------------------------------ synthesis (exact, float64)
+//
+// Speed (issue 19): the buffers live in a workspace kept across frames (no allocation per frame
+// but the output), the loops run over contiguous rows with the weights hoisted, and the work the
+// stream says is zero is skipped: a latent of 0 adds nothing to the mix, and where the level-1
+// accumulator is 0 on all its planes around a pixel and the pixel's level-0 latent is 0, the pixel's
+// hidden and RGB values are the network's constants (computed once a frame, by the same
+// operations); a 3x3 convolution whose 9 inputs are all such constants (away from the zero-padded
+// border) gives its constant too, so the residual block runs only near the non-zero latents. Every
+// value computed is computed by the same operations in the same order as before, so the pixels
+// stay the Python decoder's, bit for bit (tests/test_web_field.py, tests/test_web_fieldv.py).
 
 // round to a multiple of 1/s (s a power of two: times 1/s is the exact division), clamp to +-lim
 const rnd = (v, s, lim) => { const r = Math.floor(v * s + 0.5) * (1 / s); return r > lim ? lim : r < -lim ? -lim : r; };
 export const values = (t) => { const s = 2 ** -t.k, o = new Float64Array(t.ints.length); for (let i = 0; i < o.length; i++) o[i] = t.ints[i] * s; return o; };
+const ACC_S = 2 ** ACC_BITS, ACT_S = 2 ** ACT_BITS, INV_ACC = 1 / ACC_S, INV_ACT = 1 / ACT_S;
 
-// 2x upsampling of planes x (S planes of h x w) to rows x cols (taps 3/4, 1/4, clamped)
-function up2(x, S, h, w, rows, cols) {
-  const out = new Float64Array(S * rows * cols);
+// the column taps of a 2x upsampling from w to cols: cm (nearer), cp (farther), as in Python's _up2
+function upTaps(w, cols) {
   const cm = new Int32Array(cols), cp = new Int32Array(cols);
   for (let j = 0; j < cols; j++) {
     const k = j >> 1;
     cm[j] = Math.min(k, w - 1);
     cp[j] = j % 2 === 0 ? Math.max(k - 1, 0) : Math.min(k + 1, w - 1);
   }
-  for (let s = 0; s < S; s++) {
-    const xs = s * h * w, os = s * rows * cols;
-    for (let i = 0; i < rows; i++) {
-      const k = i >> 1;
-      const rm = Math.min(k, h - 1), rp = i % 2 === 0 ? Math.max(k - 1, 0) : Math.min(k + 1, h - 1);
-      const a = xs + rm * w, b = xs + rp * w, o = os + i * cols;
-      for (let j = 0; j < cols; j++) {
-        const u = x[a + cm[j]] * 0.75 + x[b + cm[j]] * 0.25;
-        const v = x[a + cp[j]] * 0.75 + x[b + cp[j]] * 0.25;
-        out[o + j] = u * 0.75 + v * 0.25;
-      }
-    }
+  return { cm, cp };
+}
+
+// Buffers for one frame size and network shape, reused frame after frame
+let workspace = null;
+function getWorkspace(width, height, S, R) {
+  const key = `${width}x${height}:${S}:${R}`;
+  if (workspace && workspace.key === key) return workspace;
+  const levels = [];
+  for (let lv = 1; lv < LEVELS; lv++) {
+    const rows = Math.ceil(height / 2 ** lv), cols = Math.ceil(width / 2 ** lv);
+    levels[lv] = { rows, cols, acc: new Float64Array(S * rows * cols), ...upTaps(Math.ceil(width / 2 ** (lv + 1)), cols) };
   }
-  return out;
+  const a1 = levels[1];
+  const pw = width + 2, pn = pw * (height + 2);
+  workspace = {
+    key, levels,
+    vr: new Float64Array(S * a1.cols), z1: new Uint8Array(a1.rows * a1.cols), rowZ: new Uint8Array(a1.cols),
+    hid: new Float64Array(S), full: upTaps(a1.cols, width),
+    pw, pn,
+    rgb: new Float64Array(3 * pn), // zero-bordered planes (the convolutions' padding)
+    t: new Float64Array(Math.max(R, 1) * pn),
+    c0: new Uint8Array(pn), c1: new Uint8Array(pn), c2: new Uint8Array(pn), ctmp: new Uint8Array(pn),
+  };
+  return workspace;
+}
+
+// dst = 3x3 erosion of src (zero-bordered masks of the padded size): 1 where all 9 are 1
+function erode(src, dst, tmp, w, h, pw) {
+  for (let y = 1; y <= h; y++) {
+    const r = y * pw;
+    for (let x = 1; x <= w; x++) tmp[r + x] = src[r + x - 1] & src[r + x] & src[r + x + 1];
+  }
+  for (let y = 1; y <= h; y++) {
+    const r = y * pw;
+    for (let x = 1; x <= w; x++) dst[r + x] = tmp[r - pw + x] & tmp[r + x] & tmp[r + pw + x];
+  }
 }
 
 // The level accumulator at level 1 (S planes of ah x aw), exact: acc_l = rho24(up2(acc_(l+1)) +
-// z_l) from level 6 to level 1. Shared by the JavaScript and the WebGL2 synthesis.
+// z_l) from level 6 to level 1. Shared by the JavaScript and the WebGL2 synthesis. The planes are
+// the workspace's (valid until the next call).
 export function coarseAccumulator(p, latents, width, height) {
   const { gs, arch } = p;
   const S = arch.synthHidden, G = gs.length;
-  const wa = values(p.synth[0]);
-  const accS = 2 ** ACC_BITS;
-  let acc = null, ah = 0, aw = 0;
+  const ws = getWorkspace(width, height, S, arch.resHidden);
+  const wa = p.waValues || (p.waValues = values(p.synth[0]));
+  let prev = null;
   for (let lv = LEVELS - 1; lv >= 1; lv--) {
-    const idx = [];
-    for (let g = 0; g < G; g++) if (gs[g].level === lv) idx.push(g);
-    const rows = Math.ceil(height / 2 ** lv), cols = Math.ceil(width / 2 ** lv), n = rows * cols;
-    const st = step(lv, p.shift, p.ladder);
-    const next = acc === null ? new Float64Array(S * n) : up2(acc, S, ah, aw, rows, cols);
-    const ls = idx.map((g) => latents[g]), m = idx.length;
-    for (let s = 0; s < S; s++) {
-      const o = s * n, ws = idx.map((g) => wa[s * G + g]);
-      for (let i = 0; i < n; i++) {
-        let z = 0;
-        for (let j = 0; j < m; j++) z += ws[j] * (ls[j][i] * st);
-        next[o + i] = rnd(next[o + i] + z, accS, ACC_LIMIT);
+    const L = ws.levels[lv], rows = L.rows, cols = L.cols, n = rows * cols, next = L.acc;
+    if (prev === null) next.fill(0);
+    else { // 2x upsampling of the level below (taps 3/4, 1/4, clamped)
+      const h = prev.rows, w = prev.cols, x = prev.acc, cm = L.cm, cp = L.cp;
+      for (let s = 0; s < S; s++) {
+        const xs = s * h * w, os = s * n;
+        for (let i = 0; i < rows; i++) {
+          const k = i >> 1;
+          const rm = Math.min(k, h - 1), rp = i % 2 === 0 ? Math.max(k - 1, 0) : Math.min(k + 1, h - 1);
+          const a = xs + rm * w, b = xs + rp * w, o = os + i * cols;
+          for (let j = 0; j < cols; j++) {
+            const c0 = cm[j], c1 = cp[j];
+            const u = x[a + c0] * 0.75 + x[b + c0] * 0.25;
+            const v = x[a + c1] * 0.75 + x[b + c1] * 0.25;
+            next[o + j] = u * 0.75 + v * 0.25;
+          }
+        }
       }
     }
-    acc = next; ah = rows; aw = cols;
+    const st = step(lv, p.shift, p.ladder);
+    let g0 = -1, g1 = -1, g2 = -1; // the (one to three) grids of this level
+    for (let g = 0; g < G; g++) if (gs[g].level === lv) { if (g0 < 0) g0 = g; else if (g1 < 0) g1 = g; else g2 = g; }
+    const q0 = latents[g0], q1 = g1 >= 0 ? latents[g1] : null, q2 = g2 >= 0 ? latents[g2] : null;
+    for (let i = 0; i < n; i++) {
+      // the mix of the latents (0 where they all are: then it adds nothing)
+      const a = q0[i], b = q1 ? q1[i] : 0, c = q2 ? q2[i] : 0;
+      if (a === 0 && b === 0 && c === 0) continue;
+      for (let s = 0; s < S; s++) {
+        const wr = s * G;
+        let z = wa[wr + g0] * (a * st);
+        if (q1) z += wa[wr + g1] * (b * st);
+        if (q2) z += wa[wr + g2] * (c * st);
+        next[s * n + i] += z;
+      }
+    }
+    for (let i = 0, m = S * n; i < m; i++) {
+      const v = Math.floor(next[i] * ACC_S + 0.5) * INV_ACC;
+      next[i] = v > ACC_LIMIT ? ACC_LIMIT : v < -ACC_LIMIT ? -ACC_LIMIT : v;
+    }
+    prev = L;
   }
-  return { acc, ah, aw };
+  return { acc: prev.acc, ah: prev.rows, aw: prev.cols };
 }
 
 export const levelStep = step;
@@ -368,11 +427,37 @@ export function synthesize(p, latents, width, height, base = null) {
 // clip(base + r, 0, 255) as RGB bytes (base null: clip(r))
 export function addClip(r, base = null) {
   const out = new Uint8Array(r.length);
-  for (let i = 0; i < r.length; i++) {
-    const q = base ? r[i] + base[i] : r[i];
-    out[i] = q < 0 ? 0 : q > 255 ? 255 : q;
+  if (base) {
+    for (let i = 0; i < r.length; i++) { const q = r[i] + base[i]; out[i] = q < 0 ? 0 : q > 255 ? 255 : q; }
+  } else {
+    for (let i = 0; i < r.length; i++) { const q = r[i]; out[i] = q < 0 ? 0 : q > 255 ? 255 : q; }
   }
   return out;
+}
+
+// One 3x3 convolution output at padded position i: round(b + sum k x), zero padding (x: C planes
+// of pn, rows of pw), in the order of dappled's per-row loop (each row of taps summed, then added)
+function convAt(x, C, pn, pw, k, ko, b, i) {
+  let t = b;
+  for (let ci = 0; ci < C; ci++) {
+    const kb = ko + ci * 9, c = ci * pn + i;
+    const r0 = c - pw, r2 = c + pw;
+    t += k[kb] * x[r0 - 1] + k[kb + 1] * x[r0] + k[kb + 2] * x[r0 + 1];
+    t += k[kb + 3] * x[c - 1] + k[kb + 4] * x[c] + k[kb + 5] * x[c + 1];
+    t += k[kb + 6] * x[r2 - 1] + k[kb + 7] * x[r2] + k[kb + 8] * x[r2 + 1];
+  }
+  const v = Math.floor(t * ACT_S + 0.5) * INV_ACT;
+  return v > ACT_LIMIT ? ACT_LIMIT : v < -ACT_LIMIT ? -ACT_LIMIT : v;
+}
+
+// the same for inputs that are constants xc (one per plane)
+function convConst(xc, C, k, ko, b) {
+  let t = b;
+  for (let ci = 0; ci < C; ci++) {
+    const kb = ko + ci * 9, c = xc[ci];
+    for (let dy = 0; dy < 3; dy++) t += k[kb + 3 * dy] * c + k[kb + 3 * dy + 1] * c + k[kb + 3 * dy + 2] * c;
+  }
+  return rnd(t, ACT_S, ACT_LIMIT);
 }
 
 // The synthesis output before the clip: round(255 v) per channel (Int32Array, (H, W, 3) order).
@@ -380,94 +465,101 @@ export function addClip(r, base = null) {
 export function synthesizeRounded(p, latents, width, height) {
   const { gs, arch } = p;
   const S = arch.synthHidden, R = arch.resHidden, G = gs.length;
-  const [wa, ba, wb, bb, ka, kba, kb, kbb] = p.synth.map(values);
-  const accS = 2 ** ACC_BITS, actS = 2 ** ACT_BITS;
+  if (!p.synthValues) p.synthValues = p.synth.map(values);
+  const [wa, ba, wb, bb, ka, kba, kb, kbb] = p.synthValues;
   const { acc, ah, aw } = coarseAccumulator(p, latents, width, height);
-  // full size: up2(acc_1) + level 0 mix, ReLU layer, RGB layer
-  const N = width * height;
-  const rgb = new Float64Array(3 * N);
+  const ws = getWorkspace(width, height, S, R);
+  const { vr, z1, rowZ, hid, pw, pn, rgb, t, c0, c1, c2, ctmp } = ws;
+  const { cm, cp } = ws.full;
+  const plane = ah * aw;
+  // where the level-1 accumulator is 0 on every plane
+  for (let j = 0; j < plane; j++) {
+    let z = 1;
+    for (let s = 0; s < S; s++) if (acc[s * plane + j] !== 0) { z = 0; break; }
+    z1[j] = z;
+  }
+  // the constants: hidden and RGB values where the accumulator and the level-0 latent are 0
+  for (let s = 0; s < S; s++) {
+    let v = 0 * 0.75 + 0 * 0.25 + wa[s * G] * (0 * 1);
+    v = rnd(v, ACC_S, ACC_LIMIT);
+    v = Math.floor((v + ba[s]) * ACT_S + 0.5) * INV_ACT;
+    hid[s] = v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0;
+  }
+  const rgbC = new Float64Array(3);
+  for (let c = 0; c < 3; c++) {
+    let tc = bb[c];
+    for (let s = 0; s < S; s++) tc += wb[c * S + s] * hid[s];
+    rgbC[c] = rnd(tc, ACT_S, ACT_LIMIT);
+  }
+  // full size: up2(acc_1) + level 0 mix, ReLU layer, RGB layer, pixel by pixel (the same
+  // operations in the same order as dappled's _full_size), constants where nothing is non-zero
   const st0 = step(0, p.shift, p.ladder);
   const q0 = latents[0];
-  const wa0 = new Float64Array(S);
-  for (let s = 0; s < S; s++) wa0[s] = wa[s * G];
-  const cm = new Int32Array(width), cp = new Int32Array(width);
-  for (let x = 0; x < width; x++) {
-    const j = x >> 1;
-    cm[x] = Math.min(j, aw - 1);
-    cp[x] = x % 2 === 0 ? Math.max(j - 1, 0) : Math.min(j + 1, aw - 1);
-  }
-  // row by row, a channel at a time (the same operations in the same order as per pixel: the
-  // vertical taps of a row are computed once for all its pixels)
-  const plane = ah * aw;
-  const vr = new Float64Array(aw), hrow = new Float64Array(S * width), trow = new Float64Array(width);
+  const wb0 = wb.subarray(0, S), wb1 = wb.subarray(S, 2 * S), wb2 = wb.subarray(2 * S, 3 * S);
+  const rc0 = rgbC[0], rc1 = rgbC[1], rc2 = rgbC[2], bb0 = bb[0], bb1 = bb[1], bb2 = bb[2];
   for (let y = 0; y < height; y++) {
     const k = y >> 1;
     const ym = Math.min(k, ah - 1), yp = y % 2 === 0 ? Math.max(k - 1, 0) : Math.min(k + 1, ah - 1);
-    const qrow = y * width;
-    for (let s = 0; s < S; s++) {
-      const r1 = s * plane + ym * aw, r2 = s * plane + yp * aw;
-      for (let j = 0; j < aw; j++) vr[j] = acc[r1 + j] * 0.75 + acc[r2 + j] * 0.25;
-      const w0 = wa0[s], b0 = ba[s], ho = s * width;
-      for (let x = 0; x < width; x++) {
-        let v = vr[cm[x]] * 0.75 + vr[cp[x]] * 0.25 + w0 * (q0[qrow + x] * st0);
-        v = Math.floor(v * accS + 0.5) * (1 / accS);
-        v = v > ACC_LIMIT ? ACC_LIMIT : v < -ACC_LIMIT ? -ACC_LIMIT : v;
-        v = Math.floor((v + b0) * actS + 0.5) * (1 / actS);
-        hrow[ho + x] = v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0;
-      }
+    const zm = ym * aw, zp = yp * aw;
+    for (let j = 0; j < aw; j++) rowZ[j] = z1[zm + j] & z1[zp + j];
+    for (let s = 0; s < S; s++) { // the vertical taps of the row, once for all its pixels
+      const r1 = s * plane + zm, r2 = s * plane + zp, o = s * aw;
+      for (let j = 0; j < aw; j++) vr[o + j] = acc[r1 + j] * 0.75 + acc[r2 + j] * 0.25;
     }
-    for (let c = 0; c < 3; c++) {
-      trow.fill(bb[c]);
+    const qrow = y * width, prow = (y + 1) * pw + 1;
+    for (let x = 0; x < width; x++) {
+      const q = q0[qrow + x], xm = cm[x], xp = cp[x], o = prow + x;
+      if (q === 0 && (rowZ[xm] & rowZ[xp])) {
+        rgb[o] = rc0; rgb[pn + o] = rc1; rgb[2 * pn + o] = rc2; c0[o] = 1;
+        continue;
+      }
+      c0[o] = 0;
+      const qv = q * st0;
+      let t0 = bb0, t1 = bb1, t2 = bb2;
       for (let s = 0; s < S; s++) {
-        const w = wb[c * S + s], ho = s * width;
-        for (let x = 0; x < width; x++) trow[x] += w * hrow[ho + x];
+        const vo = s * aw;
+        let v = vr[vo + xm] * 0.75 + vr[vo + xp] * 0.25 + wa[s * G] * qv;
+        v = Math.floor(v * ACC_S + 0.5) * INV_ACC;
+        v = v > ACC_LIMIT ? ACC_LIMIT : v < -ACC_LIMIT ? -ACC_LIMIT : v;
+        v = Math.floor((v + ba[s]) * ACT_S + 0.5) * INV_ACT;
+        const hv = v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0;
+        t0 += wb0[s] * hv; t1 += wb1[s] * hv; t2 += wb2[s] * hv;
       }
-      const o = c * N + qrow;
-      for (let x = 0; x < width; x++) rgb[o + x] = rnd(trow[x], actS, ACT_LIMIT);
+      rgb[o] = rnd(t0, ACT_S, ACT_LIMIT); rgb[pn + o] = rnd(t1, ACT_S, ACT_LIMIT); rgb[2 * pn + o] = rnd(t2, ACT_S, ACT_LIMIT);
     }
   }
-  let res = null;
-  if (R) {
-    const t = conv3x3(rgb, 3, ka, kba, R, width, height, true);
-    res = conv3x3(t, R, kb, kbb, 3, width, height, false);
+  const out = new Int32Array(3 * width * height);
+  if (!R) {
+    for (let y = 0; y < height; y++) {
+      const prow = (y + 1) * pw + 1;
+      for (let x = 0, i = 3 * y * width; x < width; x++, i += 3) {
+        const o = prow + x;
+        out[i] = Math.floor(rgb[o] * 255 + 0.5); out[i + 1] = Math.floor(rgb[pn + o] * 255 + 0.5);
+        out[i + 2] = Math.floor(rgb[2 * pn + o] * 255 + 0.5);
+      }
+    }
+    return out;
   }
-  const out = new Int32Array(3 * N);
-  for (let i = 0; i < N; i++) {
-    for (let c = 0; c < 3; c++) {
-      let v = rgb[c * N + i];
-      if (res) v = rnd(v + res[c * N + i], actS, ACT_LIMIT);
-      out[3 * i + c] = Math.floor(v * 255 + 0.5);
+  // the residual block: t = relu(round(conv(rgb))) where its inputs are not all constants, then
+  // res = round(conv(t)) and the output where those are not
+  erode(c0, c1, ctmp, width, height, pw);
+  erode(c1, c2, ctmp, width, height, pw);
+  const tC = new Float64Array(R), outC = new Float64Array(3);
+  for (let o = 0; o < R; o++) { const v = convConst(rgbC, 3, ka, o * 27, kba[o]); tC[o] = v > 0 ? v : 0; }
+  for (let c = 0; c < 3; c++) outC[c] = Math.floor(rnd(rgbC[c] + convConst(tC, R, kb, c * 9 * R, kbb[c]), ACT_S, ACT_LIMIT) * 255 + 0.5);
+  for (let y = 1; y <= height; y++) {
+    for (let i = y * pw + 1, e = i + width; i < e; i++) {
+      if (c1[i]) { for (let o = 0; o < R; o++) t[o * pn + i] = tC[o]; continue; }
+      for (let o = 0; o < R; o++) { const v = convAt(rgb, 3, pn, pw, ka, o * 27, kba[o], i); t[o * pn + i] = v > 0 ? v : 0; }
     }
   }
-  return out;
-}
-
-// round(conv3x3(x) + b) with zero padding, optionally ReLU; x: C planes, k: (O, C, 3, 3).
-// The planes are copied into zero-bordered ones first, so the taps need no bounds tests (the
-// sum is exact in any order).
-function conv3x3(x, C, k, b, O, w, h, relu) {
-  const N = w * h, out = new Float64Array(O * N), actS = 2 ** ACT_BITS;
-  const pw = w + 2, pn = pw * (h + 2);
-  const pad = new Float64Array(C * pn);
-  for (let ci = 0; ci < C; ci++) {
-    for (let y = 0; y < h; y++) pad.set(x.subarray(ci * N + y * w, ci * N + (y + 1) * w), ci * pn + (y + 1) * pw + 1);
-  }
-  const t = new Float64Array(w);
-  for (let o = 0; o < O; o++) {
-    for (let y = 0; y < h; y++) {
-      t.fill(b[o]);
-      for (let ci = 0; ci < C; ci++) {
-        const kb = (o * C + ci) * 9;
-        for (let dy = 0; dy < 3; dy++) {
-          const row = ci * pn + (y + dy) * pw;
-          const k0 = k[kb + dy * 3], k1 = k[kb + dy * 3 + 1], k2 = k[kb + dy * 3 + 2];
-          for (let xx = 0; xx < w; xx++) t[xx] += k0 * pad[row + xx] + k1 * pad[row + xx + 1] + k2 * pad[row + xx + 2];
-        }
-      }
-      const ob = o * N + y * w;
-      for (let xx = 0; xx < w; xx++) {
-        const v = rnd(t[xx], actS, ACT_LIMIT);
-        out[ob + xx] = relu ? (v > 0 ? v : 0) : v;
+  const oc0 = outC[0], oc1 = outC[1], oc2 = outC[2], k9 = 9 * R;
+  for (let y = 1; y <= height; y++) {
+    for (let i = y * pw + 1, e = i + width, j = 3 * (y - 1) * width; i < e; i++, j += 3) {
+      if (c2[i]) { out[j] = oc0; out[j + 1] = oc1; out[j + 2] = oc2; continue; }
+      for (let c = 0; c < 3; c++) {
+        const v = rnd(rgb[c * pn + i] + convAt(t, R, pn, pw, kb, c * k9, kbb[c], i), ACT_S, ACT_LIMIT);
+        out[j + c] = Math.floor(v * 255 + 0.5);
       }
     }
   }
