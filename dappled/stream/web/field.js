@@ -200,7 +200,29 @@ export function parseLatents(chunks, nLat, nEsc) {
 const _rshift = (v, k) => (k === 0 ? v : Math.floor((v + 2 ** (k - 1)) / 2 ** k));
 const _clampAct = (v) => (v > ACT_CLAMP ? ACT_CLAMP : v < -ACT_CLAMP ? -ACT_CLAMP : v);
 
+// Padded grids (PAD zero columns either side, PAD zero rows above) and the compact grids the
+// decoder returns, kept across frames: every interior value is written by each decode and the
+// padding never is. The grids returned are valid until the next decode of the same size.
+let latentSpace = null;
+function latentWorkspace(gs) {
+  const key = gs.map((g) => `${g.height}x${g.width}`).join(",");
+  if (latentSpace && latentSpace.key === key) return latentSpace;
+  latentSpace = {
+    key,
+    bufs: gs.map((g) => new Int32Array((g.height + PAD) * (g.width + 2 * PAD))),
+    grids: gs.map((g) => new Int32Array(g.height * g.width)),
+    rowNz: gs.map((g) => new Uint8Array(g.height + PAD)),
+  };
+  return latentSpace;
+}
+
 // dappled.entropy.latent.codec._decode_all: the grids (Int32Array each, raster order)
+//
+// Speed: the context of a latent is all zero when the PAD rows above hold no non-zero latent and
+// neither do the last PAD latents of its row (tracked per row, no neighbour read then); with a
+// zero context the table is the grid's first one, whose most probable symbol is tested before the
+// binary search. The rANS state is two doubles (high 31 bits, low 32 bits), updated with the same
+// integer arithmetic as before.
 export function decodeLatents(p, tb) {
   const { arch, gs, words, excess } = p;
   const c = arch.ctx, h = arch.armHidden, two = arch.armLayers === 2;
@@ -211,8 +233,7 @@ export function decodeLatents(p, tb) {
   const a1 = new Float64Array(h), a2 = new Float64Array(h), ctx = new Float64Array(c);
   const { cdf, start, nsym, lo: tlo } = tb;
   const nw = words.length;
-  const word = (i) => (i < nw ? words[i] : 0);
-  let xlo = word(0), xhi = word(1) % 2147483648, ptr = 2; // state = xhi * 2**32 + xlo
+  let xlo = nw > 0 ? words[0] : 0, xhi = (nw > 1 ? words[1] : 0) % 2147483648, ptr = 2; // state = xhi * 2**32 + xlo
   let e = 0;
   let mu = 0, ls = 0;
   const predict = (g) => {
@@ -239,63 +260,82 @@ export function decodeLatents(p, tb) {
     mu = _clampAct(_rshift(o0 + c0 * 256, ko));
     ls = _clampAct(_rshift(o1 + c1 * 256, ko));
   };
-  let tid = 0, centre = 0;
-  const tableOf = () => {
-    let si = Math.floor(((ls - LS_MIN_FP) * (SCALE_LEVELS - 1) + (LS_SPAN >> 1)) / LS_SPAN);
-    if (si < 0) si = 0;
-    if (si > SCALE_LEVELS - 1) si = SCALE_LEVELS - 1;
-    const q16 = Math.floor((mu + 8) / 16);
-    tid = si * 16 + (q16 & 15);
-    centre = Math.floor(q16 / 16);
-  };
   const nb = NEIGHBOURS.slice(0, c);
-  const out = [];
+  const ws = latentWorkspace(gs);
+  const rel = new Int32Array(c);
   for (let g = 0; g < gs.length; g++) {
     const H = gs[g].height, Wd = gs[g].width, stride = Wd + 2 * PAD;
-    const buf = new Int32Array((H + PAD) * stride);
-    const rel = new Int32Array(c);
+    const buf = ws.bufs[g], rowNz = ws.rowNz[g];
     for (let i = 0; i < c; i++) rel[i] = nb[i][0] * stride + nb[i][1];
     ctx.fill(0);
     predict(g);
-    tableOf();
-    const t0 = tid, centre0 = centre;
+    // the table of a zero context, and its most probable symbol
+    let si0 = Math.floor(((ls - LS_MIN_FP) * (SCALE_LEVELS - 1) + (LS_SPAN >> 1)) / LS_SPAN);
+    si0 = si0 < 0 ? 0 : si0 > SCALE_LEVELS - 1 ? SCALE_LEVELS - 1 : si0;
+    const q160 = Math.floor((mu + 8) / 16);
+    const t0 = si0 * 16 + (q160 & 15), centre0 = Math.floor(q160 / 16);
+    const first0 = start[t0], n0 = nsym[t0];
+    let lz = 0;
+    for (let s = 1; s < n0; s++) if (cdf[first0 + s + 1] - cdf[first0 + s] > cdf[first0 + lz + 1] - cdf[first0 + lz]) lz = s;
+    const csZ = cdf[first0 + lz], fZ = cdf[first0 + lz + 1] - csZ;
+    const qZ = tlo[t0] + lz;
+    const escZ = lz === n0 - 1;
     for (let y = 0; y < H; y++) {
+      const above = rowNz[y] | rowNz[y + 1] | rowNz[y + 2]; // rows y - 3 .. y - 1 (padded: row y + PAD)
+      let lastNz = -PAD - 1, rowAny = 0;
       let at = (PAD + y) * stride + PAD;
       for (let x = 0; x < Wd; x++, at++) {
-        let nz = false;
-        for (let i = 0; i < c; i++) { const v = buf[at + rel[i]]; ctx[i] = v; if (v !== 0) nz = true; }
-        if (nz) { predict(g); tableOf(); } else { tid = t0; centre = centre0; }
+        let tid = t0, centre = centre0;
+        if (above || x - lastNz <= PAD) {
+          let nz = false;
+          for (let i = 0; i < c; i++) { const v = buf[at + rel[i]]; ctx[i] = v; if (v !== 0) nz = true; }
+          if (nz) {
+            predict(g);
+            let si = Math.floor(((ls - LS_MIN_FP) * (SCALE_LEVELS - 1) + (LS_SPAN >> 1)) / LS_SPAN);
+            si = si < 0 ? 0 : si > SCALE_LEVELS - 1 ? SCALE_LEVELS - 1 : si;
+            const q16 = Math.floor((mu + 8) / 16);
+            tid = si * 16 + (q16 & 15);
+            centre = Math.floor(q16 / 16);
+          }
+        }
         // rANS symbol (CompressAI Rans64, 16-bit precision) under table tid
-        const first = start[tid], n = nsym[tid];
         const cf = xlo & 0xffff;
-        let l = 0, r = n;
-        while (r - l > 1) { const mid = (l + r) >> 1; if (cdf[first + mid] <= cf) l = mid; else r = mid; }
-        const cs = cdf[first + l], freq = cdf[first + l + 1] - cs;
-        const qhi = Math.floor(xhi / 65536);
-        const qlo = (xhi % 65536) * 65536 + Math.floor(xlo / 65536);
-        const low = freq * qlo + cf - cs;
+        let l, cs, freq;
+        if (tid === t0 && cf - csZ >= 0 && cf - csZ < fZ) {
+          l = lz; cs = csZ; freq = fZ;
+        } else {
+          const first = start[tid], n = nsym[tid];
+          let r = n;
+          l = 0;
+          while (r - l > 1) { const mid = (l + r) >> 1; if (cdf[first + mid] <= cf) l = mid; else r = mid; }
+          cs = cdf[first + l]; freq = cdf[first + l + 1] - cs;
+        }
+        const low = freq * ((xhi & 0xffff) * 65536 + (xlo >>> 16)) + cf - cs;
         const carry = Math.floor(low / 4294967296);
         xlo = low - carry * 4294967296;
-        xhi = freq * qhi + carry;
-        if (xhi === 0 && xlo < 2147483648) { xhi = xlo; xlo = word(ptr); ptr++; }
+        xhi = freq * (xhi >>> 16) + carry;
+        if (xhi === 0 && xlo < 2147483648) { xhi = xlo; xlo = ptr < nw ? words[ptr] : 0; ptr++; }
         let q;
-        if (l === n - 1) { // escape: the excess beyond the table's edge
+        if (tid === t0 && l === lz && !escZ) {
+          q = centre + qZ;
+        } else if (l === nsym[tid] - 1) { // escape: the excess beyond the table's edge
           if (e >= excess.length) throw new BitstreamError("field latents: more escapes than escape values");
           const ex = excess[e++];
-          q = centre + (ex > 0 ? tlo[tid] + n - 2 + ex : tlo[tid] + ex);
+          q = centre + (ex > 0 ? tlo[tid] + nsym[tid] - 2 + ex : tlo[tid] + ex);
         } else {
           q = centre + tlo[tid] + l;
         }
         if (q > QMAX || q < -QMAX) throw new BitstreamError("field latents: latent out of range");
         buf[at] = q;
+        if (q !== 0) { lastNz = x; rowAny = 1; }
       }
+      rowNz[y + PAD] = rowAny;
     }
-    const grid = new Int32Array(H * Wd);
+    const grid = ws.grids[g];
     for (let y = 0; y < H; y++) grid.set(buf.subarray((PAD + y) * stride + PAD, (PAD + y) * stride + PAD + Wd), y * Wd);
-    out.push(grid);
   }
   if (e !== excess.length) throw new BitstreamError("field latents: escape values left over");
-  return out;
+  return ws.grids;
 }
 
 // ------------------------------------------------------------------ synthesis (exact, float64)
@@ -472,18 +512,26 @@ export function synthesizeRounded(p, latents, width, height) {
   const { vr, z1, rowZ, hid, pw, pn, rgb, t, c0, c1, c2, ctmp } = ws;
   const { cm, cp } = ws.full;
   const plane = ah * aw;
-  // where the level-1 accumulator is 0 on every plane
-  for (let j = 0; j < plane; j++) {
-    let z = 1;
-    for (let s = 0; s < S; s++) if (acc[s * plane + j] !== 0) { z = 0; break; }
-    z1[j] = z;
-  }
-  // the constants: hidden and RGB values where the accumulator and the level-0 latent are 0
+  // the constants: hidden values where the accumulator and the level-0 latent are 0
   for (let s = 0; s < S; s++) {
     let v = 0 * 0.75 + 0 * 0.25 + wa[s * G] * (0 * 1);
     v = rnd(v, ACC_S, ACC_LIMIT);
     v = Math.floor((v + ba[s]) * ACT_S + 0.5) * INV_ACT;
     hid[s] = v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0;
+  }
+  // z1: the level-1 cells whose value on every plane gives the constant hidden value. A full-size
+  // pixel's value on a plane (before the hidden layer) is its 4 level-1 cells' values blended with
+  // non-negative weights, rounded to 2**-24 (plus its level-0 latent's mix), so with that latent 0
+  // it lies between the 4 values (all multiples of 2**-24); the hidden layer, round(v + b) then
+  // ReLU, is non-decreasing in v: where the 4 cells are in z1 the pixel's hidden values are the
+  // constants, and so is its RGB.
+  for (let j = 0; j < plane; j++) {
+    let z = 1;
+    for (let s = 0; s < S; s++) {
+      const v = Math.floor((acc[s * plane + j] + ba[s]) * ACT_S + 0.5) * INV_ACT;
+      if ((v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0) !== hid[s]) { z = 0; break; }
+    }
+    z1[j] = z;
   }
   const rgbC = new Float64Array(3);
   for (let c = 0; c < 3; c++) {
