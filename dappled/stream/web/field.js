@@ -385,6 +385,7 @@ function getWorkspace(width, height, S, R) {
     pw, pn,
     rgb: new Float64Array(3 * pn), // zero-bordered planes (the convolutions' padding)
     t: new Float64Array(Math.max(R, 1) * pn),
+    tr: new Float64Array(width), tr2: new Float64Array(width),
     c0: new Uint8Array(pn), c1: new Uint8Array(pn), c2: new Uint8Array(pn), ctmp: new Uint8Array(pn),
   };
   return workspace;
@@ -475,19 +476,19 @@ export function addClip(r, base = null) {
   return out;
 }
 
-// One 3x3 convolution output at padded position i: round(b + sum k x), zero padding (x: C planes
-// of pn, rows of pw), in the order of dappled's per-row loop (each row of taps summed, then added)
-function convAt(x, C, pn, pw, k, ko, b, i) {
-  let t = b;
+// 3x3 convolution sums b + sum k x at padded positions i0 .. i1 - 1 of one row into tr (zero
+// padding; x: C planes of pn, rows of pw), in the order of dappled's per-row loop (each row of
+// taps summed, then added), unrounded
+function convSpan(x, C, pn, pw, k, ko, b, i0, i1, tr) {
+  const n = i1 - i0;
+  for (let j = 0; j < n; j++) tr[j] = b;
   for (let ci = 0; ci < C; ci++) {
-    const kb = ko + ci * 9, c = ci * pn + i;
-    const r0 = c - pw, r2 = c + pw;
-    t += k[kb] * x[r0 - 1] + k[kb + 1] * x[r0] + k[kb + 2] * x[r0 + 1];
-    t += k[kb + 3] * x[c - 1] + k[kb + 4] * x[c] + k[kb + 5] * x[c + 1];
-    t += k[kb + 6] * x[r2 - 1] + k[kb + 7] * x[r2] + k[kb + 8] * x[r2 + 1];
+    for (let dy = 0; dy < 3; dy++) {
+      const kk = ko + ci * 9 + dy * 3, k0 = k[kk], k1 = k[kk + 1], k2 = k[kk + 2];
+      const r = ci * pn + i0 + (dy - 1) * pw;
+      for (let j = 0; j < n; j++) tr[j] += k0 * x[r + j - 1] + k1 * x[r + j] + k2 * x[r + j + 1];
+    }
   }
-  const v = Math.floor(t * ACT_S + 0.5) * INV_ACT;
-  return v > ACT_LIMIT ? ACT_LIMIT : v < -ACT_LIMIT ? -ACT_LIMIT : v;
 }
 
 // the same for inputs that are constants xc (one per plane)
@@ -595,20 +596,40 @@ export function synthesizeRounded(p, latents, width, height) {
   const tC = new Float64Array(R), outC = new Float64Array(3);
   for (let o = 0; o < R; o++) { const v = convConst(rgbC, 3, ka, o * 27, kba[o]); tC[o] = v > 0 ? v : 0; }
   for (let c = 0; c < 3; c++) outC[c] = Math.floor(rnd(rgbC[c] + convConst(tC, R, kb, c * 9 * R, kbb[c]), ACT_S, ACT_LIMIT) * 255 + 0.5);
+  const tr = ws.tr, tr2 = ws.tr2;
   for (let y = 1; y <= height; y++) {
-    for (let i = y * pw + 1, e = i + width; i < e; i++) {
-      if (c1[i]) { for (let o = 0; o < R; o++) t[o * pn + i] = tC[o]; continue; }
-      for (let o = 0; o < R; o++) { const v = convAt(rgb, 3, pn, pw, ka, o * 27, kba[o], i); t[o * pn + i] = v > 0 ? v : 0; }
+    for (let i = y * pw + 1, e = i + width; i < e;) {
+      if (c1[i]) { for (let o = 0; o < R; o++) t[o * pn + i] = tC[o]; i++; continue; }
+      let i1 = i + 1;
+      while (i1 < e && !c1[i1]) i1++;
+      for (let o = 0; o < R; o++) {
+        convSpan(rgb, 3, pn, pw, ka, o * 27, kba[o], i, i1, tr);
+        for (let j = 0, to = o * pn + i; j < i1 - i; j++) {
+          const v = Math.floor(tr[j] * ACT_S + 0.5) * INV_ACT;
+          t[to + j] = v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0;
+        }
+      }
+      i = i1;
     }
   }
   const oc0 = outC[0], oc1 = outC[1], oc2 = outC[2], k9 = 9 * R;
   for (let y = 1; y <= height; y++) {
-    for (let i = y * pw + 1, e = i + width, j = 3 * (y - 1) * width; i < e; i++, j += 3) {
-      if (c2[i]) { out[j] = oc0; out[j + 1] = oc1; out[j + 2] = oc2; continue; }
+    const r0 = y * pw + 1, e = r0 + width, jr = 3 * (y - 1) * width - 3 * r0;
+    for (let i = r0; i < e;) {
+      if (c2[i]) { const j = jr + 3 * i; out[j] = oc0; out[j + 1] = oc1; out[j + 2] = oc2; i++; continue; }
+      let i1 = i + 1;
+      while (i1 < e && !c2[i1]) i1++;
       for (let c = 0; c < 3; c++) {
-        const v = rnd(rgb[c * pn + i] + convAt(t, R, pn, pw, kb, c * k9, kbb[c], i), ACT_S, ACT_LIMIT);
-        out[j + c] = Math.floor(v * 255 + 0.5);
+        convSpan(t, R, pn, pw, kb, c * k9, kbb[c], i, i1, tr);
+        for (let j = 0, ro = c * pn + i; j < i1 - i; j++) {
+          let v = Math.floor(tr[j] * ACT_S + 0.5) * INV_ACT;
+          v = v > ACT_LIMIT ? ACT_LIMIT : v < -ACT_LIMIT ? -ACT_LIMIT : v;
+          v = Math.floor((rgb[ro + j] + v) * ACT_S + 0.5) * INV_ACT;
+          v = v > ACT_LIMIT ? ACT_LIMIT : v < -ACT_LIMIT ? -ACT_LIMIT : v;
+          out[jr + 3 * (i + j) + c] = Math.floor(v * 255 + 0.5);
+        }
       }
+      i = i1;
     }
   }
   return out;
