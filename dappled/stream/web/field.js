@@ -311,7 +311,7 @@ export function decodeLatents(p, tb) {
           cs = cdf[first + l]; freq = cdf[first + l + 1] - cs;
         }
         const low = freq * ((xhi & 0xffff) * 65536 + (xlo >>> 16)) + cf - cs;
-        const carry = Math.floor(low / 4294967296);
+        const carry = Math.floor(low * 2.3283064365386963e-10); // / 2**32, exactly
         xlo = low - carry * 4294967296;
         xhi = freq * (xhi >>> 16) + carry;
         if (xhi === 0 && xlo < 2147483648) { xhi = xlo; xlo = ptr < nw ? words[ptr] : 0; ptr++; }
@@ -353,6 +353,13 @@ export function decodeLatents(p, tb) {
 // round to a multiple of 1/s (s a power of two: times 1/s is the exact division), clamp to +-lim
 const rnd = (v, s, lim) => { const r = Math.floor(v * s + 0.5) * (1 / s); return r > lim ? lim : r < -lim ? -lim : r; };
 export const values = (t) => { const s = 2 ** -t.k, o = new Float64Array(t.ints.length); for (let i = 0; i < o.length; i++) o[i] = t.ints[i] * s; return o; };
+// the synthesis weights' values, once per network (a group's frames share it)
+const weightValues = new WeakMap();
+function synthValues(p) {
+  let v = weightValues.get(p.synth);
+  if (!v) { v = p.synth.map(values); weightValues.set(p.synth, v); }
+  return v;
+}
 const ACC_S = 2 ** ACC_BITS, ACT_S = 2 ** ACT_BITS, INV_ACC = 1 / ACC_S, INV_ACT = 1 / ACT_S;
 
 // the column taps of a 2x upsampling from w to cols: cm (nearer), cp (farther), as in Python's _up2
@@ -381,7 +388,7 @@ function getWorkspace(width, height, S, R) {
   workspace = {
     key, levels,
     vr: new Float64Array(S * a1.cols), z1: new Uint8Array(a1.rows * a1.cols), rowZ: new Uint8Array(a1.cols),
-    hid: new Float64Array(S), full: upTaps(a1.cols, width),
+    hid: new Float64Array(S), wa0: new Float64Array(S), full: upTaps(a1.cols, width),
     pw, pn,
     rgb: new Float64Array(3 * pn), // zero-bordered planes (the convolutions' padding)
     t: new Float64Array(Math.max(R, 1) * pn),
@@ -410,7 +417,7 @@ export function coarseAccumulator(p, latents, width, height) {
   const { gs, arch } = p;
   const S = arch.synthHidden, G = gs.length;
   const ws = getWorkspace(width, height, S, arch.resHidden);
-  const wa = p.waValues || (p.waValues = values(p.synth[0]));
+  const wa = synthValues(p)[0];
   let prev = null;
   for (let lv = LEVELS - 1; lv >= 1; lv--) {
     const L = ws.levels[lv], rows = L.rows, cols = L.cols, n = rows * cols, next = L.acc;
@@ -462,7 +469,9 @@ export const levelStep = step;
 // dappled.models.field.synthesis.synthesize (numba path): RGB bytes, (H, W, 3) order. base: a
 // video's prediction (Uint8Array, H x W x 3) or null; a pixel is then clip(base + round(255 v)).
 export function synthesize(p, latents, width, height, base = null) {
-  return addClip(synthesizeRounded(p, latents, width, height), base);
+  const ws = getWorkspace(width, height, p.arch.synthHidden, p.arch.resHidden);
+  if (!ws.outI) ws.outI = new Int32Array(3 * width * height);
+  return addClip(synthesizeRounded(p, latents, width, height, ws.outI), base);
 }
 
 // clip(base + r, 0, 255) as RGB bytes (base null: clip(r))
@@ -503,11 +512,11 @@ function convConst(xc, C, k, ko, b) {
 
 // The synthesis output before the clip: round(255 v) per channel (Int32Array, (H, W, 3) order).
 // A field video's residual is this, added to a prediction that may be another thread's.
-export function synthesizeRounded(p, latents, width, height) {
+// out: where to write it (a new array if none).
+export function synthesizeRounded(p, latents, width, height, out = null) {
   const { gs, arch } = p;
   const S = arch.synthHidden, R = arch.resHidden, G = gs.length;
-  if (!p.synthValues) p.synthValues = p.synth.map(values);
-  const [wa, ba, wb, bb, ka, kba, kb, kbb] = p.synthValues;
+  const [wa, ba, wb, bb, ka, kba, kb, kbb] = synthValues(p);
   const { acc, ah, aw } = coarseAccumulator(p, latents, width, height);
   const ws = getWorkspace(width, height, S, R);
   const { vr, z1, rowZ, hid, pw, pn, rgb, t, c0, c1, c2, ctmp } = ws;
@@ -544,6 +553,8 @@ export function synthesizeRounded(p, latents, width, height) {
   // operations in the same order as dappled's _full_size), constants where nothing is non-zero
   const st0 = step(0, p.shift, p.ladder);
   const q0 = latents[0];
+  const wa0 = ws.wa0;
+  for (let s = 0; s < S; s++) wa0[s] = wa[s * G];
   const wb0 = wb.subarray(0, S), wb1 = wb.subarray(S, 2 * S), wb2 = wb.subarray(2 * S, 3 * S);
   const rc0 = rgbC[0], rc1 = rgbC[1], rc2 = rgbC[2], bb0 = bb[0], bb1 = bb[1], bb2 = bb[2];
   for (let y = 0; y < height; y++) {
@@ -567,7 +578,8 @@ export function synthesizeRounded(p, latents, width, height) {
       let t0 = bb0, t1 = bb1, t2 = bb2;
       for (let s = 0; s < S; s++) {
         const vo = s * aw;
-        let v = vr[vo + xm] * 0.75 + vr[vo + xp] * 0.25 + wa[s * G] * qv;
+        let v = vr[vo + xm] * 0.75 + vr[vo + xp] * 0.25;
+        if (q !== 0) v += wa0[s] * qv; // (a zero latent adds 0)
         v = Math.floor(v * ACC_S + 0.5) * INV_ACC;
         v = v > ACC_LIMIT ? ACC_LIMIT : v < -ACC_LIMIT ? -ACC_LIMIT : v;
         v = Math.floor((v + ba[s]) * ACT_S + 0.5) * INV_ACT;
@@ -577,7 +589,7 @@ export function synthesizeRounded(p, latents, width, height) {
       rgb[o] = rnd(t0, ACT_S, ACT_LIMIT); rgb[pn + o] = rnd(t1, ACT_S, ACT_LIMIT); rgb[2 * pn + o] = rnd(t2, ACT_S, ACT_LIMIT);
     }
   }
-  const out = new Int32Array(3 * width * height);
+  if (!out) out = new Int32Array(3 * width * height);
   if (!R) {
     for (let y = 0; y < height; y++) {
       const prow = (y + 1) * pw + 1;

@@ -9,8 +9,8 @@ import { FieldSynthGL } from "./field-gl.js";
 import { FIELDV_CODEC_ID, FieldVideoDecoder } from "./fieldv.js";
 import { SplatRenderer } from "./gl.js";
 
-// Field images are synthesized in exact float64 JavaScript (field.js) and shown on a 2D canvas:
-// no WebGL needed. ?synth=gl asks for the WebGL2 synthesis (field-gl.js, within +-1 of exact);
+// Field images are synthesized in exact float64 JavaScript (field.js), in the decoder worker
+// (fieldv-worker.js; ?worker=0: on the page), and shown on a 2D canvas: no WebGL needed. ?synth=gl asks for the WebGL2 synthesis (field-gl.js, within +-1 of exact);
 // without WebGL2 or float render targets the page says so and the JavaScript one runs.
 class CanvasRenderer {
   constructor(canvas, width, height) {
@@ -236,6 +236,15 @@ class WebPlayer {
           .catch((e) => { this.fail(`${this.src}: ${e.message}`); this.state.playing = false; });
         this.state.worker = false;
       }
+    } else if (header.codecId === FIELD_CODEC_ID && params.get("synth") !== "gl" && typeof Worker !== "undefined"
+               && params.get("worker") !== "0") {
+      // field image, exact JavaScript synthesis: decoded in the worker too (the page stays live)
+      this.field = true;
+      this.renderer = new CanvasRenderer(this.canvas, header.width, header.height);
+      this.state.synth = "js";
+      this.frameSource = new WorkerFrames(this, header, "js");
+      this.decoder = this.frameSource;
+      this.state.worker = true;
     } else if (header.codecId === FIELD_CODEC_ID) {
       this.field = true;
       this.renderer = new CanvasRenderer(this.canvas, header.width, header.height);
