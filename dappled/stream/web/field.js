@@ -340,15 +340,19 @@ export function decodeLatents(p, tb) {
 
 // ------------------------------------------------------------------ synthesis (exact, float64)
 //
-// Speed (issue 19): the buffers live in a workspace kept across frames (no allocation per frame
-// but the output), the loops run over contiguous rows with the weights hoisted, and the work the
-// stream says is zero is skipped: a latent of 0 adds nothing to the mix, and where the level-1
-// accumulator is 0 on all its planes around a pixel and the pixel's level-0 latent is 0, the pixel's
-// hidden and RGB values are the network's constants (computed once a frame, by the same
-// operations); a 3x3 convolution whose 9 inputs are all such constants (away from the zero-padded
-// border) gives its constant too, so the residual block runs only near the non-zero latents. Every
-// value computed is computed by the same operations in the same order as before, so the pixels
-// stay the Python decoder's, bit for bit (tests/test_web_field.py, tests/test_web_fieldv.py).
+// Speed (issue 19): the buffers live in a workspace kept across frames, the loops run over
+// contiguous rows with the weights hoisted, and the work the stream says is constant is skipped.
+// A latent of 0 adds nothing to the mix. The network has constants: its hidden and RGB values
+// where the level-1 accumulator and the level-0 latent are 0, and the residual block's values
+// where its inputs are those; they are computed once a frame by the same operations. A pixel takes
+// them without computing: its hidden values where its 4 level-1 cells give the constant hidden
+// values (the hidden layer is non-decreasing in its input, and a pixel's input lies between its
+// 4 cells' values: see synthesizeRounded), its RGB where its hidden values or RGB are the
+// constants (c0), the first convolution's output where its 9 inputs are (c1: a 3x3 erosion of
+// c0, zero-padded border excluded), the second's where those 9 are (c2). So the full-size layers
+// and the residual block run only near the non-zero latents. Every value computed is computed by
+// the same operations in the same order as before, so the pixels stay the Python decoder's, bit
+// for bit (tests/test_web_field.py, tests/test_web_fieldv.py).
 
 // round to a multiple of 1/s (s a power of two: times 1/s is the exact division), clamp to +-lim
 const rnd = (v, s, lim) => { const r = Math.floor(v * s + 0.5) * (1 / s); return r > lim ? lim : r < -lim ? -lim : r; };
@@ -586,7 +590,9 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
         const hv = v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0;
         t0 += wb0[s] * hv; t1 += wb1[s] * hv; t2 += wb2[s] * hv;
       }
-      rgb[o] = rnd(t0, ACT_S, ACT_LIMIT); rgb[pn + o] = rnd(t1, ACT_S, ACT_LIMIT); rgb[2 * pn + o] = rnd(t2, ACT_S, ACT_LIMIT);
+      const r0 = rnd(t0, ACT_S, ACT_LIMIT), r1 = rnd(t1, ACT_S, ACT_LIMIT), r2 = rnd(t2, ACT_S, ACT_LIMIT);
+      rgb[o] = r0; rgb[pn + o] = r1; rgb[2 * pn + o] = r2;
+      if (r0 === rc0 && r1 === rc1 && r2 === rc2) c0[o] = 1; // the constants after all
     }
   }
   if (!out) out = new Int32Array(3 * width * height);
@@ -604,7 +610,6 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
   // the residual block: t = relu(round(conv(rgb))) where its inputs are not all constants, then
   // res = round(conv(t)) and the output where those are not
   erode(c0, c1, ctmp, width, height, pw);
-  erode(c1, c2, ctmp, width, height, pw);
   const tC = new Float64Array(R), outC = new Float64Array(3);
   for (let o = 0; o < R; o++) { const v = convConst(rgbC, 3, ka, o * 27, kba[o]); tC[o] = v > 0 ? v : 0; }
   for (let c = 0; c < 3; c++) outC[c] = Math.floor(rnd(rgbC[c] + convConst(tC, R, kb, c * 9 * R, kbb[c]), ACT_S, ACT_LIMIT) * 255 + 0.5);
@@ -621,16 +626,22 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
           t[to + j] = v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0;
         }
       }
+      for (let j = i; j < i1; j++) { // the constants after all?
+        let same = 1;
+        for (let o = 0; o < R; o++) if (t[o * pn + j] !== tC[o]) { same = 0; break; }
+        c1[j] = same;
+      }
       i = i1;
     }
   }
+  erode(c1, c2, ctmp, width, height, pw);
   const oc0 = outC[0], oc1 = outC[1], oc2 = outC[2], k9 = 9 * R;
   for (let y = 1; y <= height; y++) {
     const r0 = y * pw + 1, e = r0 + width, jr = 3 * (y - 1) * width - 3 * r0;
     for (let i = r0; i < e;) {
-      if (c2[i]) { const j = jr + 3 * i; out[j] = oc0; out[j + 1] = oc1; out[j + 2] = oc2; i++; continue; }
+      if (c2[i] & c0[i]) { const j = jr + 3 * i; out[j] = oc0; out[j + 1] = oc1; out[j + 2] = oc2; i++; continue; }
       let i1 = i + 1;
-      while (i1 < e && !c2[i1]) i1++;
+      while (i1 < e && !(c2[i1] & c0[i1])) i1++;
       for (let c = 0; c < 3; c++) {
         convSpan(t, R, pn, pw, kb, c * k9, kbb[c], i, i1, tr);
         for (let j = 0, ro = c * pn + i; j < i1 - i; j++) {
