@@ -204,6 +204,7 @@ const _clampAct = (v) => (v > ACT_CLAMP ? ACT_CLAMP : v < -ACT_CLAMP ? -ACT_CLAM
 // decoder returns, kept across frames: every interior value is written by each decode and the
 // padding never is. The grids returned are valid until the next decode of the same size.
 let latentSpace = null;
+const BIG = 1 << 30;
 function latentWorkspace(gs) {
   const key = gs.map((g) => `${g.height}x${g.width}`).join(",");
   if (latentSpace && latentSpace.key === key) return latentSpace;
@@ -211,15 +212,18 @@ function latentWorkspace(gs) {
     key,
     bufs: gs.map((g) => new Int32Array((g.height + PAD) * (g.width + 2 * PAD))),
     grids: gs.map((g) => new Int32Array(g.height * g.width)),
-    rowNz: gs.map((g) => new Uint8Array(g.height + PAD)),
+    // per padded row, the first and last columns of its non-zero latents (none: BIG, -BIG)
+    rowLo: gs.map((g) => new Int32Array(g.height + PAD).fill(BIG)),
+    rowHi: gs.map((g) => new Int32Array(g.height + PAD).fill(-BIG)),
   };
   return latentSpace;
 }
 
 // dappled.entropy.latent.codec._decode_all: the grids (Int32Array each, raster order)
 //
-// Speed: the context of a latent is all zero when the PAD rows above hold no non-zero latent and
-// neither do the last PAD latents of its row (tracked per row, no neighbour read then); with a
+// Speed: the context of a latent is all zero when the PAD rows above hold no non-zero latent within
+// PAD columns of it and neither do the last PAD latents of its row (each row's non-zero columns
+// are tracked as a span: no neighbour is read then); with a
 // zero context the table is the grid's first one, whose most probable symbol is tested before the
 // binary search. The rANS state is two doubles (high 31 bits, low 32 bits), updated with the same
 // integer arithmetic as before.
@@ -265,7 +269,7 @@ export function decodeLatents(p, tb) {
   const rel = new Int32Array(c);
   for (let g = 0; g < gs.length; g++) {
     const H = gs[g].height, Wd = gs[g].width, stride = Wd + 2 * PAD;
-    const buf = ws.bufs[g], rowNz = ws.rowNz[g];
+    const buf = ws.bufs[g], rowLo = ws.rowLo[g], rowHi = ws.rowHi[g];
     for (let i = 0; i < c; i++) rel[i] = nb[i][0] * stride + nb[i][1];
     ctx.fill(0);
     predict(g);
@@ -281,12 +285,14 @@ export function decodeLatents(p, tb) {
     const qZ = tlo[t0] + lz;
     const escZ = lz === n0 - 1;
     for (let y = 0; y < H; y++) {
-      const above = rowNz[y] | rowNz[y + 1] | rowNz[y + 2]; // rows y - 3 .. y - 1 (padded: row y + PAD)
-      let lastNz = -PAD - 1, rowAny = 0;
+      // the columns within PAD of a non-zero latent in rows y - 3 .. y - 1 (padded: row y + PAD)
+      const aLo = Math.min(rowLo[y], rowLo[y + 1], rowLo[y + 2]) - PAD;
+      const aHi = Math.max(rowHi[y], rowHi[y + 1], rowHi[y + 2]) + PAD;
+      let lastNz = -PAD - 1, lo = BIG, hi = -BIG;
       let at = (PAD + y) * stride + PAD;
       for (let x = 0; x < Wd; x++, at++) {
         let tid = t0, centre = centre0;
-        if (above || x - lastNz <= PAD) {
+        if ((x >= aLo && x <= aHi) || x - lastNz <= PAD) {
           let nz = false;
           for (let i = 0; i < c; i++) { const v = buf[at + rel[i]]; ctx[i] = v; if (v !== 0) nz = true; }
           if (nz) {
@@ -327,9 +333,10 @@ export function decodeLatents(p, tb) {
         }
         if (q > QMAX || q < -QMAX) throw new BitstreamError("field latents: latent out of range");
         buf[at] = q;
-        if (q !== 0) { lastNz = x; rowAny = 1; }
+        if (q !== 0) { lastNz = x; if (x < lo) lo = x; hi = x; }
       }
-      rowNz[y + PAD] = rowAny;
+      rowLo[y + PAD] = lo;
+      rowHi[y + PAD] = hi;
     }
     const grid = ws.grids[g];
     for (let y = 0; y < H; y++) grid.set(buf.subarray((PAD + y) * stride + PAD, (PAD + y) * stride + PAD + Wd), y * Wd);
@@ -392,6 +399,7 @@ function getWorkspace(width, height, S, R) {
   workspace = {
     key, levels,
     vr: new Float64Array(S * a1.cols), z1: new Uint8Array(a1.rows * a1.cols), rowZ: new Uint8Array(a1.cols),
+    m1: new Int32Array(a1.rows * a1.cols), rowM: new Int32Array(a1.cols),
     hid: new Float64Array(S), wa0: new Float64Array(S), full: upTaps(a1.cols, width),
     pw, pn,
     rgb: new Float64Array(3 * pn), // zero-bordered planes (the convolutions' padding)
@@ -523,7 +531,7 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
   const [wa, ba, wb, bb, ka, kba, kb, kbb] = synthValues(p);
   const { acc, ah, aw } = coarseAccumulator(p, latents, width, height);
   const ws = getWorkspace(width, height, S, R);
-  const { vr, z1, rowZ, hid, pw, pn, rgb, t, c0, c1, c2, ctmp } = ws;
+  const { vr, z1, rowZ, m1, rowM, hid, pw, pn, rgb, t, c0, c1, c2, ctmp } = ws;
   const { cm, cp } = ws.full;
   const plane = ah * aw;
   // the constants: hidden values where the accumulator and the level-0 latent are 0
@@ -539,13 +547,16 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
   // it lies between the 4 values (all multiples of 2**-24); the hidden layer, round(v + b) then
   // ReLU, is non-decreasing in v: where the 4 cells are in z1 the pixel's hidden values are the
   // constants, and so is its RGB.
+  // (m1: the same plane by plane, a bit for each of the first 31 planes)
+  const full = S < 31 ? (1 << S) - 1 : 0x7fffffff;
   for (let j = 0; j < plane; j++) {
-    let z = 1;
+    let m = 0, high = 1; // planes past the 31st: only in z1
     for (let s = 0; s < S; s++) {
       const v = Math.floor((acc[s * plane + j] + ba[s]) * ACT_S + 0.5) * INV_ACT;
-      if ((v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0) !== hid[s]) { z = 0; break; }
+      if ((v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0) === hid[s]) { if (s < 31) m |= 1 << s; } else if (s >= 31) high = 0;
     }
-    z1[j] = z;
+    m1[j] = m;
+    z1[j] = m === full && high ? 1 : 0;
   }
   const rgbC = new Float64Array(3);
   for (let c = 0; c < 3; c++) {
@@ -565,7 +576,7 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
     const k = y >> 1;
     const ym = Math.min(k, ah - 1), yp = y % 2 === 0 ? Math.max(k - 1, 0) : Math.min(k + 1, ah - 1);
     const zm = ym * aw, zp = yp * aw;
-    for (let j = 0; j < aw; j++) rowZ[j] = z1[zm + j] & z1[zp + j];
+    for (let j = 0; j < aw; j++) { rowZ[j] = z1[zm + j] & z1[zp + j]; rowM[j] = m1[zm + j] & m1[zp + j]; }
     for (let s = 0; s < S; s++) { // the vertical taps of the row, once for all its pixels
       const r1 = s * plane + zm, r2 = s * plane + zp, o = s * aw;
       for (let j = 0; j < aw; j++) vr[o + j] = acc[r1 + j] * 0.75 + acc[r2 + j] * 0.25;
@@ -579,8 +590,10 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
       }
       c0[o] = 0;
       const qv = q * st0;
+      const mask = q === 0 ? rowM[xm] & rowM[xp] : 0; // the planes whose hidden value is the constant
       let t0 = bb0, t1 = bb1, t2 = bb2;
       for (let s = 0; s < S; s++) {
+        if (s < 31 && (mask >> s) & 1) { const hv = hid[s]; t0 += wb0[s] * hv; t1 += wb1[s] * hv; t2 += wb2[s] * hv; continue; }
         const vo = s * aw;
         let v = vr[vo + xm] * 0.75 + vr[vo + xp] * 0.25;
         if (q !== 0) v += wa0[s] * qv; // (a zero latent adds 0)
