@@ -77,6 +77,7 @@ class WorkerFrames {
       this.expect = m.i + 1;
       s.decoded++;
       s.decodeMs += m.decodeMs;
+      if (s.decodeTimes.length < 1000) s.decodeTimes.push([m.i, m.frameType ?? 0, m.decodeMs, m.latentMs, m.synthMs]);
       s.latentMs = m.latentMs;
       s.synthMs = m.synthMs;
       s.latentMsSum += m.latentMs;
@@ -147,7 +148,7 @@ class WebPlayer {
     this.state = {
       src, width: 0, height: 0, frameCount: 0, fps: 0, bytes: 0, downloaded: false, playing: true,
       frame: -1, shown: 0, dropped: 0, decoded: 0, stalls: 0, decodeStalls: 0, worker: false, threads: 1, decoderReadyMs: null, firstDecodeMs: null, latentMsSum: 0, synthMsSum: 0, measuredFps: 0, ended: false, error: null,
-      firstFrameMs: null, renderFormat: null, latentMs: null, synthMs: null, synth: null, note: null, playFps: 0, droppedAt: [], decodeMs: 0, drawMs: 0, ticks: 0, tickMs: 0,
+      firstFrameMs: null, renderFormat: null, latentMs: null, synthMs: null, synth: null, note: null, playFps: 0, droppedAt: [], decodeTimes: [], decodeMs: 0, drawMs: 0, ticks: 0, tickMs: 0,
     };
     this.t0 = performance.now();
     this.next = 0;
@@ -295,7 +296,9 @@ class WebPlayer {
     }
     const t = performance.now();
     const st = this.decoder.decode(this.frames[i]);
-    this.state.decodeMs += performance.now() - t;
+    const ms = performance.now() - t;
+    this.state.decodeMs += ms;
+    if (this.field && this.state.decodeTimes.length < 1000) this.state.decodeTimes.push([i, st.type ?? 0, ms, st.latentMs, st.synthMs]);
     if (this.state.firstDecodeMs === null) this.state.firstDecodeMs = performance.now() - t;
     if (this.field) {
       this.state.latentMs = st.latentMs; this.state.synthMs = st.synthMs;
