@@ -223,126 +223,144 @@ function latentWorkspace(gs) {
 //
 // Speed: the context of a latent is all zero when the PAD rows above hold no non-zero latent within
 // PAD columns of it and neither do the last PAD latents of its row (each row's non-zero columns
-// are tracked as a span: no neighbour is read then); with a
-// zero context the table is the grid's first one, whose most probable symbol is tested before the
-// binary search. The rANS state is two doubles (high 31 bits, low 32 bits), updated with the same
-// integer arithmetic as before.
+// are tracked as a span: no neighbour is read then); with a zero context the table is the grid's
+// first one, whose most probable symbol is tested before the binary search. The rANS state is two
+// doubles (high 31 bits, low 32 bits), updated with the same integer arithmetic as before. Each
+// loop nest is a function of its own, so that the JIT optimises each as soon as it runs hot
+// (one large function is deoptimised each time the execution reaches a loop it has not run yet).
 export function decodeLatents(p, tb) {
   const { arch, gs, words, excess } = p;
   const c = arch.ctx, h = arch.armHidden, two = arch.armLayers === 2;
   const [w1, b1] = p.arm, [w2, b2] = two ? p.arm.slice(2, 4) : [null, null];
   const [wo, bo] = p.arm.slice(-2);
-  const k1 = w1.k, k2 = two ? w2.k : 0, ko = wo.k;
-  const W1 = w1.ints, B1 = b1.ints, W2 = two ? w2.ints : null, B2 = two ? b2.ints : null, WO = wo.ints, BO = bo.ints;
-  const a1 = new Float64Array(h), a2 = new Float64Array(h), ctx = new Float64Array(c);
-  const { cdf, start, nsym, lo: tlo } = tb;
-  const nw = words.length;
-  let xlo = nw > 0 ? words[0] : 0, xhi = (nw > 1 ? words[1] : 0) % 2147483648, ptr = 2; // state = xhi * 2**32 + xlo
-  let e = 0;
-  let mu = 0, ls = 0;
-  const predict = (g) => {
-    for (let j = 0; j < h; j++) {
-      let acc = B1[j];
-      for (let i = 0; i < c; i++) acc += W1[j * c + i] * ctx[i];
-      const v = _clampAct(_rshift(acc * 256, k1));
-      a1[j] = v > 0 ? v : 0;
-    }
-    let last = a1;
-    if (two) {
-      for (let j = 0; j < h; j++) {
-        let acc = B2[j] * 256;
-        for (let i = 0; i < h; i++) acc += W2[j * h + i] * a1[i];
-        const v = _clampAct(_rshift(acc, k2));
-        a2[j] = v > 0 ? v : 0;
-      }
-      last = a2;
-    }
-    const m = h + c;
-    let o0 = 0, o1 = 0, c0 = BO[2 * g], c1 = BO[2 * g + 1];
-    for (let i = 0; i < h; i++) { o0 += WO[i] * last[i]; o1 += WO[m + i] * last[i]; }
-    for (let i = 0; i < c; i++) { c0 += WO[h + i] * ctx[i]; c1 += WO[m + h + i] * ctx[i]; }
-    mu = _clampAct(_rshift(o0 + c0 * 256, ko));
-    ls = _clampAct(_rshift(o1 + c1 * 256, ko));
+  const A = {
+    c, h, two, k1: w1.k, k2: two ? w2.k : 0, ko: wo.k,
+    W1: w1.ints, B1: b1.ints, W2: two ? w2.ints : b1.ints, B2: two ? b2.ints : b1.ints, WO: wo.ints, BO: bo.ints,
+    a1: new Float64Array(h), a2: new Float64Array(h), ctx: new Float64Array(c), out: new Float64Array(4),
   };
+  const nw = words.length;
+  // the rANS state (xhi * 2**32 + xlo), the next word, the next escape value
+  const st = new Float64Array([nw > 0 ? words[0] : 0, (nw > 1 ? words[1] : 0) % 2147483648, 2, 0]);
   const nb = NEIGHBOURS.slice(0, c);
   const ws = latentWorkspace(gs);
   const rel = new Int32Array(c);
   for (let g = 0; g < gs.length; g++) {
     const H = gs[g].height, Wd = gs[g].width, stride = Wd + 2 * PAD;
-    const buf = ws.bufs[g], rowLo = ws.rowLo[g], rowHi = ws.rowHi[g];
     for (let i = 0; i < c; i++) rel[i] = nb[i][0] * stride + nb[i][1];
-    ctx.fill(0);
-    predict(g);
-    // the table of a zero context, and its most probable symbol
-    let si0 = Math.floor(((ls - LS_MIN_FP) * (SCALE_LEVELS - 1) + (LS_SPAN >> 1)) / LS_SPAN);
-    si0 = si0 < 0 ? 0 : si0 > SCALE_LEVELS - 1 ? SCALE_LEVELS - 1 : si0;
-    const q160 = Math.floor((mu + 8) / 16);
-    const t0 = si0 * 16 + (q160 & 15), centre0 = Math.floor(q160 / 16);
-    const first0 = start[t0], n0 = nsym[t0];
-    let lz = 0;
-    for (let s = 1; s < n0; s++) if (cdf[first0 + s + 1] - cdf[first0 + s] > cdf[first0 + lz + 1] - cdf[first0 + lz]) lz = s;
-    const csZ = cdf[first0 + lz], fZ = cdf[first0 + lz + 1] - csZ;
-    const qZ = tlo[t0] + lz;
-    const escZ = lz === n0 - 1;
-    for (let y = 0; y < H; y++) {
-      // the columns within PAD of a non-zero latent in rows y - 3 .. y - 1 (padded: row y + PAD)
-      const aLo = Math.min(rowLo[y], rowLo[y + 1], rowLo[y + 2]) - PAD;
-      const aHi = Math.max(rowHi[y], rowHi[y + 1], rowHi[y + 2]) + PAD;
-      let lastNz = -PAD - 1, lo = BIG, hi = -BIG;
-      let at = (PAD + y) * stride + PAD;
-      for (let x = 0; x < Wd; x++, at++) {
-        let tid = t0, centre = centre0;
-        if ((x >= aLo && x <= aHi) || x - lastNz <= PAD) {
-          let nz = false;
-          for (let i = 0; i < c; i++) { const v = buf[at + rel[i]]; ctx[i] = v; if (v !== 0) nz = true; }
-          if (nz) {
-            predict(g);
-            let si = Math.floor(((ls - LS_MIN_FP) * (SCALE_LEVELS - 1) + (LS_SPAN >> 1)) / LS_SPAN);
-            si = si < 0 ? 0 : si > SCALE_LEVELS - 1 ? SCALE_LEVELS - 1 : si;
-            const q16 = Math.floor((mu + 8) / 16);
-            tid = si * 16 + (q16 & 15);
-            centre = Math.floor(q16 / 16);
-          }
-        }
-        // rANS symbol (CompressAI Rans64, 16-bit precision) under table tid
-        const cf = xlo & 0xffff;
-        let l, cs, freq;
-        if (tid === t0 && cf - csZ >= 0 && cf - csZ < fZ) {
-          l = lz; cs = csZ; freq = fZ;
-        } else {
-          const first = start[tid], n = nsym[tid];
-          let r = n;
-          l = 0;
-          while (r - l > 1) { const mid = (l + r) >> 1; if (cdf[first + mid] <= cf) l = mid; else r = mid; }
-          cs = cdf[first + l]; freq = cdf[first + l + 1] - cs;
-        }
-        const low = freq * ((xhi & 0xffff) * 65536 + (xlo >>> 16)) + cf - cs;
-        const carry = Math.floor(low * 2.3283064365386963e-10); // / 2**32, exactly
-        xlo = low - carry * 4294967296;
-        xhi = freq * (xhi >>> 16) + carry;
-        if (xhi === 0 && xlo < 2147483648) { xhi = xlo; xlo = ptr < nw ? words[ptr] : 0; ptr++; }
-        let q;
-        if (tid === t0 && l === lz && !escZ) {
-          q = centre + qZ;
-        } else if (l === nsym[tid] - 1) { // escape: the excess beyond the table's edge
-          if (e >= excess.length) throw new BitstreamError("field latents: more escapes than escape values");
-          const ex = excess[e++];
-          q = centre + (ex > 0 ? tlo[tid] + nsym[tid] - 2 + ex : tlo[tid] + ex);
-        } else {
-          q = centre + tlo[tid] + l;
-        }
-        if (q > QMAX || q < -QMAX) throw new BitstreamError("field latents: latent out of range");
-        buf[at] = q;
-        if (q !== 0) { lastNz = x; if (x < lo) lo = x; hi = x; }
-      }
-      rowLo[y + PAD] = lo;
-      rowHi[y + PAD] = hi;
-    }
-    const grid = ws.grids[g];
+    A.ctx.fill(0);
+    armPredict(A, g);
+    decodeGrid(A, g, st, words, excess, tb, ws.bufs[g], ws.rowLo[g], ws.rowHi[g], H, Wd, rel);
+    const grid = ws.grids[g], buf = ws.bufs[g];
     for (let y = 0; y < H; y++) grid.set(buf.subarray((PAD + y) * stride + PAD, (PAD + y) * stride + PAD + Wd), y * Wd);
   }
-  if (e !== excess.length) throw new BitstreamError("field latents: escape values left over");
+  if (st[3] !== excess.length) throw new BitstreamError("field latents: escape values left over");
   return ws.grids;
+}
+
+// the ARM's (mu, log scale) of grid g for the context A.ctx, into A.out
+function armPredict(A, g) {
+  const { c, h, W1, B1, W2, B2, WO, BO, a1, a2, ctx, k1, k2, ko } = A;
+  for (let j = 0; j < h; j++) {
+    let acc = B1[j];
+    for (let i = 0; i < c; i++) acc += W1[j * c + i] * ctx[i];
+    const v = _clampAct(_rshift(acc * 256, k1));
+    a1[j] = v > 0 ? v : 0;
+  }
+  let last = a1;
+  if (A.two) {
+    for (let j = 0; j < h; j++) {
+      let acc = B2[j] * 256;
+      for (let i = 0; i < h; i++) acc += W2[j * h + i] * a1[i];
+      const v = _clampAct(_rshift(acc, k2));
+      a2[j] = v > 0 ? v : 0;
+    }
+    last = a2;
+  }
+  const m = h + c;
+  let o0 = 0, o1 = 0, c0 = BO[2 * g], c1 = BO[2 * g + 1];
+  for (let i = 0; i < h; i++) { o0 += WO[i] * last[i]; o1 += WO[m + i] * last[i]; }
+  for (let i = 0; i < c; i++) { c0 += WO[h + i] * ctx[i]; c1 += WO[m + h + i] * ctx[i]; }
+  A.out[0] = _clampAct(_rshift(o0 + c0 * 256, ko));
+  A.out[1] = _clampAct(_rshift(o1 + c1 * 256, ko));
+}
+
+// the Laplace table of the ARM's output A.out[0..1] and its centre, into A.out[2..3]
+function tableOf(A) {
+  const mu = A.out[0], ls = A.out[1];
+  let si = Math.floor(((ls - LS_MIN_FP) * (SCALE_LEVELS - 1) + (LS_SPAN >> 1)) / LS_SPAN);
+  si = si < 0 ? 0 : si > SCALE_LEVELS - 1 ? SCALE_LEVELS - 1 : si;
+  const q16 = Math.floor((mu + 8) / 16);
+  A.out[2] = si * 16 + (q16 & 15);
+  A.out[3] = Math.floor(q16 / 16);
+}
+
+// one grid's latents into buf (padded), A.out holding the zero context's prediction
+function decodeGrid(A, g, st, words, excess, tb, buf, rowLo, rowHi, H, Wd, rel) {
+  const { cdf, start, nsym, lo: tlo } = tb;
+  const c = A.c, ctx = A.ctx, nw = words.length, stride = Wd + 2 * PAD;
+  let xlo = st[0], xhi = st[1], ptr = st[2], e = st[3];
+  // the table of a zero context, and its most probable symbol
+  tableOf(A);
+  const t0 = A.out[2], centre0 = A.out[3];
+  const first0 = start[t0], n0 = nsym[t0];
+  let lz = 0;
+  for (let s = 1; s < n0; s++) if (cdf[first0 + s + 1] - cdf[first0 + s] > cdf[first0 + lz + 1] - cdf[first0 + lz]) lz = s;
+  const csZ = cdf[first0 + lz], fZ = cdf[first0 + lz + 1] - csZ;
+  const qZ = tlo[t0] + lz;
+  const escZ = lz === n0 - 1;
+  for (let y = 0; y < H; y++) {
+    // the columns within PAD of a non-zero latent in rows y - 3 .. y - 1 (padded: row y + PAD)
+    const aLo = Math.min(rowLo[y], rowLo[y + 1], rowLo[y + 2]) - PAD;
+    const aHi = Math.max(rowHi[y], rowHi[y + 1], rowHi[y + 2]) + PAD;
+    let lastNz = -PAD - 1, lo = BIG, hi = -BIG;
+    let at = (PAD + y) * stride + PAD;
+    for (let x = 0; x < Wd; x++, at++) {
+      let tid = t0, centre = centre0;
+      if ((x >= aLo && x <= aHi) || x - lastNz <= PAD) {
+        let nz = false;
+        for (let i = 0; i < c; i++) { const v = buf[at + rel[i]]; ctx[i] = v; if (v !== 0) nz = true; }
+        if (nz) {
+          armPredict(A, g);
+          tableOf(A);
+          tid = A.out[2];
+          centre = A.out[3];
+        }
+      }
+      // rANS symbol (CompressAI Rans64, 16-bit precision) under table tid
+      const cf = xlo & 0xffff;
+      let l, cs, freq;
+      if (tid === t0 && cf - csZ >= 0 && cf - csZ < fZ) {
+        l = lz; cs = csZ; freq = fZ;
+      } else {
+        const first = start[tid], n = nsym[tid];
+        let r = n;
+        l = 0;
+        while (r - l > 1) { const mid = (l + r) >> 1; if (cdf[first + mid] <= cf) l = mid; else r = mid; }
+        cs = cdf[first + l]; freq = cdf[first + l + 1] - cs;
+      }
+      const low = freq * ((xhi & 0xffff) * 65536 + (xlo >>> 16)) + cf - cs;
+      const carry = Math.floor(low * 2.3283064365386963e-10); // / 2**32, exactly
+      xlo = low - carry * 4294967296;
+      xhi = freq * (xhi >>> 16) + carry;
+      if (xhi === 0 && xlo < 2147483648) { xhi = xlo; xlo = ptr < nw ? words[ptr] : 0; ptr++; }
+      let q;
+      if (tid === t0 && l === lz && !escZ) {
+        q = centre + qZ;
+      } else if (l === nsym[tid] - 1) { // escape: the excess beyond the table's edge
+        if (e >= excess.length) throw new BitstreamError("field latents: more escapes than escape values");
+        const ex = excess[e++];
+        q = centre + (ex > 0 ? tlo[tid] + nsym[tid] - 2 + ex : tlo[tid] + ex);
+      } else {
+        q = centre + tlo[tid] + l;
+      }
+      if (q > QMAX || q < -QMAX) throw new BitstreamError("field latents: latent out of range");
+      buf[at] = q;
+      if (q !== 0) { lastNz = x; if (x < lo) lo = x; hi = x; }
+    }
+    rowLo[y + PAD] = lo;
+    rowHi[y + PAD] = hi;
+  }
+  st[0] = xlo; st[1] = xhi; st[2] = ptr; st[3] = e;
 }
 
 // ------------------------------------------------------------------ synthesis (exact, float64)
