@@ -549,8 +549,7 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
   const [wa, ba, wb, bb, ka, kba, kb, kbb] = synthValues(p);
   const { acc, ah, aw } = coarseAccumulator(p, latents, width, height);
   const ws = getWorkspace(width, height, S, R);
-  const { vr, z1, rowZ, m1, rowM, hid, pw, pn, rgb, t, c0, c1, c2, ctmp } = ws;
-  const { cm, cp } = ws.full;
+  const { hid, pw, pn, c0, c1, c2, ctmp } = ws;
   const plane = ah * aw;
   // the constants: hidden values where the accumulator and the level-0 latent are 0
   for (let s = 0; s < S; s++) {
@@ -559,13 +558,40 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
     v = Math.floor((v + ba[s]) * ACT_S + 0.5) * INV_ACT;
     hid[s] = v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0;
   }
-  // z1: the level-1 cells whose value on every plane gives the constant hidden value. A full-size
-  // pixel's value on a plane (before the hidden layer) is its 4 level-1 cells' values blended with
-  // non-negative weights, rounded to 2**-24 (plus its level-0 latent's mix), so with that latent 0
-  // it lies between the 4 values (all multiples of 2**-24); the hidden layer, round(v + b) then
-  // ReLU, is non-decreasing in v: where the 4 cells are in z1 the pixel's hidden values are the
-  // constants, and so is its RGB.
-  // (m1: the same plane by plane, a bit for each of the first 31 planes)
+  constCells(acc, plane, S, ba, hid, ws.m1, ws.z1);
+  const rgbC = new Float64Array(3);
+  for (let c = 0; c < 3; c++) {
+    let tc = bb[c];
+    for (let s = 0; s < S; s++) tc += wb[c * S + s] * hid[s];
+    rgbC[c] = rnd(tc, ACT_S, ACT_LIMIT);
+  }
+  const wa0 = ws.wa0;
+  for (let s = 0; s < S; s++) wa0[s] = wa[s * G];
+  fullSize(acc, ah, aw, latents[0], step(0, p.shift, p.ladder), wa0, ba, wb, bb, rgbC, ws, width, height, S);
+  if (!out) out = new Int32Array(3 * width * height);
+  if (!R) {
+    toPixels(ws.rgb, pw, pn, out, width, height);
+    return out;
+  }
+  // the residual block: t = relu(round(conv(rgb))) where its inputs are not all constants, then
+  // res = round(conv(t)) and the output where those are not
+  erode(c0, c1, ctmp, width, height, pw);
+  const tC = new Float64Array(R), outC = new Float64Array(3);
+  for (let o = 0; o < R; o++) { const v = convConst(rgbC, 3, ka, o * 27, kba[o]); tC[o] = v > 0 ? v : 0; }
+  for (let c = 0; c < 3; c++) outC[c] = Math.floor(rnd(rgbC[c] + convConst(tC, R, kb, c * 9 * R, kbb[c]), ACT_S, ACT_LIMIT) * 255 + 0.5);
+  firstConv(ws.rgb, ws.t, c1, tC, ka, kba, R, pw, pn, width, height, ws.tr);
+  erode(c1, c2, ctmp, width, height, pw);
+  secondConv(ws.rgb, ws.t, c0, c2, outC, kb, kbb, R, pw, pn, width, height, ws.tr, out);
+  return out;
+}
+
+// z1: the level-1 cells whose value on every plane gives the constant hidden value. A full-size
+// pixel's value on a plane (before the hidden layer) is its 4 level-1 cells' values blended with
+// non-negative weights, rounded to 2**-24 (plus its level-0 latent's mix), so with that latent 0
+// it lies between the 4 values (all multiples of 2**-24); the hidden layer, round(v + b) then
+// ReLU, is non-decreasing in v: where the 4 cells are in z1 the pixel's hidden values are the
+// constants, and so is its RGB. m1: the same plane by plane, a bit for each of the first 31.
+function constCells(acc, plane, S, ba, hid, m1, z1) {
   const full = S < 31 ? (1 << S) - 1 : 0x7fffffff;
   for (let j = 0; j < plane; j++) {
     let m = 0, high = 1; // planes past the 31st: only in z1
@@ -576,18 +602,15 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
     m1[j] = m;
     z1[j] = m === full && high ? 1 : 0;
   }
-  const rgbC = new Float64Array(3);
-  for (let c = 0; c < 3; c++) {
-    let tc = bb[c];
-    for (let s = 0; s < S; s++) tc += wb[c * S + s] * hid[s];
-    rgbC[c] = rnd(tc, ACT_S, ACT_LIMIT);
-  }
-  // full size: up2(acc_1) + level 0 mix, ReLU layer, RGB layer, pixel by pixel (the same
-  // operations in the same order as dappled's _full_size), constants where nothing is non-zero
-  const st0 = step(0, p.shift, p.ladder);
-  const q0 = latents[0];
-  const wa0 = ws.wa0;
-  for (let s = 0; s < S; s++) wa0[s] = wa[s * G];
+}
+
+// full size: up2(acc_1) + level 0 mix, ReLU layer, RGB layer, pixel by pixel (the same
+// operations in the same order as dappled's _full_size), the constants where nothing differs;
+// ws.rgb (zero-bordered planes) and ws.c0 (1: the pixel's RGB is the constants)
+function fullSize(acc, ah, aw, q0, st0, wa0, ba, wb, bb, rgbC, ws, width, height, S) {
+  const { vr, z1, rowZ, m1, rowM, hid, pw, pn, rgb, c0 } = ws;
+  const { cm, cp } = ws.full;
+  const plane = ah * aw;
   const wb0 = wb.subarray(0, S), wb1 = wb.subarray(S, 2 * S), wb2 = wb.subarray(2 * S, 3 * S);
   const rc0 = rgbC[0], rc1 = rgbC[1], rc2 = rgbC[2], bb0 = bb[0], bb1 = bb[1], bb2 = bb[2];
   for (let y = 0; y < height; y++) {
@@ -626,25 +649,23 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
       if (r0 === rc0 && r1 === rc1 && r2 === rc2) c0[o] = 1; // the constants after all
     }
   }
-  if (!out) out = new Int32Array(3 * width * height);
-  if (!R) {
-    for (let y = 0; y < height; y++) {
-      const prow = (y + 1) * pw + 1;
-      for (let x = 0, i = 3 * y * width; x < width; x++, i += 3) {
-        const o = prow + x;
-        out[i] = Math.floor(rgb[o] * 255 + 0.5); out[i + 1] = Math.floor(rgb[pn + o] * 255 + 0.5);
-        out[i + 2] = Math.floor(rgb[2 * pn + o] * 255 + 0.5);
-      }
+}
+
+// round(255 v) of the RGB planes, (H, W, 3) order (no residual block)
+function toPixels(rgb, pw, pn, out, width, height) {
+  for (let y = 0; y < height; y++) {
+    const prow = (y + 1) * pw + 1;
+    for (let x = 0, i = 3 * y * width; x < width; x++, i += 3) {
+      const o = prow + x;
+      out[i] = Math.floor(rgb[o] * 255 + 0.5); out[i + 1] = Math.floor(rgb[pn + o] * 255 + 0.5);
+      out[i + 2] = Math.floor(rgb[2 * pn + o] * 255 + 0.5);
     }
-    return out;
   }
-  // the residual block: t = relu(round(conv(rgb))) where its inputs are not all constants, then
-  // res = round(conv(t)) and the output where those are not
-  erode(c0, c1, ctmp, width, height, pw);
-  const tC = new Float64Array(R), outC = new Float64Array(3);
-  for (let o = 0; o < R; o++) { const v = convConst(rgbC, 3, ka, o * 27, kba[o]); tC[o] = v > 0 ? v : 0; }
-  for (let c = 0; c < 3; c++) outC[c] = Math.floor(rnd(rgbC[c] + convConst(tC, R, kb, c * 9 * R, kbb[c]), ACT_S, ACT_LIMIT) * 255 + 0.5);
-  const tr = ws.tr, tr2 = ws.tr2;
+}
+
+// t = relu(round(conv(rgb))): the constants tC where c1, computed over the runs of other pixels
+// (c1 then also marks the computed pixels whose t is the constants)
+function firstConv(rgb, t, c1, tC, ka, kba, R, pw, pn, width, height, tr) {
   for (let y = 1; y <= height; y++) {
     for (let i = y * pw + 1, e = i + width; i < e;) {
       if (c1[i]) { for (let o = 0; o < R; o++) t[o * pn + i] = tC[o]; i++; continue; }
@@ -665,7 +686,10 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
       i = i1;
     }
   }
-  erode(c1, c2, ctmp, width, height, pw);
+}
+
+// out = round(255 round(rgb + round(conv(t)))): the constants outC where c2 and c0
+function secondConv(rgb, t, c0, c2, outC, kb, kbb, R, pw, pn, width, height, tr, out) {
   const oc0 = outC[0], oc1 = outC[1], oc2 = outC[2], k9 = 9 * R;
   for (let y = 1; y <= height; y++) {
     const r0 = y * pw + 1, e = r0 + width, jr = 3 * (y - 1) * width - 3 * r0;
@@ -686,7 +710,6 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
       i = i1;
     }
   }
-  return out;
 }
 
 // ------------------------------------------------------------------ the decoder
