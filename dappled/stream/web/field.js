@@ -571,6 +571,7 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
   if (!out) out = new Int32Array(3 * width * height);
   if (!R) {
     toPixels(ws.rgb, pw, pn, out, width, height);
+    releaseIfLarge(width * height);
     return out;
   }
   // the residual block: t = relu(round(conv(rgb))) where its inputs are not all constants, then
@@ -582,7 +583,14 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
   firstConv(ws.rgb, ws.t, c1, tC, ka, kba, R, pw, pn, width, height, ws.tr);
   erode(c1, c2, ctmp, width, height, pw);
   secondConv(ws.rgb, ws.t, c0, c2, outC, kb, kbb, R, pw, pn, width, height, ws.tr, out);
+  releaseIfLarge(width * height);
   return out;
+}
+
+// frames above KEEP_PIXELS do not keep their buffers (hundreds of megabytes at 16 Mpixel)
+const KEEP_PIXELS = 1 << 22;
+function releaseIfLarge(n) {
+  if (n > KEEP_PIXELS) { workspace = null; latentSpace = null; }
 }
 
 // z1: the level-1 cells whose value on every plane gives the constant hidden value. A full-size
