@@ -101,6 +101,14 @@ def main() -> None:
                 res["decoder_fps"] = 1000 / res["decode_ms_per_frame"]
                 res["latent_ms_per_frame"] = st["latentMsSum"] / max(1, st["decoded"])
                 res["synth_ms_per_frame"] = st["synthMsSum"] / max(1, st["decoded"])
+                # per frame, where the player keeps them (frame, type, decode, latents, synthesis):
+                # the predicted frames' medians, past the JIT's warm-up, and the intra frames'
+                times = st.get("decodeTimes") or []
+                for tag, intra in (("p", False), ("i", True)):
+                    sel = [t for t in times if (t[1] == 0) == intra]
+                    if sel:
+                        res[f"{tag}_frame_median_ms"] = [float(np.median([t[k] for t in sel]))
+                                                         for k in (2, 3, 4)]
                 res["goto_to_first_frame_ms"] = goto_first_ms
                 res["max_diff"] = worst
                 res["load"] = load

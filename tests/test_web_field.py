@@ -163,6 +163,7 @@ def test_browser_player_shows_the_python_decoders_pixels(browser, server: str, s
     assert not errors and st["error"] is None, (errors, st)
     assert st["ended"] and st["shown"] == 1 and st["frameCount"] == 1
     assert st["latentMs"] > 0 and st["synthMs"] > 0
+    assert st["worker"] is True  # decoded in the worker (fieldv-worker.js), not on the page
     assert page.inner_text("#counter") == "frame 1 / 1"
     rgb = base64.b64decode(page.evaluate("window.dappled.captureFrame(0)"))
     img = np.frombuffer(rgb, np.uint8).reshape(ref.shape)
@@ -240,6 +241,77 @@ def test_browser_decodes_a_wide_synthetic_payload_like_python(browser, server: s
     for k, q in enumerate(ref_latents):
         assert np.array_equal(np.array(got["grids"][k], np.int64).reshape(q.shape), q), k
     assert np.array_equal(np.array(got["rgb"], np.uint8).reshape(ref.shape), ref)
+    page.close()
+
+
+@pytest.mark.slow
+def test_browser_player_decodes_a_field_image_on_the_page_thread_too(browser, server: str,
+                                                                    stream_dir: Path) -> None:
+    ref = decode_image((stream_dir / "q8.dpl").read_bytes())
+    page, errors = _open(browser, server, "q8.dpl", "&worker=0")
+    st = page.evaluate("window.dappled.state")
+    assert not errors and st["error"] is None and st["ended"] and st["shown"] == 1, (errors, st)
+    assert st["worker"] is False
+    rgb = base64.b64decode(page.evaluate("window.dappled.captureFrame(0)"))
+    assert np.array_equal(np.frombuffer(rgb, np.uint8).reshape(ref.shape), ref)
+    page.close()
+
+
+def _sparse_payload(height: int, width: int, seed: int) -> bytes:
+    """A low-rate-like payload: the real streams' small network (8 contexts, 8 hidden ARM units,
+    8 synthesis channels, a 2-channel residual block), random weights, and latents that are 0
+    but for a few, at every level: the synthesis's constant regions (skipped by field.js) sit
+    next to computed ones, around isolated latents and along the image's border."""
+    from dappled.codec.field.format import pack_payload
+    from dappled.models.field.integer import QuantNet, QuantTensor, encode_latents, tensor_shapes
+    from dappled.models.field.layout import Arch
+
+    rng = np.random.default_rng(seed)
+    arch = Arch(ctx=8, arm_hidden=8, arm_layers=1, synth_hidden=8, res_hidden=2)
+    gs = grids(height, width)
+    shapes = tensor_shapes(arch, len(gs))
+    n_arm = 2 * (arch.arm_layers + 1)
+    ks = [9, 9, 10, 10, 12, 12, 12, 12, 13, 13, 12, 12]
+    tensors = [QuantTensor(rng.integers(-600, 601, s).astype(np.int64), k)
+               for s, k in zip(shapes, ks, strict=True)]
+    tensors[n_arm + 3] = QuantTensor(rng.integers(3000, 5000, 3).astype(np.int64), 13)  # rgb bias ~0.5
+    net = QuantNet(arch, tensors[:n_arm], tensors[n_arm:], step_shift=0, step_ladder=1)
+    latents = []
+    for g in gs:
+        q = np.zeros((g.height, g.width), np.int64)
+        pick = rng.random(q.shape) < (0.004 if g.level < 3 else 0.05)
+        q[pick] = rng.integers(-6, 7, int(pick.sum()))
+        latents.append(q)
+    coded = encode_latents(latents, gs, net)
+    return pack_payload(net, coded.words, coded.excess)
+
+
+@pytest.mark.slow
+def test_browser_decodes_sparse_payloads_like_python_one_after_another(browser, server: str) -> None:
+    """Mostly zero latents (field.js skips the constant parts of the synthesis) and frames of
+    other sizes and networks decoded in between, in one page (field.js's buffers are kept across
+    decodes and remade when the size or the network changes): every image equals Python's."""
+    from dappled.codec.field.decoder import decode_payload
+
+    cases = [(45, 61, _sparse_payload(45, 61, 1)), (37, 53, _synthetic_payload(37, 53, 5)),
+             (45, 61, _sparse_payload(45, 61, 2)), (64, 96, _sparse_payload(64, 96, 3))]
+    cases.append(cases[0])
+    page = browser.new_page()
+    page.goto(f"{server}/player")
+    for h, w, payload in cases:
+        ref = decode_payload(payload, w, h)
+        got = page.evaluate("""async ([b64, w, h]) => {
+            const f = await import('/web/field.js');
+            const tb = await f.loadTables();
+            const r = f.decodeFieldPayload(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), w, h, tb);
+            return Array.from(r.rgb);
+        }""", [base64.b64encode(payload).decode(), w, h])
+        assert np.array_equal(np.array(got, np.uint8).reshape(ref.shape), ref), (h, w)
+        # the case bites: flat parts and varied parts (not all one colour, not clipped)
+        colours, counts = np.unique(ref.reshape(-1, 3), axis=0, return_counts=True)
+        assert len(colours) > 20 and ((ref > 0) & (ref < 255)).mean() > 0.8, (h, w)
+        if payload is not cases[1][2]:
+            assert counts.max() > 0.05 * h * w, (h, w, counts.max())
     page.close()
 
 

@@ -200,161 +200,298 @@ export function parseLatents(chunks, nLat, nEsc) {
 const _rshift = (v, k) => (k === 0 ? v : Math.floor((v + 2 ** (k - 1)) / 2 ** k));
 const _clampAct = (v) => (v > ACT_CLAMP ? ACT_CLAMP : v < -ACT_CLAMP ? -ACT_CLAMP : v);
 
+// Padded grids (PAD zero columns either side, PAD zero rows above) and the compact grids the
+// decoder returns, kept across frames: every interior value is written by each decode and the
+// padding never is. The grids returned are valid until the next decode of the same size.
+let latentSpace = null;
+const BIG = 1 << 30;
+function latentWorkspace(gs) {
+  const key = gs.map((g) => `${g.height}x${g.width}`).join(",");
+  if (latentSpace && latentSpace.key === key) return latentSpace;
+  latentSpace = {
+    key,
+    bufs: gs.map((g) => new Int32Array((g.height + PAD) * (g.width + 2 * PAD))),
+    grids: gs.map((g) => new Int32Array(g.height * g.width)),
+    // per padded row, the first and last columns of its non-zero latents (none: BIG, -BIG)
+    rowLo: gs.map((g) => new Int32Array(g.height + PAD).fill(BIG)),
+    rowHi: gs.map((g) => new Int32Array(g.height + PAD).fill(-BIG)),
+  };
+  return latentSpace;
+}
+
 // dappled.entropy.latent.codec._decode_all: the grids (Int32Array each, raster order)
+//
+// Speed: the context of a latent is all zero when the PAD rows above hold no non-zero latent within
+// PAD columns of it and neither do the last PAD latents of its row (each row's non-zero columns
+// are tracked as a span: no neighbour is read then); with a zero context the table is the grid's
+// first one, whose most probable symbol is tested before the binary search. The rANS state is two
+// doubles (high 31 bits, low 32 bits), updated with the same integer arithmetic as before. Each
+// loop nest is a function of its own, so that the JIT optimises each as soon as it runs hot
+// (one large function is deoptimised each time the execution reaches a loop it has not run yet).
 export function decodeLatents(p, tb) {
   const { arch, gs, words, excess } = p;
   const c = arch.ctx, h = arch.armHidden, two = arch.armLayers === 2;
   const [w1, b1] = p.arm, [w2, b2] = two ? p.arm.slice(2, 4) : [null, null];
   const [wo, bo] = p.arm.slice(-2);
-  const k1 = w1.k, k2 = two ? w2.k : 0, ko = wo.k;
-  const W1 = w1.ints, B1 = b1.ints, W2 = two ? w2.ints : null, B2 = two ? b2.ints : null, WO = wo.ints, BO = bo.ints;
-  const a1 = new Float64Array(h), a2 = new Float64Array(h), ctx = new Float64Array(c);
-  const { cdf, start, nsym, lo: tlo } = tb;
+  const A = {
+    c, h, two, k1: w1.k, k2: two ? w2.k : 0, ko: wo.k,
+    W1: w1.ints, B1: b1.ints, W2: two ? w2.ints : b1.ints, B2: two ? b2.ints : b1.ints, WO: wo.ints, BO: bo.ints,
+    a1: new Float64Array(h), a2: new Float64Array(h), ctx: new Float64Array(c), out: new Float64Array(4),
+  };
   const nw = words.length;
-  const word = (i) => (i < nw ? words[i] : 0);
-  let xlo = word(0), xhi = word(1) % 2147483648, ptr = 2; // state = xhi * 2**32 + xlo
-  let e = 0;
-  let mu = 0, ls = 0;
-  const predict = (g) => {
-    for (let j = 0; j < h; j++) {
-      let acc = B1[j];
-      for (let i = 0; i < c; i++) acc += W1[j * c + i] * ctx[i];
-      const v = _clampAct(_rshift(acc * 256, k1));
-      a1[j] = v > 0 ? v : 0;
-    }
-    let last = a1;
-    if (two) {
-      for (let j = 0; j < h; j++) {
-        let acc = B2[j] * 256;
-        for (let i = 0; i < h; i++) acc += W2[j * h + i] * a1[i];
-        const v = _clampAct(_rshift(acc, k2));
-        a2[j] = v > 0 ? v : 0;
-      }
-      last = a2;
-    }
-    const m = h + c;
-    let o0 = 0, o1 = 0, c0 = BO[2 * g], c1 = BO[2 * g + 1];
-    for (let i = 0; i < h; i++) { o0 += WO[i] * last[i]; o1 += WO[m + i] * last[i]; }
-    for (let i = 0; i < c; i++) { c0 += WO[h + i] * ctx[i]; c1 += WO[m + h + i] * ctx[i]; }
-    mu = _clampAct(_rshift(o0 + c0 * 256, ko));
-    ls = _clampAct(_rshift(o1 + c1 * 256, ko));
-  };
-  let tid = 0, centre = 0;
-  const tableOf = () => {
-    let si = Math.floor(((ls - LS_MIN_FP) * (SCALE_LEVELS - 1) + (LS_SPAN >> 1)) / LS_SPAN);
-    if (si < 0) si = 0;
-    if (si > SCALE_LEVELS - 1) si = SCALE_LEVELS - 1;
-    const q16 = Math.floor((mu + 8) / 16);
-    tid = si * 16 + (q16 & 15);
-    centre = Math.floor(q16 / 16);
-  };
+  // the rANS state (xhi * 2**32 + xlo), the next word, the next escape value
+  const st = new Float64Array([nw > 0 ? words[0] : 0, (nw > 1 ? words[1] : 0) % 2147483648, 2, 0]);
   const nb = NEIGHBOURS.slice(0, c);
-  const out = [];
+  const ws = latentWorkspace(gs);
+  const rel = new Int32Array(c);
   for (let g = 0; g < gs.length; g++) {
     const H = gs[g].height, Wd = gs[g].width, stride = Wd + 2 * PAD;
-    const buf = new Int32Array((H + PAD) * stride);
-    const rel = new Int32Array(c);
     for (let i = 0; i < c; i++) rel[i] = nb[i][0] * stride + nb[i][1];
-    ctx.fill(0);
-    predict(g);
-    tableOf();
-    const t0 = tid, centre0 = centre;
-    for (let y = 0; y < H; y++) {
-      let at = (PAD + y) * stride + PAD;
-      for (let x = 0; x < Wd; x++, at++) {
+    A.ctx.fill(0);
+    armPredict(A, g);
+    decodeGrid(A, g, st, words, excess, tb, ws.bufs[g], ws.rowLo[g], ws.rowHi[g], H, Wd, rel);
+    const grid = ws.grids[g], buf = ws.bufs[g];
+    for (let y = 0; y < H; y++) grid.set(buf.subarray((PAD + y) * stride + PAD, (PAD + y) * stride + PAD + Wd), y * Wd);
+  }
+  if (st[3] !== excess.length) throw new BitstreamError("field latents: escape values left over");
+  return ws.grids;
+}
+
+// the ARM's (mu, log scale) of grid g for the context A.ctx, into A.out
+function armPredict(A, g) {
+  const { c, h, W1, B1, W2, B2, WO, BO, a1, a2, ctx, k1, k2, ko } = A;
+  for (let j = 0; j < h; j++) {
+    let acc = B1[j];
+    for (let i = 0; i < c; i++) acc += W1[j * c + i] * ctx[i];
+    const v = _clampAct(_rshift(acc * 256, k1));
+    a1[j] = v > 0 ? v : 0;
+  }
+  let last = a1;
+  if (A.two) {
+    for (let j = 0; j < h; j++) {
+      let acc = B2[j] * 256;
+      for (let i = 0; i < h; i++) acc += W2[j * h + i] * a1[i];
+      const v = _clampAct(_rshift(acc, k2));
+      a2[j] = v > 0 ? v : 0;
+    }
+    last = a2;
+  }
+  const m = h + c;
+  let o0 = 0, o1 = 0, c0 = BO[2 * g], c1 = BO[2 * g + 1];
+  for (let i = 0; i < h; i++) { o0 += WO[i] * last[i]; o1 += WO[m + i] * last[i]; }
+  for (let i = 0; i < c; i++) { c0 += WO[h + i] * ctx[i]; c1 += WO[m + h + i] * ctx[i]; }
+  A.out[0] = _clampAct(_rshift(o0 + c0 * 256, ko));
+  A.out[1] = _clampAct(_rshift(o1 + c1 * 256, ko));
+}
+
+// the Laplace table of the ARM's output A.out[0..1] and its centre, into A.out[2..3]
+function tableOf(A) {
+  const mu = A.out[0], ls = A.out[1];
+  let si = Math.floor(((ls - LS_MIN_FP) * (SCALE_LEVELS - 1) + (LS_SPAN >> 1)) / LS_SPAN);
+  si = si < 0 ? 0 : si > SCALE_LEVELS - 1 ? SCALE_LEVELS - 1 : si;
+  const q16 = Math.floor((mu + 8) / 16);
+  A.out[2] = si * 16 + (q16 & 15);
+  A.out[3] = Math.floor(q16 / 16);
+}
+
+// one grid's latents into buf (padded), A.out holding the zero context's prediction
+function decodeGrid(A, g, st, words, excess, tb, buf, rowLo, rowHi, H, Wd, rel) {
+  const { cdf, start, nsym, lo: tlo } = tb;
+  const c = A.c, ctx = A.ctx, nw = words.length, stride = Wd + 2 * PAD;
+  let xlo = st[0], xhi = st[1], ptr = st[2], e = st[3];
+  // the table of a zero context, and its most probable symbol
+  tableOf(A);
+  const t0 = A.out[2], centre0 = A.out[3];
+  const first0 = start[t0], n0 = nsym[t0];
+  let lz = 0;
+  for (let s = 1; s < n0; s++) if (cdf[first0 + s + 1] - cdf[first0 + s] > cdf[first0 + lz + 1] - cdf[first0 + lz]) lz = s;
+  const csZ = cdf[first0 + lz], fZ = cdf[first0 + lz + 1] - csZ;
+  const qZ = tlo[t0] + lz;
+  const escZ = lz === n0 - 1;
+  for (let y = 0; y < H; y++) {
+    // the columns within PAD of a non-zero latent in rows y - 3 .. y - 1 (padded: row y + PAD)
+    const aLo = Math.min(rowLo[y], rowLo[y + 1], rowLo[y + 2]) - PAD;
+    const aHi = Math.max(rowHi[y], rowHi[y + 1], rowHi[y + 2]) + PAD;
+    let lastNz = -PAD - 1, lo = BIG, hi = -BIG;
+    let at = (PAD + y) * stride + PAD;
+    for (let x = 0; x < Wd; x++, at++) {
+      let tid = t0, centre = centre0;
+      if ((x >= aLo && x <= aHi) || x - lastNz <= PAD) {
         let nz = false;
         for (let i = 0; i < c; i++) { const v = buf[at + rel[i]]; ctx[i] = v; if (v !== 0) nz = true; }
-        if (nz) { predict(g); tableOf(); } else { tid = t0; centre = centre0; }
-        // rANS symbol (CompressAI Rans64, 16-bit precision) under table tid
-        const first = start[tid], n = nsym[tid];
-        const cf = xlo & 0xffff;
-        let l = 0, r = n;
-        while (r - l > 1) { const mid = (l + r) >> 1; if (cdf[first + mid] <= cf) l = mid; else r = mid; }
-        const cs = cdf[first + l], freq = cdf[first + l + 1] - cs;
-        const qhi = Math.floor(xhi / 65536);
-        const qlo = (xhi % 65536) * 65536 + Math.floor(xlo / 65536);
-        const low = freq * qlo + cf - cs;
-        const carry = Math.floor(low / 4294967296);
-        xlo = low - carry * 4294967296;
-        xhi = freq * qhi + carry;
-        if (xhi === 0 && xlo < 2147483648) { xhi = xlo; xlo = word(ptr); ptr++; }
-        let q;
-        if (l === n - 1) { // escape: the excess beyond the table's edge
-          if (e >= excess.length) throw new BitstreamError("field latents: more escapes than escape values");
-          const ex = excess[e++];
-          q = centre + (ex > 0 ? tlo[tid] + n - 2 + ex : tlo[tid] + ex);
-        } else {
-          q = centre + tlo[tid] + l;
+        if (nz) {
+          armPredict(A, g);
+          tableOf(A);
+          tid = A.out[2];
+          centre = A.out[3];
         }
-        if (q > QMAX || q < -QMAX) throw new BitstreamError("field latents: latent out of range");
-        buf[at] = q;
       }
+      // rANS symbol (CompressAI Rans64, 16-bit precision) under table tid
+      const cf = xlo & 0xffff;
+      let l, cs, freq;
+      if (tid === t0 && cf - csZ >= 0 && cf - csZ < fZ) {
+        l = lz; cs = csZ; freq = fZ;
+      } else {
+        const first = start[tid], n = nsym[tid];
+        let r = n;
+        l = 0;
+        while (r - l > 1) { const mid = (l + r) >> 1; if (cdf[first + mid] <= cf) l = mid; else r = mid; }
+        cs = cdf[first + l]; freq = cdf[first + l + 1] - cs;
+      }
+      const low = freq * ((xhi & 0xffff) * 65536 + (xlo >>> 16)) + cf - cs;
+      const carry = Math.floor(low * 2.3283064365386963e-10); // / 2**32, exactly
+      xlo = low - carry * 4294967296;
+      xhi = freq * (xhi >>> 16) + carry;
+      if (xhi === 0 && xlo < 2147483648) { xhi = xlo; xlo = ptr < nw ? words[ptr] : 0; ptr++; }
+      let q;
+      if (tid === t0 && l === lz && !escZ) {
+        q = centre + qZ;
+      } else if (l === nsym[tid] - 1) { // escape: the excess beyond the table's edge
+        if (e >= excess.length) throw new BitstreamError("field latents: more escapes than escape values");
+        const ex = excess[e++];
+        q = centre + (ex > 0 ? tlo[tid] + nsym[tid] - 2 + ex : tlo[tid] + ex);
+      } else {
+        q = centre + tlo[tid] + l;
+      }
+      if (q > QMAX || q < -QMAX) throw new BitstreamError("field latents: latent out of range");
+      buf[at] = q;
+      if (q !== 0) { lastNz = x; if (x < lo) lo = x; hi = x; }
     }
-    const grid = new Int32Array(H * Wd);
-    for (let y = 0; y < H; y++) grid.set(buf.subarray((PAD + y) * stride + PAD, (PAD + y) * stride + PAD + Wd), y * Wd);
-    out.push(grid);
+    rowLo[y + PAD] = lo;
+    rowHi[y + PAD] = hi;
   }
-  if (e !== excess.length) throw new BitstreamError("field latents: escape values left over");
-  return out;
+  st[0] = xlo; st[1] = xhi; st[2] = ptr; st[3] = e;
 }
 
 // ------------------------------------------------------------------ synthesis (exact, float64)
+//
+// Speed (issue 19): the buffers live in a workspace kept across frames, the loops run over
+// contiguous rows with the weights hoisted, and the work the stream says is constant is skipped.
+// A latent of 0 adds nothing to the mix. The network has constants: its hidden and RGB values
+// where the level-1 accumulator and the level-0 latent are 0, and the residual block's values
+// where its inputs are those; they are computed once a frame by the same operations. A pixel takes
+// them without computing: its hidden values where its 4 level-1 cells give the constant hidden
+// values (the hidden layer is non-decreasing in its input, and a pixel's input lies between its
+// 4 cells' values: see synthesizeRounded), its RGB where its hidden values or RGB are the
+// constants (c0), the first convolution's output where its 9 inputs are (c1: a 3x3 erosion of
+// c0, zero-padded border excluded), the second's where those 9 are (c2). So the full-size layers
+// and the residual block run only near the non-zero latents. Every value computed is computed by
+// the same operations in the same order as before, so the pixels stay the Python decoder's, bit
+// for bit (tests/test_web_field.py, tests/test_web_fieldv.py).
 
 // round to a multiple of 1/s (s a power of two: times 1/s is the exact division), clamp to +-lim
 const rnd = (v, s, lim) => { const r = Math.floor(v * s + 0.5) * (1 / s); return r > lim ? lim : r < -lim ? -lim : r; };
 export const values = (t) => { const s = 2 ** -t.k, o = new Float64Array(t.ints.length); for (let i = 0; i < o.length; i++) o[i] = t.ints[i] * s; return o; };
+// the synthesis weights' values, once per network (a group's frames share it)
+const weightValues = new WeakMap();
+function synthValues(p) {
+  let v = weightValues.get(p.synth);
+  if (!v) { v = p.synth.map(values); weightValues.set(p.synth, v); }
+  return v;
+}
+const ACC_S = 2 ** ACC_BITS, ACT_S = 2 ** ACT_BITS, INV_ACC = 1 / ACC_S, INV_ACT = 1 / ACT_S;
 
-// 2x upsampling of planes x (S planes of h x w) to rows x cols (taps 3/4, 1/4, clamped)
-function up2(x, S, h, w, rows, cols) {
-  const out = new Float64Array(S * rows * cols);
+// the column taps of a 2x upsampling from w to cols: cm (nearer), cp (farther), as in Python's _up2
+function upTaps(w, cols) {
   const cm = new Int32Array(cols), cp = new Int32Array(cols);
   for (let j = 0; j < cols; j++) {
     const k = j >> 1;
     cm[j] = Math.min(k, w - 1);
     cp[j] = j % 2 === 0 ? Math.max(k - 1, 0) : Math.min(k + 1, w - 1);
   }
-  for (let s = 0; s < S; s++) {
-    const xs = s * h * w, os = s * rows * cols;
-    for (let i = 0; i < rows; i++) {
-      const k = i >> 1;
-      const rm = Math.min(k, h - 1), rp = i % 2 === 0 ? Math.max(k - 1, 0) : Math.min(k + 1, h - 1);
-      const a = xs + rm * w, b = xs + rp * w, o = os + i * cols;
-      for (let j = 0; j < cols; j++) {
-        const u = x[a + cm[j]] * 0.75 + x[b + cm[j]] * 0.25;
-        const v = x[a + cp[j]] * 0.75 + x[b + cp[j]] * 0.25;
-        out[o + j] = u * 0.75 + v * 0.25;
-      }
-    }
+  return { cm, cp };
+}
+
+// Buffers for one frame size and network shape, reused frame after frame
+let workspace = null;
+function getWorkspace(width, height, S, R) {
+  const key = `${width}x${height}:${S}:${R}`;
+  if (workspace && workspace.key === key) return workspace;
+  const levels = [];
+  for (let lv = 1; lv < LEVELS; lv++) {
+    const rows = Math.ceil(height / 2 ** lv), cols = Math.ceil(width / 2 ** lv);
+    levels[lv] = { rows, cols, acc: new Float64Array(S * rows * cols), ...upTaps(Math.ceil(width / 2 ** (lv + 1)), cols) };
   }
-  return out;
+  const a1 = levels[1];
+  const pw = width + 2, pn = pw * (height + 2);
+  workspace = {
+    key, levels,
+    vr: new Float64Array(S * a1.cols), z1: new Uint8Array(a1.rows * a1.cols), rowZ: new Uint8Array(a1.cols),
+    m1: new Int32Array(a1.rows * a1.cols), rowM: new Int32Array(a1.cols),
+    hid: new Float64Array(S), wa0: new Float64Array(S), full: upTaps(a1.cols, width),
+    pw, pn,
+    rgb: new Float64Array(3 * pn), // zero-bordered planes (the convolutions' padding)
+    t: new Float64Array(Math.max(R, 1) * pn),
+    tr: new Float64Array(width), tr2: new Float64Array(width),
+    c0: new Uint8Array(pn), c1: new Uint8Array(pn), c2: new Uint8Array(pn), ctmp: new Uint8Array(pn),
+  };
+  return workspace;
+}
+
+// dst = 3x3 erosion of src (zero-bordered masks of the padded size): 1 where all 9 are 1
+function erode(src, dst, tmp, w, h, pw) {
+  for (let y = 1; y <= h; y++) {
+    const r = y * pw;
+    for (let x = 1; x <= w; x++) tmp[r + x] = src[r + x - 1] & src[r + x] & src[r + x + 1];
+  }
+  for (let y = 1; y <= h; y++) {
+    const r = y * pw;
+    for (let x = 1; x <= w; x++) dst[r + x] = tmp[r - pw + x] & tmp[r + x] & tmp[r + pw + x];
+  }
 }
 
 // The level accumulator at level 1 (S planes of ah x aw), exact: acc_l = rho24(up2(acc_(l+1)) +
-// z_l) from level 6 to level 1. Shared by the JavaScript and the WebGL2 synthesis.
+// z_l) from level 6 to level 1. Shared by the JavaScript and the WebGL2 synthesis. The planes are
+// the workspace's (valid until the next call).
 export function coarseAccumulator(p, latents, width, height) {
   const { gs, arch } = p;
   const S = arch.synthHidden, G = gs.length;
-  const wa = values(p.synth[0]);
-  const accS = 2 ** ACC_BITS;
-  let acc = null, ah = 0, aw = 0;
+  const ws = getWorkspace(width, height, S, arch.resHidden);
+  const wa = synthValues(p)[0];
+  let prev = null;
   for (let lv = LEVELS - 1; lv >= 1; lv--) {
-    const idx = [];
-    for (let g = 0; g < G; g++) if (gs[g].level === lv) idx.push(g);
-    const rows = Math.ceil(height / 2 ** lv), cols = Math.ceil(width / 2 ** lv), n = rows * cols;
-    const st = step(lv, p.shift, p.ladder);
-    const next = acc === null ? new Float64Array(S * n) : up2(acc, S, ah, aw, rows, cols);
-    const ls = idx.map((g) => latents[g]), m = idx.length;
-    for (let s = 0; s < S; s++) {
-      const o = s * n, ws = idx.map((g) => wa[s * G + g]);
-      for (let i = 0; i < n; i++) {
-        let z = 0;
-        for (let j = 0; j < m; j++) z += ws[j] * (ls[j][i] * st);
-        next[o + i] = rnd(next[o + i] + z, accS, ACC_LIMIT);
+    const L = ws.levels[lv], rows = L.rows, cols = L.cols, n = rows * cols, next = L.acc;
+    if (prev === null) next.fill(0);
+    else { // 2x upsampling of the level below (taps 3/4, 1/4, clamped)
+      const h = prev.rows, w = prev.cols, x = prev.acc, cm = L.cm, cp = L.cp;
+      for (let s = 0; s < S; s++) {
+        const xs = s * h * w, os = s * n;
+        for (let i = 0; i < rows; i++) {
+          const k = i >> 1;
+          const rm = Math.min(k, h - 1), rp = i % 2 === 0 ? Math.max(k - 1, 0) : Math.min(k + 1, h - 1);
+          const a = xs + rm * w, b = xs + rp * w, o = os + i * cols;
+          for (let j = 0; j < cols; j++) {
+            const c0 = cm[j], c1 = cp[j];
+            const u = x[a + c0] * 0.75 + x[b + c0] * 0.25;
+            const v = x[a + c1] * 0.75 + x[b + c1] * 0.25;
+            next[o + j] = u * 0.75 + v * 0.25;
+          }
+        }
       }
     }
-    acc = next; ah = rows; aw = cols;
+    const st = step(lv, p.shift, p.ladder);
+    let g0 = -1, g1 = -1, g2 = -1; // the (one to three) grids of this level
+    for (let g = 0; g < G; g++) if (gs[g].level === lv) { if (g0 < 0) g0 = g; else if (g1 < 0) g1 = g; else g2 = g; }
+    const q0 = latents[g0], q1 = g1 >= 0 ? latents[g1] : null, q2 = g2 >= 0 ? latents[g2] : null;
+    for (let i = 0; i < n; i++) {
+      // the mix of the latents (0 where they all are: then it adds nothing)
+      const a = q0[i], b = q1 ? q1[i] : 0, c = q2 ? q2[i] : 0;
+      if (a === 0 && b === 0 && c === 0) continue;
+      for (let s = 0; s < S; s++) {
+        const wr = s * G;
+        let z = wa[wr + g0] * (a * st);
+        if (q1) z += wa[wr + g1] * (b * st);
+        if (q2) z += wa[wr + g2] * (c * st);
+        next[s * n + i] += z;
+      }
+    }
+    for (let i = 0, m = S * n; i < m; i++) {
+      const v = Math.floor(next[i] * ACC_S + 0.5) * INV_ACC;
+      next[i] = v > ACC_LIMIT ? ACC_LIMIT : v < -ACC_LIMIT ? -ACC_LIMIT : v;
+    }
+    prev = L;
   }
-  return { acc, ah, aw };
+  return { acc: prev.acc, ah: prev.rows, aw: prev.cols };
 }
 
 export const levelStep = step;
@@ -362,116 +499,225 @@ export const levelStep = step;
 // dappled.models.field.synthesis.synthesize (numba path): RGB bytes, (H, W, 3) order. base: a
 // video's prediction (Uint8Array, H x W x 3) or null; a pixel is then clip(base + round(255 v)).
 export function synthesize(p, latents, width, height, base = null) {
-  return addClip(synthesizeRounded(p, latents, width, height), base);
+  const ws = getWorkspace(width, height, p.arch.synthHidden, p.arch.resHidden);
+  if (!ws.outI) ws.outI = new Int32Array(3 * width * height);
+  return addClip(synthesizeRounded(p, latents, width, height, ws.outI), base);
 }
 
 // clip(base + r, 0, 255) as RGB bytes (base null: clip(r))
 export function addClip(r, base = null) {
   const out = new Uint8Array(r.length);
-  for (let i = 0; i < r.length; i++) {
-    const q = base ? r[i] + base[i] : r[i];
-    out[i] = q < 0 ? 0 : q > 255 ? 255 : q;
+  if (base) {
+    for (let i = 0; i < r.length; i++) { const q = r[i] + base[i]; out[i] = q < 0 ? 0 : q > 255 ? 255 : q; }
+  } else {
+    for (let i = 0; i < r.length; i++) { const q = r[i]; out[i] = q < 0 ? 0 : q > 255 ? 255 : q; }
   }
   return out;
+}
+
+// 3x3 convolution sums b + sum k x at padded positions i0 .. i1 - 1 of one row into tr (zero
+// padding; x: C planes of pn, rows of pw), in the order of dappled's per-row loop (each row of
+// taps summed, then added), unrounded
+function convSpan(x, C, pn, pw, k, ko, b, i0, i1, tr) {
+  const n = i1 - i0;
+  for (let j = 0; j < n; j++) tr[j] = b;
+  for (let ci = 0; ci < C; ci++) {
+    for (let dy = 0; dy < 3; dy++) {
+      const kk = ko + ci * 9 + dy * 3, k0 = k[kk], k1 = k[kk + 1], k2 = k[kk + 2];
+      const r = ci * pn + i0 + (dy - 1) * pw;
+      for (let j = 0; j < n; j++) tr[j] += k0 * x[r + j - 1] + k1 * x[r + j] + k2 * x[r + j + 1];
+    }
+  }
+}
+
+// the same for inputs that are constants xc (one per plane)
+function convConst(xc, C, k, ko, b) {
+  let t = b;
+  for (let ci = 0; ci < C; ci++) {
+    const kb = ko + ci * 9, c = xc[ci];
+    for (let dy = 0; dy < 3; dy++) t += k[kb + 3 * dy] * c + k[kb + 3 * dy + 1] * c + k[kb + 3 * dy + 2] * c;
+  }
+  return rnd(t, ACT_S, ACT_LIMIT);
 }
 
 // The synthesis output before the clip: round(255 v) per channel (Int32Array, (H, W, 3) order).
 // A field video's residual is this, added to a prediction that may be another thread's.
-export function synthesizeRounded(p, latents, width, height) {
+// out: where to write it (a new array if none).
+export function synthesizeRounded(p, latents, width, height, out = null) {
   const { gs, arch } = p;
   const S = arch.synthHidden, R = arch.resHidden, G = gs.length;
-  const [wa, ba, wb, bb, ka, kba, kb, kbb] = p.synth.map(values);
-  const accS = 2 ** ACC_BITS, actS = 2 ** ACT_BITS;
+  const [wa, ba, wb, bb, ka, kba, kb, kbb] = synthValues(p);
   const { acc, ah, aw } = coarseAccumulator(p, latents, width, height);
-  // full size: up2(acc_1) + level 0 mix, ReLU layer, RGB layer
-  const N = width * height;
-  const rgb = new Float64Array(3 * N);
-  const st0 = step(0, p.shift, p.ladder);
-  const q0 = latents[0];
-  const wa0 = new Float64Array(S);
-  for (let s = 0; s < S; s++) wa0[s] = wa[s * G];
-  const cm = new Int32Array(width), cp = new Int32Array(width);
-  for (let x = 0; x < width; x++) {
-    const j = x >> 1;
-    cm[x] = Math.min(j, aw - 1);
-    cp[x] = x % 2 === 0 ? Math.max(j - 1, 0) : Math.min(j + 1, aw - 1);
-  }
-  // row by row, a channel at a time (the same operations in the same order as per pixel: the
-  // vertical taps of a row are computed once for all its pixels)
+  const ws = getWorkspace(width, height, S, R);
+  const { hid, pw, pn, c0, c1, c2, ctmp } = ws;
   const plane = ah * aw;
-  const vr = new Float64Array(aw), hrow = new Float64Array(S * width), trow = new Float64Array(width);
-  for (let y = 0; y < height; y++) {
-    const k = y >> 1;
-    const ym = Math.min(k, ah - 1), yp = y % 2 === 0 ? Math.max(k - 1, 0) : Math.min(k + 1, ah - 1);
-    const qrow = y * width;
-    for (let s = 0; s < S; s++) {
-      const r1 = s * plane + ym * aw, r2 = s * plane + yp * aw;
-      for (let j = 0; j < aw; j++) vr[j] = acc[r1 + j] * 0.75 + acc[r2 + j] * 0.25;
-      const w0 = wa0[s], b0 = ba[s], ho = s * width;
-      for (let x = 0; x < width; x++) {
-        let v = vr[cm[x]] * 0.75 + vr[cp[x]] * 0.25 + w0 * (q0[qrow + x] * st0);
-        v = Math.floor(v * accS + 0.5) * (1 / accS);
-        v = v > ACC_LIMIT ? ACC_LIMIT : v < -ACC_LIMIT ? -ACC_LIMIT : v;
-        v = Math.floor((v + b0) * actS + 0.5) * (1 / actS);
-        hrow[ho + x] = v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0;
-      }
-    }
-    for (let c = 0; c < 3; c++) {
-      trow.fill(bb[c]);
-      for (let s = 0; s < S; s++) {
-        const w = wb[c * S + s], ho = s * width;
-        for (let x = 0; x < width; x++) trow[x] += w * hrow[ho + x];
-      }
-      const o = c * N + qrow;
-      for (let x = 0; x < width; x++) rgb[o + x] = rnd(trow[x], actS, ACT_LIMIT);
-    }
+  // the constants: hidden values where the accumulator and the level-0 latent are 0
+  for (let s = 0; s < S; s++) {
+    let v = 0 * 0.75 + 0 * 0.25 + wa[s * G] * (0 * 1);
+    v = rnd(v, ACC_S, ACC_LIMIT);
+    v = Math.floor((v + ba[s]) * ACT_S + 0.5) * INV_ACT;
+    hid[s] = v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0;
   }
-  let res = null;
-  if (R) {
-    const t = conv3x3(rgb, 3, ka, kba, R, width, height, true);
-    res = conv3x3(t, R, kb, kbb, 3, width, height, false);
+  constCells(acc, plane, S, ba, hid, ws.m1, ws.z1);
+  const rgbC = new Float64Array(3);
+  for (let c = 0; c < 3; c++) {
+    let tc = bb[c];
+    for (let s = 0; s < S; s++) tc += wb[c * S + s] * hid[s];
+    rgbC[c] = rnd(tc, ACT_S, ACT_LIMIT);
   }
-  const out = new Int32Array(3 * N);
-  for (let i = 0; i < N; i++) {
-    for (let c = 0; c < 3; c++) {
-      let v = rgb[c * N + i];
-      if (res) v = rnd(v + res[c * N + i], actS, ACT_LIMIT);
-      out[3 * i + c] = Math.floor(v * 255 + 0.5);
-    }
+  const wa0 = ws.wa0;
+  for (let s = 0; s < S; s++) wa0[s] = wa[s * G];
+  fullSize(acc, ah, aw, latents[0], step(0, p.shift, p.ladder), wa0, ba, wb, bb, rgbC, ws, width, height, S);
+  if (!out) out = new Int32Array(3 * width * height);
+  if (!R) {
+    toPixels(ws.rgb, pw, pn, out, width, height);
+    releaseIfLarge(width * height);
+    return out;
   }
+  // the residual block: t = relu(round(conv(rgb))) where its inputs are not all constants, then
+  // res = round(conv(t)) and the output where those are not
+  erode(c0, c1, ctmp, width, height, pw);
+  const tC = new Float64Array(R), outC = new Float64Array(3);
+  for (let o = 0; o < R; o++) { const v = convConst(rgbC, 3, ka, o * 27, kba[o]); tC[o] = v > 0 ? v : 0; }
+  for (let c = 0; c < 3; c++) outC[c] = Math.floor(rnd(rgbC[c] + convConst(tC, R, kb, c * 9 * R, kbb[c]), ACT_S, ACT_LIMIT) * 255 + 0.5);
+  firstConv(ws.rgb, ws.t, c1, tC, ka, kba, R, pw, pn, width, height, ws.tr);
+  erode(c1, c2, ctmp, width, height, pw);
+  secondConv(ws.rgb, ws.t, c0, c2, outC, kb, kbb, R, pw, pn, width, height, ws.tr, out);
+  releaseIfLarge(width * height);
   return out;
 }
 
-// round(conv3x3(x) + b) with zero padding, optionally ReLU; x: C planes, k: (O, C, 3, 3).
-// The planes are copied into zero-bordered ones first, so the taps need no bounds tests (the
-// sum is exact in any order).
-function conv3x3(x, C, k, b, O, w, h, relu) {
-  const N = w * h, out = new Float64Array(O * N), actS = 2 ** ACT_BITS;
-  const pw = w + 2, pn = pw * (h + 2);
-  const pad = new Float64Array(C * pn);
-  for (let ci = 0; ci < C; ci++) {
-    for (let y = 0; y < h; y++) pad.set(x.subarray(ci * N + y * w, ci * N + (y + 1) * w), ci * pn + (y + 1) * pw + 1);
+// frames above KEEP_PIXELS do not keep their buffers (hundreds of megabytes at 16 Mpixel)
+const KEEP_PIXELS = 1 << 22;
+function releaseIfLarge(n) {
+  if (n > KEEP_PIXELS) { workspace = null; latentSpace = null; }
+}
+
+// z1: the level-1 cells whose value on every plane gives the constant hidden value. A full-size
+// pixel's value on a plane (before the hidden layer) is its 4 level-1 cells' values blended with
+// non-negative weights, rounded to 2**-24 (plus its level-0 latent's mix), so with that latent 0
+// it lies between the 4 values (all multiples of 2**-24); the hidden layer, round(v + b) then
+// ReLU, is non-decreasing in v: where the 4 cells are in z1 the pixel's hidden values are the
+// constants, and so is its RGB. m1: the same plane by plane, a bit for each of the first 31.
+function constCells(acc, plane, S, ba, hid, m1, z1) {
+  const full = S < 31 ? (1 << S) - 1 : 0x7fffffff;
+  for (let j = 0; j < plane; j++) {
+    let m = 0, high = 1; // planes past the 31st: only in z1
+    for (let s = 0; s < S; s++) {
+      const v = Math.floor((acc[s * plane + j] + ba[s]) * ACT_S + 0.5) * INV_ACT;
+      if ((v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0) === hid[s]) { if (s < 31) m |= 1 << s; } else if (s >= 31) high = 0;
+    }
+    m1[j] = m;
+    z1[j] = m === full && high ? 1 : 0;
   }
-  const t = new Float64Array(w);
-  for (let o = 0; o < O; o++) {
-    for (let y = 0; y < h; y++) {
-      t.fill(b[o]);
-      for (let ci = 0; ci < C; ci++) {
-        const kb = (o * C + ci) * 9;
-        for (let dy = 0; dy < 3; dy++) {
-          const row = ci * pn + (y + dy) * pw;
-          const k0 = k[kb + dy * 3], k1 = k[kb + dy * 3 + 1], k2 = k[kb + dy * 3 + 2];
-          for (let xx = 0; xx < w; xx++) t[xx] += k0 * pad[row + xx] + k1 * pad[row + xx + 1] + k2 * pad[row + xx + 2];
-        }
+}
+
+// full size: up2(acc_1) + level 0 mix, ReLU layer, RGB layer, pixel by pixel (the same
+// operations in the same order as dappled's _full_size), the constants where nothing differs;
+// ws.rgb (zero-bordered planes) and ws.c0 (1: the pixel's RGB is the constants)
+function fullSize(acc, ah, aw, q0, st0, wa0, ba, wb, bb, rgbC, ws, width, height, S) {
+  const { vr, z1, rowZ, m1, rowM, hid, pw, pn, rgb, c0 } = ws;
+  const { cm, cp } = ws.full;
+  const plane = ah * aw;
+  const wb0 = wb.subarray(0, S), wb1 = wb.subarray(S, 2 * S), wb2 = wb.subarray(2 * S, 3 * S);
+  const rc0 = rgbC[0], rc1 = rgbC[1], rc2 = rgbC[2], bb0 = bb[0], bb1 = bb[1], bb2 = bb[2];
+  for (let y = 0; y < height; y++) {
+    const k = y >> 1;
+    const ym = Math.min(k, ah - 1), yp = y % 2 === 0 ? Math.max(k - 1, 0) : Math.min(k + 1, ah - 1);
+    const zm = ym * aw, zp = yp * aw;
+    for (let j = 0; j < aw; j++) { rowZ[j] = z1[zm + j] & z1[zp + j]; rowM[j] = m1[zm + j] & m1[zp + j]; }
+    for (let s = 0; s < S; s++) { // the vertical taps of the row, once for all its pixels
+      const r1 = s * plane + zm, r2 = s * plane + zp, o = s * aw;
+      for (let j = 0; j < aw; j++) vr[o + j] = acc[r1 + j] * 0.75 + acc[r2 + j] * 0.25;
+    }
+    const qrow = y * width, prow = (y + 1) * pw + 1;
+    for (let x = 0; x < width; x++) {
+      const q = q0[qrow + x], xm = cm[x], xp = cp[x], o = prow + x;
+      if (q === 0 && (rowZ[xm] & rowZ[xp])) {
+        rgb[o] = rc0; rgb[pn + o] = rc1; rgb[2 * pn + o] = rc2; c0[o] = 1;
+        continue;
       }
-      const ob = o * N + y * w;
-      for (let xx = 0; xx < w; xx++) {
-        const v = rnd(t[xx], actS, ACT_LIMIT);
-        out[ob + xx] = relu ? (v > 0 ? v : 0) : v;
+      c0[o] = 0;
+      const qv = q * st0;
+      const mask = q === 0 ? rowM[xm] & rowM[xp] : 0; // the planes whose hidden value is the constant
+      let t0 = bb0, t1 = bb1, t2 = bb2;
+      for (let s = 0; s < S; s++) {
+        if (s < 31 && (mask >> s) & 1) { const hv = hid[s]; t0 += wb0[s] * hv; t1 += wb1[s] * hv; t2 += wb2[s] * hv; continue; }
+        const vo = s * aw;
+        let v = vr[vo + xm] * 0.75 + vr[vo + xp] * 0.25;
+        if (q !== 0) v += wa0[s] * qv; // (a zero latent adds 0)
+        v = Math.floor(v * ACC_S + 0.5) * INV_ACC;
+        v = v > ACC_LIMIT ? ACC_LIMIT : v < -ACC_LIMIT ? -ACC_LIMIT : v;
+        v = Math.floor((v + ba[s]) * ACT_S + 0.5) * INV_ACT;
+        const hv = v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0;
+        t0 += wb0[s] * hv; t1 += wb1[s] * hv; t2 += wb2[s] * hv;
       }
+      const r0 = rnd(t0, ACT_S, ACT_LIMIT), r1 = rnd(t1, ACT_S, ACT_LIMIT), r2 = rnd(t2, ACT_S, ACT_LIMIT);
+      rgb[o] = r0; rgb[pn + o] = r1; rgb[2 * pn + o] = r2;
+      if (r0 === rc0 && r1 === rc1 && r2 === rc2) c0[o] = 1; // the constants after all
     }
   }
-  return out;
+}
+
+// round(255 v) of the RGB planes, (H, W, 3) order (no residual block)
+function toPixels(rgb, pw, pn, out, width, height) {
+  for (let y = 0; y < height; y++) {
+    const prow = (y + 1) * pw + 1;
+    for (let x = 0, i = 3 * y * width; x < width; x++, i += 3) {
+      const o = prow + x;
+      out[i] = Math.floor(rgb[o] * 255 + 0.5); out[i + 1] = Math.floor(rgb[pn + o] * 255 + 0.5);
+      out[i + 2] = Math.floor(rgb[2 * pn + o] * 255 + 0.5);
+    }
+  }
+}
+
+// t = relu(round(conv(rgb))): the constants tC where c1, computed over the runs of other pixels
+// (c1 then also marks the computed pixels whose t is the constants)
+function firstConv(rgb, t, c1, tC, ka, kba, R, pw, pn, width, height, tr) {
+  for (let y = 1; y <= height; y++) {
+    for (let i = y * pw + 1, e = i + width; i < e;) {
+      if (c1[i]) { for (let o = 0; o < R; o++) t[o * pn + i] = tC[o]; i++; continue; }
+      let i1 = i + 1;
+      while (i1 < e && !c1[i1]) i1++;
+      for (let o = 0; o < R; o++) {
+        convSpan(rgb, 3, pn, pw, ka, o * 27, kba[o], i, i1, tr);
+        for (let j = 0, to = o * pn + i; j < i1 - i; j++) {
+          const v = Math.floor(tr[j] * ACT_S + 0.5) * INV_ACT;
+          t[to + j] = v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0;
+        }
+      }
+      for (let j = i; j < i1; j++) { // the constants after all?
+        let same = 1;
+        for (let o = 0; o < R; o++) if (t[o * pn + j] !== tC[o]) { same = 0; break; }
+        c1[j] = same;
+      }
+      i = i1;
+    }
+  }
+}
+
+// out = round(255 round(rgb + round(conv(t)))): the constants outC where c2 and c0
+function secondConv(rgb, t, c0, c2, outC, kb, kbb, R, pw, pn, width, height, tr, out) {
+  const oc0 = outC[0], oc1 = outC[1], oc2 = outC[2], k9 = 9 * R;
+  for (let y = 1; y <= height; y++) {
+    const r0 = y * pw + 1, e = r0 + width, jr = 3 * (y - 1) * width - 3 * r0;
+    for (let i = r0; i < e;) {
+      if (c2[i] & c0[i]) { const j = jr + 3 * i; out[j] = oc0; out[j + 1] = oc1; out[j + 2] = oc2; i++; continue; }
+      let i1 = i + 1;
+      while (i1 < e && !(c2[i1] & c0[i1])) i1++;
+      for (let c = 0; c < 3; c++) {
+        convSpan(t, R, pn, pw, kb, c * k9, kbb[c], i, i1, tr);
+        for (let j = 0, ro = c * pn + i; j < i1 - i; j++) {
+          let v = Math.floor(tr[j] * ACT_S + 0.5) * INV_ACT;
+          v = v > ACT_LIMIT ? ACT_LIMIT : v < -ACT_LIMIT ? -ACT_LIMIT : v;
+          v = Math.floor((rgb[ro + j] + v) * ACT_S + 0.5) * INV_ACT;
+          v = v > ACT_LIMIT ? ACT_LIMIT : v < -ACT_LIMIT ? -ACT_LIMIT : v;
+          out[jr + 3 * (i + j) + c] = Math.floor(v * 255 + 0.5);
+        }
+      }
+      i = i1;
+    }
+  }
 }
 
 // ------------------------------------------------------------------ the decoder

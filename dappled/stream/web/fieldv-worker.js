@@ -1,5 +1,6 @@
-// The field video decoder in a Web Worker (module worker), so that a decode (hundreds of
-// milliseconds at 640x272 in JavaScript) never blocks the page's display ticks. The page sends
+// The field video decoder in a Web Worker (module worker), so that a decode (tens to hundreds of
+// milliseconds at 640x272 in JavaScript) never blocks the page's display ticks. Field images
+// (codec id 5, one intra frame) are decoded here too, by field.js's FieldDecoder, alone. The page sends
 // every FRAME packet as it arrives and asks for "decode from intra frame k up to frame n"
 // (a generation number tags each such run: frames of an older run are ignored there); the worker
 // posts each frame's RGB bytes in order, or the error that stopped it.
@@ -20,7 +21,7 @@
 //                 { type: "error", gen, i, name, message }
 
 import { FieldSynthGL } from "./field-gl.js";
-import { addClip, loadTables } from "./field.js";
+import { FIELD_CODEC_ID, FieldDecoder, addClip, loadTables } from "./field.js";
 import { FieldVideoDecoder, frameHead, predict } from "./fieldv.js";
 
 const packets = [];
@@ -135,8 +136,9 @@ self.onmessage = async (e) => {
           note = `WebGL2 synthesis unavailable (${err.message}): using the JavaScript one`;
         }
       }
-      decoder = new FieldVideoDecoder(m.header, tables, gl);
-      let threads = gl ? 1 : Math.max(1, Math.min(8, m.threads | 0));
+      const image = m.header.codecId === FIELD_CODEC_ID;
+      decoder = image ? new FieldDecoder(m.header, tables, gl) : new FieldVideoDecoder(m.header, tables, gl);
+      let threads = gl || image ? 1 : Math.max(1, Math.min(8, m.threads | 0));
       if (threads > 1 && typeof Worker === "undefined") threads = 1; // no workers inside workers
       if (threads > 1) {
         helpers = [];

@@ -12,7 +12,7 @@
 // through a group, since every predicted frame starts from the previous one.
 
 import { BitstreamError, decodeSymbols, require, unpackChunks } from "./dpl.js";
-import { addClip, decodeLatents, fieldGrids, parseLatents, parsePayload, synthesizeRounded } from "./field.js";
+import { decodeLatents, fieldGrids, parseLatents, parsePayload, synthesize, synthesizeRounded } from "./field.js";
 
 export const FIELDV_CODEC_ID = 6;
 const PAYLOAD_VERSION = 1;
@@ -59,28 +59,36 @@ export function parseMotion(data, width, height) {
 }
 
 // dappled.codec.motion.compensate: every pixel p of a block takes prev(p - v), bilinear between
-// the four nearest pixels (edges replicated), in integers (all well inside 32 bits).
-export function compensate(prev, m, width, height) {
+// the four nearest pixels (edges replicated), in integers (all well inside 32 bits). A block's
+// vector is one, so its bilinear weights are too: they are set once a block. out: where to write
+// (a new array if none); without motion, prev itself is returned (the prediction is only read).
+export function compensate(prev, m, width, height, out = null) {
   let zero = true;
   for (const l of m.labels) if (m.vx[l] !== 0 || m.vy[l] !== 0) { zero = false; break; }
-  if (zero) return prev.slice();
+  if (zero) return prev;
   const one = 1 << FRAC_BITS, mask = one - 1, shift = 2 * FRAC_BITS, half = 1 << (shift - 1);
-  const out = new Uint8Array(prev.length);
-  for (let y = 0; y < height; y++) {
-    const by = Math.min(Math.floor(y / m.block), m.rows - 1);
-    for (let x = 0; x < width; x++) {
-      const l = m.labels[by * m.cols + Math.min(Math.floor(x / m.block), m.cols - 1)];
-      const sy = (y << FRAC_BITS) - m.vy[l], sx = (x << FRAC_BITS) - m.vx[l];
-      const iy = sy >> FRAC_BITS, fy = sy & mask, ix = sx >> FRAC_BITS, fx = sx & mask;
-      const y0 = iy < 0 ? 0 : iy > height - 1 ? height - 1 : iy;
-      const y1 = iy + 1 < 0 ? 0 : iy + 1 > height - 1 ? height - 1 : iy + 1;
-      const x0 = ix < 0 ? 0 : ix > width - 1 ? width - 1 : ix;
-      const x1 = ix + 1 < 0 ? 0 : ix + 1 > width - 1 ? width - 1 : ix + 1;
+  if (!out || out.length !== prev.length) out = new Uint8Array(prev.length);
+  const B = m.block, H1 = height - 1, W1 = width - 1;
+  for (let by = 0; by < m.rows; by++) {
+    const ya = by * B, yb = Math.min(height, ya + B);
+    for (let bx = 0; bx < m.cols; bx++) {
+      const xa = bx * B, xb = Math.min(width, xa + B);
+      const l = m.labels[by * m.cols + bx];
+      const fy = -m.vy[l] & mask, fx = -m.vx[l] & mask;
+      const dy = (-m.vy[l]) >> FRAC_BITS, dx = (-m.vx[l]) >> FRAC_BITS; // sy >> FRAC_BITS = y + dy
       const w00 = (one - fy) * (one - fx), w01 = (one - fy) * fx, w10 = fy * (one - fx), w11 = fy * fx;
-      const a = 3 * (y0 * width + x0), b = 3 * (y0 * width + x1), c = 3 * (y1 * width + x0), d = 3 * (y1 * width + x1);
-      const o = 3 * (y * width + x);
-      for (let ch = 0; ch < 3; ch++) {
-        out[o + ch] = (prev[a + ch] * w00 + prev[b + ch] * w01 + prev[c + ch] * w10 + prev[d + ch] * w11 + half) >> shift;
+      for (let y = ya; y < yb; y++) {
+        const iy = y + dy;
+        const y0 = iy < 0 ? 0 : iy > H1 ? H1 : iy, y1 = iy + 1 < 0 ? 0 : iy + 1 > H1 ? H1 : iy + 1;
+        const r0 = 3 * y0 * width, r1 = 3 * y1 * width;
+        for (let x = xa, o = 3 * (y * width + xa); x < xb; x++, o += 3) {
+          const ix = x + dx;
+          const x0 = 3 * (ix < 0 ? 0 : ix > W1 ? W1 : ix), x1 = 3 * (ix + 1 < 0 ? 0 : ix + 1 > W1 ? W1 : ix + 1);
+          const a = r0 + x0, b = r0 + x1, c = r1 + x0, d = r1 + x1;
+          out[o] = (prev[a] * w00 + prev[b] * w01 + prev[c] * w10 + prev[d] * w11 + half) >> shift;
+          out[o + 1] = (prev[a + 1] * w00 + prev[b + 1] * w01 + prev[c + 1] * w10 + prev[d + 1] * w11 + half) >> shift;
+          out[o + 2] = (prev[a + 2] * w00 + prev[b + 2] * w01 + prev[c + 2] * w10 + prev[d + 2] * w11 + half) >> shift;
+        }
       }
     }
   }
@@ -96,12 +104,15 @@ export function frameHead(payload) {
 }
 
 // The prediction of a predicted frame from the state ({ frame, net } or null): the checks that
-// need the state, then the motion, compensated. null for an intra frame.
+// need the state, then the motion, compensated. null for an intra frame. The prediction is read
+// only, and valid until the next call (a buffer kept across frames, or the previous frame).
+let predBuf = null;
 export function predict(head, state, width, height) {
   if (head.type === FRAME_I) return null;
   if (!state) throw new BitstreamError("predicted frame without a preceding intra frame");
   const motion = parseMotion(require(head.chunks, "MOTN")[0], width, height);
-  const pred = compensate(state.frame, motion, width, height);
+  if (!predBuf || predBuf.length !== state.frame.length) predBuf = new Uint8Array(state.frame.length);
+  const pred = compensate(state.frame, motion, width, height, predBuf);
   if (head.type === FRAME_P && !state.net) throw new BitstreamError("predicted frame without its group's networks");
   return pred;
 }
@@ -109,8 +120,8 @@ export function predict(head, state, width, height) {
 // The part of a frame that needs no earlier frame's pixels: its field payload (or, type 2, its
 // latents under the group's networks `net`, a parsed field payload) decoded and synthesised:
 // { p (the parsed payload), rounded (round(255 v), Int32Array), latentMs, synthMs }. gl: the
-// WebGL2 synthesis (then `pixels` is the clipped frame, given the prediction `pred`).
-export function residualOf(head, net, width, height, tb, gl = null, pred = null) {
+// WebGL2 synthesis, or clip true (then `pixels` is the clipped frame, given the prediction `pred`).
+export function residualOf(head, net, width, height, tb, gl = null, pred = null, clip = false) {
   const t0 = performance.now();
   const { chunks, type, nEsc } = head;
   let p;
@@ -128,7 +139,8 @@ export function residualOf(head, net, width, height, tb, gl = null, pred = null)
   }
   const latents = decodeLatents(p, tb);
   const t1 = performance.now();
-  const out = gl ? { pixels: gl.run(p, latents, width, height, pred) } : { rounded: synthesizeRounded(p, latents, width, height) };
+  const out = gl ? { pixels: gl.run(p, latents, width, height, pred) }
+    : clip ? { pixels: synthesize(p, latents, width, height, pred) } : { rounded: synthesizeRounded(p, latents, width, height) };
   return { p, ...out, latentMs: t1 - t0, synthMs: performance.now() - t1 };
 }
 
@@ -146,8 +158,8 @@ export function applyFrame(payload, state, width, height, tb, gl = null) {
   if (width * height > MAX_PIXELS) throw new BitstreamError(`field streams are limited to ${MAX_PIXELS} pixels, got ${width}x${height}`);
   const head = frameHead(payload);
   const pred = predict(head, state, width, height);
-  const r = residualOf(head, state ? state.net : null, width, height, tb, gl, pred);
-  const frame = r.pixels || addClip(r.rounded, pred);
+  const r = residualOf(head, state ? state.net : null, width, height, tb, gl, pred, true);
+  const frame = r.pixels;
   return { frame, net: groupNet(head.type, r.p, state), type: head.type, latentMs: r.latentMs, synthMs: r.synthMs };
 }
 

@@ -9,8 +9,8 @@ import { FieldSynthGL } from "./field-gl.js";
 import { FIELDV_CODEC_ID, FieldVideoDecoder } from "./fieldv.js";
 import { SplatRenderer } from "./gl.js";
 
-// Field images are synthesized in exact float64 JavaScript (field.js) and shown on a 2D canvas:
-// no WebGL needed. ?synth=gl asks for the WebGL2 synthesis (field-gl.js, within +-1 of exact);
+// Field images are synthesized in exact float64 JavaScript (field.js), in the decoder worker
+// (fieldv-worker.js; ?worker=0: on the page), and shown on a 2D canvas: no WebGL needed. ?synth=gl asks for the WebGL2 synthesis (field-gl.js, within +-1 of exact);
 // without WebGL2 or float render targets the page says so and the JavaScript one runs.
 class CanvasRenderer {
   constructor(canvas, width, height) {
@@ -77,6 +77,7 @@ class WorkerFrames {
       this.expect = m.i + 1;
       s.decoded++;
       s.decodeMs += m.decodeMs;
+      if (s.decodeTimes.length < 1000) s.decodeTimes.push([m.i, m.frameType ?? 0, m.decodeMs, m.latentMs, m.synthMs]);
       s.latentMs = m.latentMs;
       s.synthMs = m.synthMs;
       s.latentMsSum += m.latentMs;
@@ -147,7 +148,7 @@ class WebPlayer {
     this.state = {
       src, width: 0, height: 0, frameCount: 0, fps: 0, bytes: 0, downloaded: false, playing: true,
       frame: -1, shown: 0, dropped: 0, decoded: 0, stalls: 0, decodeStalls: 0, worker: false, threads: 1, decoderReadyMs: null, firstDecodeMs: null, latentMsSum: 0, synthMsSum: 0, measuredFps: 0, ended: false, error: null,
-      firstFrameMs: null, renderFormat: null, latentMs: null, synthMs: null, synth: null, note: null, playFps: 0, droppedAt: [], decodeMs: 0, drawMs: 0, ticks: 0, tickMs: 0,
+      firstFrameMs: null, renderFormat: null, latentMs: null, synthMs: null, synth: null, note: null, playFps: 0, droppedAt: [], decodeTimes: [], decodeMs: 0, drawMs: 0, ticks: 0, tickMs: 0,
     };
     this.t0 = performance.now();
     this.next = 0;
@@ -236,6 +237,15 @@ class WebPlayer {
           .catch((e) => { this.fail(`${this.src}: ${e.message}`); this.state.playing = false; });
         this.state.worker = false;
       }
+    } else if (header.codecId === FIELD_CODEC_ID && params.get("synth") !== "gl" && typeof Worker !== "undefined"
+               && params.get("worker") !== "0") {
+      // field image, exact JavaScript synthesis: decoded in the worker too (the page stays live)
+      this.field = true;
+      this.renderer = new CanvasRenderer(this.canvas, header.width, header.height);
+      this.state.synth = "js";
+      this.frameSource = new WorkerFrames(this, header, "js");
+      this.decoder = this.frameSource;
+      this.state.worker = true;
     } else if (header.codecId === FIELD_CODEC_ID) {
       this.field = true;
       this.renderer = new CanvasRenderer(this.canvas, header.width, header.height);
@@ -286,7 +296,9 @@ class WebPlayer {
     }
     const t = performance.now();
     const st = this.decoder.decode(this.frames[i]);
-    this.state.decodeMs += performance.now() - t;
+    const ms = performance.now() - t;
+    this.state.decodeMs += ms;
+    if (this.field && this.state.decodeTimes.length < 1000) this.state.decodeTimes.push([i, st.type ?? 0, ms, st.latentMs, st.synthMs]);
     if (this.state.firstDecodeMs === null) this.state.firstDecodeMs = performance.now() - t;
     if (this.field) {
       this.state.latentMs = st.latentMs; this.state.synthMs = st.synthMs;
