@@ -64,8 +64,8 @@ def play_run(path: str) -> dict[str, Any]:
 def browser_run(path: str, zoom: int = 0) -> dict[str, Any]:
     """Serve the stream's folder, play it in a fresh headless Chromium page, return its state."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _browser import CHROMIUM_ARGS, ensure_chromium
     from playwright.sync_api import sync_playwright
-    from test_streaming import CHROMIUM_ARGS, ensure_chromium
 
     folder, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
     srv = subprocess.Popen([*_dappled(), "serve", folder, "--port", "0"], stdout=subprocess.PIPE, text=True)

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _browser import CHROMIUM_ARGS, ensure_chromium
 from _cli import dappled_cmd
-from test_streaming import CHROMIUM_ARGS, ensure_chromium
 from test_web_field import _payload, _size
 
 from dappled.codec.api import decode_image

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _browser import CHROMIUM_ARGS, ensure_chromium
 from _cli import dappled_cmd
-from test_streaming import CHROMIUM_ARGS, ensure_chromium
 
 from dappled.codec import registry
 from dappled.codec.container import unpack

@@ -14,7 +14,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _browser import chromium, served
 from _cli import dappled_cmd, one_line_error, run_dappled
 from _clips import FAST, moving_pattern
 
@@ -33,7 +33,6 @@ from dappled.eval.metrics import psnr
 
 N_FRAMES = 10
 GOP = 4
-CHROMIUM = "/usr/bin/chromium"
 
 
 def _clip(n: int = N_FRAMES) -> list[np.ndarray]:
@@ -256,15 +255,8 @@ def test_play_bad_inputs_are_one_line_errors(stream_dir: Path, tmp_path: Path) -
 
 @pytest.fixture(scope="module")
 def server(stream_dir: Path) -> Iterator[str]:
-    proc = subprocess.Popen([*dappled_cmd(), "serve", str(stream_dir), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-    assert m, (line, proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
-    yield m.group(1)
-    proc.terminate()
-    proc.wait(30)
+    with served(stream_dir) as url:
+        yield url
 
 
 def _get(base: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -331,38 +323,14 @@ def test_play_over_http_with_seek(server: str, offline, tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- the browser player
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-                 "--disable-gpu-sandbox"]
 
 
-def ensure_chromium() -> str:
-    """Debian's chromium at CHROMIUM, installed with apt-get when missing; fails (never skips)
-    when it cannot be had."""
-    if not Path(CHROMIUM).exists():
-        apt = shutil.which("apt-get")
-        if apt is None:
-            pytest.fail(f"{CHROMIUM} is missing and there is no apt-get to install it")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-        for cmd in ([*sudo, apt, "update"], [*sudo, apt, "install", "-y", "chromium"]):
-            res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-            if res.returncode != 0:
-                pytest.fail(f"cannot install chromium ({' '.join(cmd)}): {res.stderr[-500:]}")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} still missing after apt-get install chromium")
-    return CHROMIUM
 
 
 @pytest.fixture(scope="module")
 def browser():
-    exe = ensure_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _open_player(browser, server: str, name: str):

@@ -13,16 +13,13 @@ frame of the group.
 from __future__ import annotations
 
 import base64
-import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _cli import dappled_cmd
-from test_streaming import CHROMIUM_ARGS, ensure_chromium
+from _browser import chromium, served
 
 from dappled.codec import registry
 from dappled.codec.chunks import pack_chunks, unpack_chunks
@@ -102,25 +99,14 @@ def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(stream_dir: Path) -> Iterator[str]:
-    proc = subprocess.Popen([*dappled_cmd(), "serve", str(stream_dir), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    m = re.search(r"(http://127\.0\.0\.1:\d+)/", proc.stdout.readline())
-    assert m, proc.stderr.read() if proc.poll() is not None and proc.stderr else "no address"
-    yield m.group(1)
-    proc.terminate()
-    proc.wait(30)
+    with served(stream_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    exe = ensure_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def test_the_codec_id_is_the_registrys() -> None:

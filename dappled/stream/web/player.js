@@ -374,7 +374,9 @@ class WebPlayer {
       if (st) this.frameSource.done(i);
       else st = this.decodeFrame(i);
       this.next = i + 1;
-      if (now > due + this.period) { // too late: decoded (the next frames need it), not drawn
+      const last = i + 1 >= s.frameCount || (s.downloaded && i + 1 >= this.frames.length);
+      if (now > due + this.period && !last) { // too late: decoded (the next frames need it), not
+        // drawn; the last frame there is is drawn anyway: playback ends on it
         s.dropped++;
         if (s.droppedAt.length < 100) s.droppedAt.push([i, Math.round(now - due), Math.round(now - this.lastTickBefore)]);
         continue;
