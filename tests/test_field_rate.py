@@ -89,11 +89,28 @@ def test_moves_count_in_later_predictions() -> None:
     assert moved.predict(f1, r * done) < plain.predict(f1, r)
 
 
-def test_short_fits_are_not_steered() -> None:
-    """The steer's calibration does not hold for 200-iteration whole-image fits (it landed 60 %
-    under the target): a fast-effort --bpp encode keeps the predicted lambda."""
-    from dappled.models.field.rate import STEER_MIN_ITERATIONS, steer_for
 
-    assert steer_for(0.25, STEER_MIN_ITERATIONS - 1) is None
-    steer = steer_for(0.25, STEER_MIN_ITERATIONS)
-    assert isinstance(steer, RateSteer) and steer.target == 0.25
+def test_short_fits_are_steered_within_bounds() -> None:
+    """The steer's calibration does not hold for 200-iteration whole-image fits (unbounded, it
+    landed 60 % under the target): a short fit's lambda on a large image stays within
+    SHORT_FIT_LIMIT of the predicted one, whatever the probes say; a long fit's moves, and a
+    short one's on a small image, are not bounded that way."""
+    from dappled.models.field.rate import SHORT_FIT_LIMIT, STEER_BOUND_PIXELS, STEER_MIN_ITERATIONS, steer_for
+
+    big = STEER_BOUND_PIXELS
+    short = steer_for(0.25, STEER_MIN_ITERATIONS - 1, big)
+    lam = 0.01
+    for f in short.probes:  # the rate at every probe says "far too many bits": lambda up
+        lam = short(f, 4.0, lam)
+    assert lam == pytest.approx(0.01 * SHORT_FIT_LIMIT)
+    lam = 0.01
+    for free in (steer_for(0.25, STEER_MIN_ITERATIONS, big), steer_for(0.25, 100, big - 1)):
+        lam = 0.01  # a long fit, or a short one on a small image: not bounded that way
+        for f in free.probes:
+            lam = free(f, 4.0, lam)
+        assert lam > 0.01 * SHORT_FIT_LIMIT * 2
+    low = steer_for(0.25, 100, big)
+    lam = 0.01
+    for f in low.probes:  # far too few bits: lambda down, as far as the bound
+        lam = low(f, 0.001, lam)
+    assert lam == pytest.approx(0.01 / SHORT_FIT_LIMIT)

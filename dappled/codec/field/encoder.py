@@ -89,7 +89,8 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
     n_it = iterations or iterations_for(effort, h, w)
     steer = None
     if target_bpp is not None and lam_opt is None:  # the steer sees the payload's rate alone
-        steer = steer_for(max(target_bpp - 8 * IMAGE_CONTAINER_BYTES / (h * w), 0.25 * target_bpp), n_it)
+        steer = steer_for(max(target_bpp - 8 * IMAGE_CONTAINER_BYTES / (h * w), 0.25 * target_bpp), n_it,
+                          h * w)
     lam0 = lam_opt or lam or (predict_lambda(image, target_bpp, n_it) if target_bpp else LAMBDAS[4])
     arch = PRESETS[complexity]
     t0 = time.perf_counter()
