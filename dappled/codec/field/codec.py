@@ -5,7 +5,7 @@ under an integer autoregressive model, that model's weights and a small synthesi
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -31,10 +31,9 @@ class FieldCodec(Codec):
     default_quality = 4
     supports_bpp = True
     video_form = "fieldv"
-    fixed_quantizer: ClassVar[bool] = True  # its video form has no --kbps yet: eval sweeps --quality
 
     def video_rates(self, width: int, height: int, fps: float) -> list[float]:
-        """The qualities a video sweep codes (its video form's)."""
+        """The rates a video sweep codes (its video form's)."""
         return registry.get(self.video_form).video_rates(width, height, fps)
 
     def test_encode_kwargs(self) -> dict[str, Any]:

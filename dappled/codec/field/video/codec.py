@@ -28,15 +28,10 @@ class FieldVideoCodec(Codec):
     default_quality = 4
     label = "field video (ours)"
     video_stream: ClassVar[bool] = True
-    fixed_quantizer: ClassVar[bool] = True
 
     def test_encode_kwargs(self) -> dict[str, Any]:
         """A short fit."""
         return {"iterations": 8}
-
-    def video_rates(self, width: int, height: int, fps: float) -> list[float]:
-        """Qualities (no rate control yet): low, middle and high."""
-        return [2.0, 4.0, 6.0]
 
     def make_decoder(self, header: StreamHeader, device: str = "cpu") -> FieldVideoDecoder:
         """The predictive decoder (the previous frame and the group's networks carried along)."""
@@ -45,15 +40,14 @@ class FieldVideoCodec(Codec):
     def make_encoder(self, width: int, height: int, fps: float, params: EncodeParams, *,
                      kbps: float | None = None, gop: int = DEFAULT_GOP,
                      frames: int | None = None) -> FieldVideoEncoder:
-        """The predictive encoder at params' --quality (lambda as the image codec's)."""
-        if kbps is not None:
-            raise OptionError("the field video codec has no --kbps rate control yet; give --quality")
+        """The predictive encoder at `kbps` (per group of pictures) or at params' --quality
+        (lambda as the image codec's)."""
         if params.bpp is not None:
             raise OptionError("--bpp is for images; give a video --quality")
         quality = self.resolve_quality(params)
         if quality not in LAMBDAS:
             raise OptionError(f"--quality must be in {min(LAMBDAS)}..{max(LAMBDAS)}")
-        return FieldVideoEncoder(width, height, fps, params, quality, gop)
+        return FieldVideoEncoder(width, height, fps, params, quality, gop, kbps)
 
     def encode_image(self, image: np.ndarray, params: EncodeParams) -> list[Packet]:
         """One intra frame."""
