@@ -223,6 +223,7 @@ def test_cli_encode_decode_info_play(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     res = run_dappled("info", str(dpl))
     assert res.returncode == 0 and "1 intra, 2 predicted" in res.stdout, res.stdout
+    assert "intra " in res.stdout and "motion " in res.stdout and "latents " in res.stdout, res.stdout
     res = run_dappled("play", str(dpl), "--headless")
     assert res.returncode == 0, res.stderr
     res = run_dappled("encode", str(src), "-o", str(tmp_path / "k.dpl"), "--codec", "field", "--kbps", "300",

@@ -1,7 +1,9 @@
-"""Block motion search between two frames, codec-agnostic (pure numpy on RGB arrays): candidate
-translations from the phase correlation of the luma, then per block the candidate with the least
-squared error. The splat video encoder uses it to move its Gaussians; a field is also what its
-MOTN chunk stores (``splat.video.format.pack_motion``)."""
+"""Block motion between two frames, codec-agnostic (pure numpy on RGB arrays).
+:func:`estimate_motion`: candidate translations from the phase correlation of the luma, then per
+block the candidate with the least squared error (the splat video encoder moves its Gaussians
+with it; a field is also what its MOTN chunk stores, ``splat.video.format.pack_motion``).
+:func:`search_motion`: a per-block search refined to quarter pixels, whose vectors are chosen
+against their bits (the field video encoder's)."""
 
 from __future__ import annotations
 
@@ -160,7 +162,7 @@ def _moved_luma(prev_luma: np.ndarray, v: tuple[int, int], frac_bits: int) -> np
 
 
 def search_motion(prev: np.ndarray, cur: np.ndarray, block: int, bit_cost: float, *,
-                  search: int = 7, frac_bits: int = 2, max_vectors: int = 64) -> Motion:
+                  search: int = 7, frac_bits: int = 2, max_vectors: int = 64, subpel: int = 2) -> Motion:
     """A rate-aware block motion field from `prev` to `cur` (both (H, W, 3) uint8).
 
     Every block searches integer vectors within ``search`` pixels (plus the phase-correlation
@@ -168,6 +170,7 @@ def search_motion(prev: np.ndarray, cur: np.ndarray, block: int, bit_cost: float
     field's vectors are then chosen greedily from the blocks' candidates: each added vector must
     lower the blocks' summed squared luma error (on [0, 1]) by more than ``bit_cost`` times the
     bits it costs (32 for the vector, about one per block for the labels it makes necessary).
+    ``subpel``: refinement steps (0: whole pixels, 1: half, 2: quarter pixels).
     """
     h, w = prev.shape[:2]
     rows, cols = _grid(w, h, block)
@@ -185,9 +188,10 @@ def search_motion(prev: np.ndarray, cur: np.ndarray, block: int, bit_cost: float
         for dx in range(-r, r + 1):
             cost((dx * one, dy * one))
     for dx, dy in motion_candidates(prev, cur):
-        cost((round(dx * one), round(dy * one)))
+        q = one >> min(subpel, frac_bits)  # the finest step the search may use
+        cost((q * round(dx * one / q), q * round(dy * one / q)))
     # sub-pixel refinement of each block's best, half then quarter pixels
-    for step in (one // 2, one // 4):
+    for step in (one // 2, one // 4)[:subpel]:
         if step < 1:
             continue
         vecs = list(costs)

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from dappled.codec.chunks import unpack_chunks
 from dappled.codec.container import Packet, PacketType, StreamHeader
 from dappled.codec.defaults import DEFAULT_GOP
 from dappled.codec.field.encoder import LAMBDAS
@@ -59,8 +60,23 @@ class FieldVideoCodec(Codec):
         return decode_last(FieldVideoDecoder(header, device), packets)
 
     def describe(self, header: StreamHeader, packets: list[Packet]) -> dict[str, Any]:
-        """Frame types, for `dappled info`."""
-        types = [frame_type(p.payload) for p in packets if p.type == PacketType.FRAME]
+        """Frame types and where the bytes go (intra frames, motion, the first predicted frames'
+        field payloads with the group's networks, later predicted frames' latents), for `dappled
+        info`."""
+        types, sizes = [], {"intra": 0, "motion": 0, "networks+latents": 0, "latents": 0}
+        for p in packets:
+            if p.type != PacketType.FRAME:
+                continue
+            chunks = unpack_chunks(p.payload)
+            t = frame_type(p.payload)
+            types.append(t)
+            if t == FRAME_I:
+                sizes["intra"] += len(p.payload)
+                continue
+            sizes["motion"] += len(chunks.get("MOTN", b""))
+            key = "networks+latents" if t == FRAME_P_NET else "latents"
+            sizes[key] += len(p.payload) - len(chunks.get("MOTN", b""))
         n_i = sum(t == FRAME_I for t in types)
         n_pn = sum(t == FRAME_P_NET for t in types)
-        return {"frames": f"{n_i} intra, {len(types) - n_i} predicted ({n_pn} with the group's networks)"}
+        return {"frames": f"{n_i} intra, {len(types) - n_i} predicted ({n_pn} with the group's networks)",
+                "bytes": ", ".join(f"{k} {v}" for k, v in sizes.items())}

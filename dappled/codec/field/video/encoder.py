@@ -1,5 +1,6 @@
 """The field video encoder: low-delay P groups. The first frame of a group is a field image; each
-later frame is block motion from the previous decoded frame plus a residual field (fitted with
+later frame is block motion from the previous decoded frame (a rate-aware per-block search,
+:func:`dappled.codec.motion.search_motion`) plus a residual field (fitted with
 torch, dappled.models.field). The group's networks (ARM and synthesis) are fitted on its first
 predicted frame and sent once; later predicted frames fit their latents alone. Groups are coded
 independently of each other, and the encoder takes every reference from decoding its own payload
@@ -45,12 +46,14 @@ from dappled.quality import psnr
 
 # options of the video form (-O key=value), on top of the image encoder's
 _VIDEO_DEFAULTS: dict[str, float] = {
-    "p_lambda": 2.0,  # a predicted frame's lambda, in intra lambdas (1: no better, docs/results.md)
+    "p_lambda": 1.4,  # a predicted frame's lambda, in intra lambdas (docs/results.md, the ablation)
     "p_iterations": 1.0,  # first predicted frame of a group: iterations, share of an intra fit's
     "p_refit": 0.5,  # later predicted frames (latents only): share of an intra fit's iterations
     "block": 16,  # motion block side (pixels)
     "search": 7,  # per-block motion search radius (pixels; 0: global translations only, as v0)
     "mv_cost": 0.5,  # a motion bit's worth in squared luma error, in predicted-frame lambdas
+    "subpel": 2,  # motion search refinement: 0 whole, 1 half, 2 quarter pixels
+    "i_iterations": 1.0,  # an intra frame's iterations, in the effort's (it starts the group's chain)
     "warm": 1,  # 1: later predicted frames start from the previous frame's latents, 0: from the residual
     "i_weight": 10.0,  # --kbps: an intra frame's share of its group's budget, in predicted frames
 }
@@ -94,6 +97,10 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
         raise OptionError("field video option block must be in 8..255")
     if not video["search"] <= 32:
         raise OptionError("field video option search must be in 0..32")
+    if video["subpel"] not in (0, 1, 2):
+        raise OptionError("field video option subpel must be 0, 1 or 2")
+    if not 0 < video["i_iterations"] <= 10:
+        raise OptionError("field video option i_iterations must be in (0, 10]")
     if not 1 <= video["i_weight"] <= 1000:
         raise OptionError("field video option i_weight must be in 1..1000")
     if not 0 < video["p_iterations"] <= 10 or not 0 < video["p_refit"] <= 10:
@@ -139,7 +146,8 @@ class FieldVideoEncoder:
     """Encodes frames one by one into FRAME packets (low-delay P groups of ``gop`` frames), at a
     fixed quality or, with ``kbps``, at a rate: each group gets its frames' share of the rate,
     the intra frame ``i_weight`` predicted frames' worth of it (lambda predicted before its fit and
-    nudged early, as the image codec's --bpp); predicted frames start at ``p_lambda`` times the
+    nudged early, as the image codec's --bpp; fitted once more at a corrected lambda when it misses
+    by over ``I_RETRY``); predicted frames start at ``p_lambda`` times the
     intra lambda, and each later one moves lambda (by a bounded factor) from what the last one
     cost against what the group has left. Nothing carries from one group to the next."""
 
@@ -151,14 +159,15 @@ class FieldVideoEncoder:
             raise OptionError(f"--kbps must be a positive number, got {kbps}")
         self.w, self.h, self.fps, self.gop, self.kbps = width, height, fps, gop, kbps
         image_opts, self.vopts = video_options(params.options)
-        self.image_params = replace(params, options=image_opts, progress=False)
         self.effort, complexity, iterations, self.threads, lam_opt = _options(image_opts)
+        self.iterations = iterations or iterations_for(self.effort, height, width)
+        i_opts = {**image_opts, "iterations": max(1, round(self.iterations * self.vopts["i_iterations"]))}
+        self.image_params = replace(params, options=i_opts, progress=False)
         if kbps is not None and lam_opt is not None:
             raise OptionError("give --kbps or -O lambda, not both")
         self.arch = PRESETS[complexity]
         self.lam = lam_opt or LAMBDAS[quality]
         self.p_lam = self.lam * self.vopts["p_lambda"]  # the next predicted frame's lambda
-        self.iterations = iterations or iterations_for(self.effort, height, width)
         self.n_weights = sum(math.prod(s) for s in tensor_shapes(self.arch, len(grids(height, width))))
         self.device = params.device
         self.seed = params.seed
@@ -253,7 +262,7 @@ class FieldVideoEncoder:
         if self.vopts["search"] > 0:
             motion = search_motion(prev, frame, block, self.vopts["mv_cost"] * self.p_lam,
                                    search=int(self.vopts["search"]), frac_bits=FRAC_BITS,
-                                   max_vectors=MAX_VECTORS)
+                                   max_vectors=MAX_VECTORS, subpel=int(self.vopts["subpel"]))
         else:
             motion = estimate_motion(prev, frame, 1 << FRAC_BITS, block)
         pred = compensate(prev, motion)
