@@ -181,6 +181,8 @@ def test_rate_options() -> None:
         encode_video(frames, 25, "field", kbps=100, i_weight=0, **FAST)
     with pytest.raises(OptionError, match="search"):
         encode_video(frames, 25, "field", search=99, **FAST)
+    with pytest.raises(OptionError, match="subpel"):
+        encode_video(frames, 25, "field", subpel=3, **FAST)
     with pytest.raises(OptionError, match="p_lambda"):
         encode_video(frames, 25, "field", p_lambda=-1, **FAST)
     with pytest.raises(OptionError, match="unknown field option"):
@@ -282,3 +284,10 @@ def test_search_motion_finds_a_pan() -> None:
     assert np.array_equal(pred[:, :-2], frames[1][:, :-2])
     still = search_motion(frames[0], frames[0], 16, 1e-4)
     assert still.is_zero()
+    # two halves moving apart: cheap bits give each its vector, dear bits one vector for all
+    a, left, right = frames[0], frames[0][:, :48], frames[0][:, 48:]
+    b = np.concatenate([np.roll(left, 3, axis=1), np.roll(right, -3, axis=1)], axis=1)
+    assert len(search_motion(a, b, 16, 1e-6).vectors) >= 2
+    assert len(search_motion(a, b, 16, 10.0).vectors) == 1
+    whole = search_motion(a, b, 16, 1e-6, subpel=0)
+    assert not np.any(whole.vectors % 4)
