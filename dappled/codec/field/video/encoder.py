@@ -54,7 +54,8 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     "mv_cost": 0.5,  # a motion bit's worth in squared luma error, in predicted-frame lambdas
     "subpel": 2,  # motion search refinement: 0 whole, 1 half, 2 quarter pixels
     "i_iterations": 1.0,  # an intra frame's iterations, in the effort's (it starts the group's chain)
-    "warm": 1,  # 1: later predicted frames start from the previous frame's latents, 0: from the residual
+    "warm": 1,  # later predicted frames start from: 1 the previous frame's latents, 0 the residual's
+    # pyramid, 2 zero latents (the prediction alone)
     "i_weight": 10.0,  # --kbps: an intra frame's share of its group's budget, in predicted frames
 }
 
@@ -62,8 +63,6 @@ _VIDEO_DEFAULTS: dict[str, float] = {
 # largest factor lambda moves by between two predicted frames
 P_RATE_POWER = 1.5  # carphone, fast effort, 40-150 kbps: a predicted frame's bytes ~ lambda**-1.5
 P_LAMBDA_STEP = 2.0
-P_MIN_BYTES = 40  # what a predicted frame costs at the least: plus P_MIN_PER_PIXEL times its pixels
-P_MIN_PER_PIXEL = 0.002  # (carphone: ~95 bytes at any lambda, the motion and the latents' floor)
 I_RETRY = 0.1  # an intra frame that misses its bytes by more than this share is fitted again
 NET_BYTES_PER_WEIGHT = 0.65  # a group's networks, coded (carphone, "low": ~290 bytes for 442 weights)
 # an intra frame's bytes but its field
@@ -101,6 +100,8 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
         raise OptionError("field video option subpel must be 0, 1 or 2")
     if not 0 < video["i_iterations"] <= 10:
         raise OptionError("field video option i_iterations must be in (0, 10]")
+    if video["warm"] not in (0, 1, 2):
+        raise OptionError("field video option warm must be 0, 1 or 2")
     if not 1 <= video["i_weight"] <= 1000:
         raise OptionError("field video option i_weight must be in 1..1000")
     if not 0 < video["p_iterations"] <= 10 or not 0 < video["p_refit"] <= 10:
@@ -124,13 +125,14 @@ class GroupBudget:
         return (self.budget - self.spent) / max(1, self.left)
 
 
-def intra_target_bytes(group: GroupBudget, i_weight: float, net_bytes: float, p_min: float) -> float:
+def intra_target_bytes(group: GroupBudget, i_weight: float, net_bytes: float) -> float:
     """An intra frame's bytes: its share of the group, weighing ``i_weight`` predicted frames,
-    once the networks its first predicted frame sends (``net_bytes``) and the least each
-    predicted frame costs (``p_min``) are set aside."""
+    once the networks its first predicted frame sends (``net_bytes``) are set aside. (Setting
+    aside a floor per predicted frame as well starved the intra frame at low rates: 17.7 dB at
+    38 kbps on carphone, docs/results.md.)"""
     if group.frames == 1:
         return group.budget
-    rest = max(group.budget - net_bytes - (group.frames - 1) * p_min, 0.25 * group.budget)
+    rest = max(group.budget - net_bytes, 0.5 * group.budget)
     return rest * i_weight / (i_weight + group.frames - 1)
 
 
@@ -199,8 +201,7 @@ class FieldVideoEncoder:
             if self.kbps is not None:
                 self.group = GroupBudget(self.kbps * 125.0 * n / self.fps, n, 0, n)
                 budget = intra_target_bytes(self.group, self.vopts["i_weight"],
-                                            NET_BYTES_PER_WEIGHT * self.n_weights,
-                                            P_MIN_BYTES + P_MIN_PER_PIXEL * self.w * self.h)
+                                            NET_BYTES_PER_WEIGHT * self.n_weights)
             payload = self._encode_i(frame, budget)
             self.model, self.net = None, None
             self.p_lam = self.lam * self.vopts["p_lambda"]
@@ -284,8 +285,11 @@ class FieldVideoEncoder:
             else:
                 model = self.model
                 model.base = base
-                if not self.vopts["warm"]:
+                if self.vopts["warm"] == 0:
                     model.init_from_image(target - base + 0.5, arm_scales=False)
+                elif self.vopts["warm"] == 2:  # from no residual at all: the prediction alone
+                    for y in model.latents:
+                        y.data.zero_()
                 n_it = max(1, round(self.iterations * self.vopts["p_refit"]))
                 cfg = FitConfig(iterations=n_it, lam=lam, seed=self.seed, step_shift=model.step_shift,
                                 step_ladder=model.step_ladder, rate_cap=rate_cap_for(lam), freeze_net=True)
