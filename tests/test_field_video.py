@@ -169,6 +169,10 @@ def test_odd_size_groups_are_independent() -> None:
     assert min(psnr(a, b) for a, b in zip(frames, out, strict=True)) > 22
     groups = encode_video_gops(frames, 25, "field", quality=3, gop=2, jobs=1, **FAST)
     assert groups.data == one.data
+    # --kbps: each group's budget is its own (the last, shorter group's too)
+    rated = encode_video(frames, 25, "field", kbps=120, gop=2, **FAST)
+    assert encode_video_gops(frames, 25, "field", kbps=120, gop=2, jobs=1, **FAST).data == rated.data
+    assert [s.budget > 0 for s in rated.stats] == [True] * 3
 
 
 def test_rate_options() -> None:
