@@ -1,7 +1,9 @@
-"""Block motion search between two frames, codec-agnostic (pure numpy on RGB arrays): candidate
-translations from the phase correlation of the luma, then per block the candidate with the least
-squared error. The splat video encoder uses it to move its Gaussians; a field is also what its
-MOTN chunk stores (``splat.video.format.pack_motion``)."""
+"""Block motion between two frames, codec-agnostic (pure numpy on RGB arrays).
+:func:`estimate_motion`: candidate translations from the phase correlation of the luma, then per
+block the candidate with the least squared error (the splat video encoder moves its Gaussians
+with it; a field is also what its MOTN chunk stores, ``splat.video.format.pack_motion``).
+:func:`search_motion`: a per-block search refined to quarter pixels, whose vectors are chosen
+against their bits (the field video encoder's)."""
 
 from __future__ import annotations
 
@@ -134,3 +136,91 @@ def compensate(prev: np.ndarray, m: Motion, frac_bits: int = 2) -> np.ndarray:
     acc = (p[y0, x0] * wy0 * wx0 + p[y0, x1] * wy0 * wx1 + p[y1, x0] * wy1 * wx0 + p[y1, x1] * wy1 * wx1)
     half = 1 << (2 * frac_bits - 1)
     return ((acc + half) >> (2 * frac_bits)).astype(np.uint8)
+
+
+def _block_sse(err: np.ndarray, rows: int, cols: int, block: int) -> np.ndarray:
+    """Per-block sums of an (H, W) error map (blocks at the right and bottom edges cut short)."""
+    h, w = err.shape
+    pad = np.pad(err, ((0, rows * block - h), (0, cols * block - w)))
+    return pad.reshape(rows, block, cols, block).sum(axis=(1, 3))
+
+
+def _moved_luma(prev_luma: np.ndarray, v: tuple[int, int], frac_bits: int) -> np.ndarray:
+    """prev moved by one vector (units of 2**-frac_bits pixel), bilinear with edges replicated:
+    :func:`compensate`'s prediction of the luma, in floats."""
+    h, w = prev_luma.shape
+    one = 1 << frac_bits
+    sy = (np.arange(h) << frac_bits) - v[1]
+    sx = (np.arange(w) << frac_bits) - v[0]
+    iy, fy = sy >> frac_bits, (sy & (one - 1)) / one
+    ix, fx = sx >> frac_bits, (sx & (one - 1)) / one
+    y0, y1 = np.clip(iy, 0, h - 1), np.clip(iy + 1, 0, h - 1)
+    x0, x1 = np.clip(ix, 0, w - 1), np.clip(ix + 1, 0, w - 1)
+    top = prev_luma[y0][:, x0] * (1 - fx) + prev_luma[y0][:, x1] * fx
+    bot = prev_luma[y1][:, x0] * (1 - fx) + prev_luma[y1][:, x1] * fx
+    return (top * (1 - fy)[:, None] + bot * fy[:, None]).astype(np.float32)
+
+
+def search_motion(prev: np.ndarray, cur: np.ndarray, block: int, bit_cost: float, *,
+                  search: int = 7, frac_bits: int = 2, max_vectors: int = 64, subpel: int = 2) -> Motion:
+    """A rate-aware block motion field from `prev` to `cur` (both (H, W, 3) uint8).
+
+    Every block searches integer vectors within ``search`` pixels (plus the phase-correlation
+    candidates: global translations), then refines its best by half and quarter pixels. The
+    field's vectors are then chosen greedily from the blocks' candidates: each added vector must
+    lower the blocks' summed squared luma error (on [0, 1]) by more than ``bit_cost`` times the
+    bits it costs (32 for the vector, about one per block for the labels it makes necessary).
+    ``subpel``: refinement steps (0: whole pixels, 1: half, 2: quarter pixels).
+    """
+    h, w = prev.shape[:2]
+    rows, cols = _grid(w, h, block)
+    one = 1 << frac_bits
+    a, b = _luma(prev) / 255.0, _luma(cur) / 255.0
+    costs: dict[tuple[int, int], np.ndarray] = {}
+
+    def cost(v: tuple[int, int]) -> np.ndarray:
+        if v not in costs:
+            costs[v] = _block_sse((_moved_luma(a, v, frac_bits) - b) ** 2, rows, cols, block)
+        return costs[v]
+
+    r = max(0, min(search, max(h, w)))
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            cost((dx * one, dy * one))
+    for dx, dy in motion_candidates(prev, cur):
+        q = one >> min(subpel, frac_bits)  # the finest step the search may use
+        cost((q * round(dx * one / q), q * round(dy * one / q)))
+    # sub-pixel refinement of each block's best, half then quarter pixels
+    for step in (one // 2, one // 4)[:subpel]:
+        if step < 1:
+            continue
+        vecs = list(costs)
+        table = np.stack([costs[v] for v in vecs])
+        for v in {vecs[i] for i in np.unique(np.argmin(table, axis=0))}:
+            for sy in (-step, 0, step):
+                for sx in (-step, 0, step):
+                    cost((v[0] + sx, v[1] + sy))
+    vecs = list(costs)
+    table = np.stack([costs[v] for v in vecs]).reshape(len(vecs), -1)
+    n_blocks = table.shape[1]
+    # greedy choice: start from the best single vector (ties to zero motion)
+    totals = table.sum(axis=1)
+    zero = vecs.index((0, 0))
+    first = zero if totals[zero] <= totals.min() * 1.001 + 1e-9 else int(np.argmin(totals))
+    chosen = [first]
+    best = table[first].copy()
+    while len(chosen) < min(max_vectors, len(vecs)):
+        gains = np.maximum(best[None, :] - table, 0.0).sum(axis=1)
+        gains[chosen] = -1.0
+        i = int(np.argmax(gains))
+        bits = 32.0 + (n_blocks if len(chosen) == 1 else 0.0) + np.count_nonzero(table[i] < best)
+        if gains[i] <= bit_cost * bits:
+            break
+        chosen.append(i)
+        best = np.minimum(best, table[i])
+    labels = np.argmin(table[chosen], axis=0).reshape(rows, cols)
+    used = np.unique(labels)
+    remap = np.zeros(len(chosen), np.int64)
+    remap[used] = np.arange(len(used))
+    vectors = np.array([vecs[chosen[i]] for i in used], np.int64)
+    return Motion(block, vectors, remap[labels].astype(np.int64))

@@ -146,7 +146,7 @@ def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str
     if kbps is not None and not (math.isfinite(kbps) and kbps > 0):
         raise OptionError(f"--kbps must be a positive number, got {kbps}")
     n = len(frames)
-    params = EncodeParams(quality, None, device, False, seed, dict(options))
+    params = EncodeParams(quality, None, device, progress, seed, dict(options))
     enc = impl.make_encoder(w, h, float(rate), params, kbps=kbps, gop=gop, frames=n)
     header = StreamHeader(impl.codec_id, w, h, n, rate.numerator, rate.denominator)
     checker = impl.make_decoder(header, device) if keep_recon else None
@@ -154,6 +154,7 @@ def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str
     recon: list[np.ndarray] = []
     t0 = time.perf_counter()
     bar = progress_bar(n, "encode", "frame") if progress else None
+    total = 0
     try:
         for i, frame in enumerate(frames):
             packets.append(enc.encode(np.ascontiguousarray(frame), n - i))
@@ -166,8 +167,9 @@ def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str
                 bar.update(1)
                 extra = f", {st.gaussians} G" if hasattr(st, "gaussians") else ""
                 extra += f", {st.psnr:.2f} dB" if getattr(st, "psnr", 0) else ""
-                kb = 8 * st.bytes * float(rate) / 1000
-                bar.set_postfix_str(f"frame {st.frame} {'IP'[st.type]} {st.bytes} B {kb:.0f} kbps{extra}")
+                total += st.bytes
+                kb = 8 * total * float(rate) / 1000 / (i + 1)  # the clip's rate so far
+                bar.set_postfix_str(f"frame {st.frame} {'IP'[st.type]} {st.bytes} B{extra}, {kb:.0f} kbps")
     finally:
         if bar is not None:
             bar.close()

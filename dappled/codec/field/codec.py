@@ -32,10 +32,9 @@ class FieldCodec(Codec):
     supports_bpp = True
     video_form = "fieldv"
     decoders: ClassVar[dict[str, str]] = {"cpu": "numba, integer ARM (CPU)", "cuda": "torch synthesis (CUDA)"}
-    fixed_quantizer: ClassVar[bool] = True  # its video form has no --kbps yet: eval sweeps --quality
 
     def video_rates(self, width: int, height: int, fps: float) -> list[float]:
-        """The qualities a video sweep codes (its video form's)."""
+        """The rates a video sweep codes (its video form's)."""
         return registry.get(self.video_form).video_rates(width, height, fps)
 
     def test_encode_kwargs(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from dappled.codec.chunks import unpack_chunks
 from dappled.codec.container import Packet, PacketType, StreamHeader
 from dappled.codec.defaults import DEFAULT_GOP
 from dappled.codec.field.encoder import LAMBDAS
@@ -29,15 +30,10 @@ class FieldVideoCodec(Codec):
     label = "field video (ours)"
     video_stream: ClassVar[bool] = True
     decoders: ClassVar[dict[str, str]] = {"cpu": "numba, integer ARM (CPU)", "cuda": "torch synthesis (CUDA)"}
-    fixed_quantizer: ClassVar[bool] = True
 
     def test_encode_kwargs(self) -> dict[str, Any]:
         """A short fit."""
         return {"iterations": 8}
-
-    def video_rates(self, width: int, height: int, fps: float) -> list[float]:
-        """Qualities (no rate control yet): low, middle and high."""
-        return [2.0, 4.0, 6.0]
 
     def make_decoder(self, header: StreamHeader, device: str = "cpu") -> FieldVideoDecoder:
         """The predictive decoder (the previous frame and the group's networks carried along)."""
@@ -46,15 +42,14 @@ class FieldVideoCodec(Codec):
     def make_encoder(self, width: int, height: int, fps: float, params: EncodeParams, *,
                      kbps: float | None = None, gop: int = DEFAULT_GOP,
                      frames: int | None = None) -> FieldVideoEncoder:
-        """The predictive encoder at params' --quality (lambda as the image codec's)."""
-        if kbps is not None:
-            raise OptionError("the field video codec has no --kbps rate control yet; give --quality")
+        """The predictive encoder at `kbps` (per group of pictures) or at params' --quality
+        (lambda as the image codec's)."""
         if params.bpp is not None:
             raise OptionError("--bpp is for images; give a video --quality")
         quality = self.resolve_quality(params)
         if quality not in LAMBDAS:
             raise OptionError(f"--quality must be in {min(LAMBDAS)}..{max(LAMBDAS)}")
-        return FieldVideoEncoder(width, height, fps, params, quality, gop)
+        return FieldVideoEncoder(width, height, fps, params, quality, gop, kbps)
 
     def encode_image(self, image: np.ndarray, params: EncodeParams) -> list[Packet]:
         """One intra frame."""
@@ -66,8 +61,23 @@ class FieldVideoCodec(Codec):
         return decode_last(FieldVideoDecoder(header, device), packets)
 
     def describe(self, header: StreamHeader, packets: list[Packet]) -> dict[str, Any]:
-        """Frame types, for `dappled info`."""
-        types = [frame_type(p.payload) for p in packets if p.type == PacketType.FRAME]
+        """Frame types and where the bytes go (intra frames, motion, the first predicted frames'
+        field payloads with the group's networks, later predicted frames' latents), for `dappled
+        info`."""
+        types, sizes = [], {"intra": 0, "motion": 0, "networks+latents": 0, "latents": 0}
+        for p in packets:
+            if p.type != PacketType.FRAME:
+                continue
+            chunks = unpack_chunks(p.payload)
+            t = frame_type(p.payload)
+            types.append(t)
+            if t == FRAME_I:
+                sizes["intra"] += len(p.payload)
+                continue
+            sizes["motion"] += len(chunks.get("MOTN", b""))
+            key = "networks+latents" if t == FRAME_P_NET else "latents"
+            sizes[key] += len(p.payload) - len(chunks.get("MOTN", b""))
         n_i = sum(t == FRAME_I for t in types)
         n_pn = sum(t == FRAME_P_NET for t in types)
-        return {"frames": f"{n_i} intra, {len(types) - n_i} predicted ({n_pn} with the group's networks)"}
+        return {"frames": f"{n_i} intra, {len(types) - n_i} predicted ({n_pn} with the group's networks)",
+                "bytes": ", ".join(f"{k} {v}" for k, v in sizes.items())}

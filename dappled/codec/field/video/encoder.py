@@ -1,5 +1,6 @@
 """The field video encoder: low-delay P groups. The first frame of a group is a field image; each
-later frame is block motion from the previous decoded frame plus a residual field (fitted with
+later frame is block motion from the previous decoded frame (a rate-aware per-block search,
+:func:`dappled.codec.motion.search_motion`) plus a residual field (fitted with
 torch, dappled.models.field). The group's networks (ARM and synthesis) are fitted on its first
 predicted frame and sent once; later predicted frames fit their latents alone. Groups are coded
 independently of each other, and the encoder takes every reference from decoding its own payload
@@ -16,36 +17,56 @@ import numpy as np
 
 from dappled.codec.chunks import pack_chunks
 from dappled.codec.container import KEYFRAME, PACKET_HEADER_SIZE, Packet, PacketType
+from dappled.codec.defaults import IMAGE_CONTAINER_BYTES
 from dappled.codec.field.encoder import LAMBDAS, _options, encode_field, iterations_for
 from dappled.codec.field.format import pack_payload
 from dappled.codec.field.video.decoder import FieldVideoState, apply_frame
 from dappled.codec.field.video.format import (
+    FRAC_BITS,
     FRAME_I,
     FRAME_P,
     FRAME_P_NET,
     MAX_GOP,
+    MAX_VECTORS,
     pack_motion,
     pack_vhed,
 )
-from dappled.codec.motion import compensate, estimate_motion
+from dappled.codec.motion import compensate, estimate_motion, search_motion
+from dappled.codec.progress import FitProgress
 from dappled.codec.registry import EncodeParams
 from dappled.codec.stream import FrameStats as BaseFrameStats
 from dappled.codec.threads import torch_threads
 from dappled.entropy import encode_symbols
 from dappled.entropy.rans_flat import words_to_bytes
 from dappled.errors import EncodeError, OptionError
-from dappled.models.field.integer import QMAX, QuantNet, encode_latents
+from dappled.models.field.integer import QMAX, QuantNet, encode_latents, tensor_shapes
 from dappled.models.field.layout import PRESETS, grids, steps_for
+from dappled.models.field.rate import LAMBDA_RANGE, RATE_POWER
 from dappled.quality import psnr
 
 # options of the video form (-O key=value), on top of the image encoder's
 _VIDEO_DEFAULTS: dict[str, float] = {
-    "p_lambda": 2.0,  # a predicted frame's lambda, in intra lambdas (1: no better, docs/results.md)
+    "p_lambda": 1.4,  # a predicted frame's lambda, in intra lambdas (docs/results.md, the ablation)
     "p_iterations": 1.0,  # first predicted frame of a group: iterations, share of an intra fit's
     "p_refit": 0.5,  # later predicted frames (latents only): share of an intra fit's iterations
     "block": 16,  # motion block side (pixels)
-    "warm": 1,  # 1: later predicted frames start from the previous frame's latents, 0: from the residual
+    "search": 7,  # per-block motion search radius (pixels; 0: global translations only, as v0)
+    "mv_cost": 0.5,  # a motion bit's worth in squared luma error, in predicted-frame lambdas
+    "subpel": 2,  # motion search refinement: 0 whole, 1 half, 2 quarter pixels
+    "i_iterations": 1.0,  # an intra frame's iterations, in the effort's (it starts the group's chain)
+    "warm": 1,  # later predicted frames start from: 1 the previous frame's latents, 0 the residual's
+    # pyramid, 2 zero latents (the prediction alone)
+    "i_weight": 10.0,  # --kbps: an intra frame's share of its group's budget, in predicted frames
 }
+
+# --kbps: d log(bytes) / d log(lambda) of a predicted frame's latents (the image fit's), and the
+# largest factor lambda moves by between two predicted frames
+P_RATE_POWER = 1.5  # carphone, fast effort, 40-150 kbps: a predicted frame's bytes ~ lambda**-1.5
+P_LAMBDA_STEP = 2.0
+I_RETRY = 0.1  # an intra frame that misses its bytes by more than this share is fitted again
+NET_BYTES_PER_WEIGHT = 0.65  # a group's networks, coded (carphone, "low": ~290 bytes for 442 weights)
+# an intra frame's bytes but its field
+_I_OVERHEAD = len(pack_chunks({"VHED": pack_vhed(FRAME_I), "FLD ": b""}))
 
 
 @dataclass
@@ -73,6 +94,16 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
         raise OptionError("field video option p_lambda must be in (0, 100]")
     if not 8 <= video["block"] <= 255:
         raise OptionError("field video option block must be in 8..255")
+    if not video["search"] <= 32:
+        raise OptionError("field video option search must be in 0..32")
+    if video["subpel"] not in (0, 1, 2):
+        raise OptionError("field video option subpel must be 0, 1 or 2")
+    if not 0 < video["i_iterations"] <= 10:
+        raise OptionError("field video option i_iterations must be in (0, 10]")
+    if video["warm"] not in (0, 1, 2):
+        raise OptionError("field video option warm must be 0, 1 or 2")
+    if not 1 <= video["i_weight"] <= 1000:
+        raise OptionError("field video option i_weight must be in 1..1000")
     if not 0 < video["p_iterations"] <= 10 or not 0 < video["p_refit"] <= 10:
         raise OptionError("field video options p_iterations and p_refit must be in (0, 10]")
     image.pop("seed", None)
@@ -80,26 +111,75 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
     return image, video
 
 
+@dataclass
+class GroupBudget:
+    """--kbps: the bytes of one group of pictures (its frames' packets) and what it has spent."""
+
+    budget: float
+    frames: int
+    spent: int = 0
+    left: int = 0
+
+    def per_frame(self) -> float:
+        """What each frame still to code may spend."""
+        return (self.budget - self.spent) / max(1, self.left)
+
+
+def intra_target_bytes(group: GroupBudget, i_weight: float, net_bytes: float) -> float:
+    """An intra frame's bytes: its share of the group, weighing ``i_weight`` predicted frames,
+    once the networks its first predicted frame sends (``net_bytes``) are set aside. (Setting
+    aside a floor per predicted frame as well starved the intra frame at low rates: 17.7 dB at
+    38 kbps on carphone, docs/results.md.)"""
+    if group.frames == 1:
+        return group.budget
+    rest = max(group.budget - net_bytes, 0.5 * group.budget)
+    return rest * i_weight / (i_weight + group.frames - 1)
+
+
+def next_p_lambda(lam: float, last_bytes: float, target: float) -> float:
+    """The lambda of the next predicted frame: the last one's, moved (by at most P_LAMBDA_STEP)
+    so that a frame like the last one would cost `target` bytes."""
+    factor = (max(last_bytes, 1.0) / max(target, 1.0)) ** (1.0 / P_RATE_POWER)
+    factor = min(max(factor, 1.0 / P_LAMBDA_STEP), P_LAMBDA_STEP)
+    return min(max(lam * factor, LAMBDA_RANGE[0]), LAMBDA_RANGE[1])
+
+
 class FieldVideoEncoder:
-    """Encodes frames one by one into FRAME packets (low-delay P groups of ``gop`` frames)."""
+    """Encodes frames one by one into FRAME packets (low-delay P groups of ``gop`` frames), at a
+    fixed quality or, with ``kbps``, at a rate: each group gets its frames' share of the rate,
+    the intra frame ``i_weight`` predicted frames' worth of it (lambda predicted before its fit and
+    nudged early, as the image codec's --bpp; fitted once more at a corrected lambda when it misses
+    by over ``I_RETRY``); predicted frames start at ``p_lambda`` times the
+    intra lambda, and each later one moves lambda (by a bounded factor) from what the last one
+    cost against what the group has left. Nothing carries from one group to the next."""
 
     def __init__(self, width: int, height: int, fps: float, params: EncodeParams, quality: int,
-                 gop: int) -> None:
+                 gop: int, kbps: float | None = None) -> None:
         if not 1 <= gop <= MAX_GOP:
             raise OptionError(f"--gop must be in 1..{MAX_GOP}, got {gop}")
-        self.w, self.h, self.fps, self.gop = width, height, fps, gop
+        if kbps is not None and not (math.isfinite(kbps) and kbps > 0):
+            raise OptionError(f"--kbps must be a positive number, got {kbps}")
+        self.w, self.h, self.fps, self.gop, self.kbps = width, height, fps, gop, kbps
         image_opts, self.vopts = video_options(params.options)
-        self.image_params = replace(params, options=image_opts, progress=False)
         self.effort, complexity, iterations, self.threads, lam_opt = _options(image_opts)
+        self.iterations = iterations or iterations_for(self.effort, height, width)
+        i_opts = {**image_opts, "iterations": max(1, round(self.iterations * self.vopts["i_iterations"]))}
+        self.image_params = replace(params, options=i_opts, progress=False)
+        if kbps is not None and lam_opt is not None:
+            raise OptionError("give --kbps or -O lambda, not both")
         self.arch = PRESETS[complexity]
         self.lam = lam_opt or LAMBDAS[quality]
-        self.iterations = iterations or iterations_for(self.effort, height, width)
+        self.p_lam = self.lam * self.vopts["p_lambda"]  # the next predicted frame's lambda
+        self.n_weights = sum(math.prod(s) for s in tensor_shapes(self.arch, len(grids(height, width))))
         self.device = params.device
         self.seed = params.seed
+        self.progress = params.progress
         self.index = 0
         self.state: FieldVideoState | None = None
         self.model: Any = None  # the group's fitted residual field (torch), None before its first P
         self.net: QuantNet | None = None
+        self.group: GroupBudget | None = None
+        self.last_p_bytes = 0.0  # what the last predicted frame's latents and motion cost
         self.stats: list[FrameStats] = []
         self.recon: np.ndarray | None = None
 
@@ -108,28 +188,66 @@ class FieldVideoEncoder:
         return None
 
     def encode(self, frame: np.ndarray, frames_left: int | None = None) -> Packet:
-        """Encode the next frame; returns its FRAME packet."""
+        """Encode the next frame; returns its FRAME packet. ``frames_left`` (this one included)
+        sizes the last group's budget when it is shorter than ``gop``."""
         if frame.shape != (self.h, self.w, 3) or frame.dtype != np.uint8:
             raise OptionError(f"frame {self.index} is {frame.shape}, expected ({self.h}, {self.w}, 3) uint8")
         t0 = time.perf_counter()
         intra = self.index % self.gop == 0 or self.state is None
         nvec = 0
+        budget = 0.0
         if intra:
-            enc = encode_field(frame, self.image_params, lam=self.lam)
-            payload = pack_chunks({"VHED": pack_vhed(FRAME_I), "FLD ": enc.payload})
+            n = min(self.gop, max(1, frames_left if frames_left is not None else self.gop))
+            if self.kbps is not None:
+                self.group = GroupBudget(self.kbps * 125.0 * n / self.fps, n, 0, n)
+                budget = intra_target_bytes(self.group, self.vopts["i_weight"],
+                                            NET_BYTES_PER_WEIGHT * self.n_weights)
+            payload = self._encode_i(frame, budget)
             self.model, self.net = None, None
+            self.p_lam = self.lam * self.vopts["p_lambda"]
             ftype = 0
         else:
+            if self.group is not None:
+                budget = self.group.per_frame()
+                if self.model is not None:  # a later predicted frame: steer from the last one
+                    self.p_lam = next_p_lambda(self.p_lam, self.last_p_bytes, budget)
             payload, nvec = self._encode_p(frame)
             ftype = 1
         # the next reference is what the decoder makes of this payload
         self.state = apply_frame(payload, None if intra else self.state, self.w, self.h)
         self.recon = self.state.frame
         packet = Packet(PacketType.FRAME, payload, self.index, KEYFRAME if intra else 0)
-        self.stats.append(FrameStats(self.index, ftype, len(payload) + PACKET_HEADER_SIZE, 0,
+        nbytes = len(payload) + PACKET_HEADER_SIZE
+        if self.group is not None:
+            self.group.spent += nbytes
+            self.group.left -= 1
+        self.stats.append(FrameStats(self.index, ftype, nbytes, round(budget),
                                      psnr(frame, self.recon), time.perf_counter() - t0, nvec))
         self.index += 1
         return packet
+
+    def _encode_i(self, frame: np.ndarray, budget: float) -> bytes:
+        """An intra frame's payload: at the quality's lambda, or (budget > 0) at a rate."""
+        if budget <= 0:
+            with FitProgress(self.progress, f"frame {self.index} I") as bar:
+                enc = encode_field(frame, self.image_params, lam=self.lam, progress=bar.update)
+        else:
+            n_pix = self.h * self.w
+            payload_bytes = max(budget - PACKET_HEADER_SIZE - _I_OVERHEAD, 16.0)
+            # the image encoder aims at the payload less an image container's bytes: add them back
+            bpp = 8.0 * (payload_bytes + IMAGE_CONTAINER_BYTES) / n_pix
+            with FitProgress(self.progress, f"frame {self.index} I") as bar:
+                enc = encode_field(frame, self.image_params, target_bpp=bpp, progress=bar.update)
+            miss = (len(enc.payload) + _I_OVERHEAD + PACKET_HEADER_SIZE) / budget
+            if abs(math.log(miss)) > math.log(1 + I_RETRY):  # a second fit at the corrected lambda
+                lam = min(max(enc.lam * miss ** (1 / RATE_POWER), LAMBDA_RANGE[0]), LAMBDA_RANGE[1])
+                with FitProgress(self.progress, f"frame {self.index} I refit") as bar:
+                    again = encode_field(frame, self.image_params, lam=lam, progress=bar.update)
+                aim = budget - _I_OVERHEAD - PACKET_HEADER_SIZE  # the nearer of the two fits
+                if abs(len(again.payload) - aim) < abs(len(enc.payload) - aim):
+                    enc = again
+            self.lam = enc.lam
+        return pack_chunks({"VHED": pack_vhed(FRAME_I), "FLD ": enc.payload})
 
     def _encode_p(self, frame: np.ndarray) -> tuple[bytes, int]:
         """A predicted frame's payload (and its motion vector count)."""
@@ -141,9 +259,15 @@ class FieldVideoEncoder:
 
         assert self.state is not None
         prev = self.state.frame
-        motion = estimate_motion(prev, frame, 4, int(self.vopts["block"]))
+        block = int(self.vopts["block"])
+        if self.vopts["search"] > 0:
+            motion = search_motion(prev, frame, block, self.vopts["mv_cost"] * self.p_lam,
+                                   search=int(self.vopts["search"]), frac_bits=FRAC_BITS,
+                                   max_vectors=MAX_VECTORS, subpel=int(self.vopts["subpel"]))
+        else:
+            motion = estimate_motion(prev, frame, 1 << FRAC_BITS, block)
         pred = compensate(prev, motion)
-        lam = self.lam * self.vopts["p_lambda"]
+        lam = self.p_lam
         gs = grids(self.h, self.w)
         first = self.model is None
         with torch_threads(self.device, self.threads):
@@ -161,12 +285,16 @@ class FieldVideoEncoder:
             else:
                 model = self.model
                 model.base = base
-                if not self.vopts["warm"]:
+                if self.vopts["warm"] == 0:
                     model.init_from_image(target - base + 0.5, arm_scales=False)
+                elif self.vopts["warm"] == 2:  # from no residual at all: the prediction alone
+                    for y in model.latents:
+                        y.data.zero_()
                 n_it = max(1, round(self.iterations * self.vopts["p_refit"]))
                 cfg = FitConfig(iterations=n_it, lam=lam, seed=self.seed, step_shift=model.step_shift,
                                 step_ladder=model.step_ladder, rate_cap=rate_cap_for(lam), freeze_net=True)
-            fit(frame, self.arch, cfg, self.device, model=model)
+            with FitProgress(self.progress, f"frame {self.index} P") as bar:
+                fit(frame, self.arch, cfg, self.device, bar.update, model=model)
             bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
             if bad:
                 raise EncodeError(f"the field video fit diverged (non-finite {bad[0]}); try another quality")
@@ -178,10 +306,13 @@ class FieldVideoEncoder:
             coded = encode_latents(latents, gs, self.net)
         chunks = {"VHED": pack_vhed(FRAME_P_NET if first else FRAME_P, 0 if first else len(coded.excess)),
                   "MOTN": pack_motion(motion)}
+        lat = {"LAT ": words_to_bytes(coded.words)}
+        if len(coded.excess):
+            lat["ESC "] = encode_symbols(coded.excess)
+        # what this frame would cost without the group's networks (the rate control's measure)
+        self.last_p_bytes = len(pack_chunks({**chunks, **lat})) + PACKET_HEADER_SIZE
         if first:
             chunks["FLD "] = pack_payload(self.net, coded.words, coded.excess)
         else:
-            chunks["LAT "] = words_to_bytes(coded.words)
-            if len(coded.excess):
-                chunks["ESC "] = encode_symbols(coded.excess)
+            chunks.update(lat)
         return pack_chunks(chunks), len(motion.vectors)
