@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _cli import one_line_error, run_dappled
 
 from dappled.codec import registry
 from dappled.devices import cuda_available
 from dappled.errors import OptionError
-from tests._cli import one_line_error, run_dappled
 
 CONFORMANCE = Path(__file__).parent / "conformance"
 

@@ -42,6 +42,9 @@ class FitConfig:
     rate_cap: float = 16.0  # a latent's cost in the fit is capped at this many bits
     probes: tuple[float, ...] = ()  # fractions of the fit at which the hard rate is measured
     freeze_net: bool = False  # fit the latents alone (a network already sent, e.g. a video group's)
+    hard_tail: float = 0.0  # share of the fit (at its end) with hard rounding, straight-through
+    tail_lr: float = 1.0  # learning-rate factor in that tail
+    beta2: float = 0.999  # Adam's second-moment decay
 
 
 @dataclass
@@ -105,7 +108,7 @@ def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
     groups = [{"params": list(model.latents), "lr": cfg.lr_latent}]
     if not cfg.freeze_net:
         groups.append({"params": model.network_params(), "lr": cfg.lr_net})
-    opt = torch.optim.Adam(groups)
+    opt = torch.optim.Adam(groups, betas=(0.9, cfg.beta2))
     base = [g["lr"] for g in opt.param_groups]
     n = max(1, cfg.iterations)
     lam = cfg.lam
@@ -113,12 +116,16 @@ def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
     history: list[tuple[int, float, float]] = []
     at_probe = {max(1, round(n * f)): f for f in cfg.probes}
     probes: list[tuple[float, float, float]] = []
+    n_soft = n - round(n * cfg.hard_tail)
     for i in range(n):
-        f = lr_factor(i, n, cfg.warmup)
+        f = lr_factor(i, n, cfg.warmup) * (cfg.tail_lr if i >= n_soft else 1.0)
         for g, b in zip(opt.param_groups, base, strict=True):
             g["lr"] = b * f
-        temp = math.exp(log_t0 + (log_t1 - log_t0) * i / max(1, n - 1))
-        rgb, bits = model(temp, cfg.noise)
+        if i < n_soft:
+            temp = math.exp(log_t0 + (log_t1 - log_t0) * i / max(1, n_soft - 1))
+            rgb, bits = model(temp, cfg.noise)
+        else:  # the tail: the decoder's hard rounding, gradients straight through it
+            rgb, bits = model.forward_hard()
         mse = torch.mean((rgb - target) ** 2)
         loss = mse + lam * bits / n_pix
         model.zero_grad(set_to_none=True)  # frozen tensors too: no gradient piles up on them

@@ -281,6 +281,12 @@ class FieldModel(nn.Module):
         q = self.quantized(temperature, noise)
         return self.render(q), self.rate_bits(q)
 
+    def forward_hard(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(RGB image, latent bits) with the latents hard-rounded as the decoder sees them, the
+        gradient passed straight through the rounding."""
+        q = [y + (torch.round(y) - y).detach() for y in self.latents]
+        return self.render(q), self.rate_bits(q)
+
     @torch.no_grad()
     def hard_latents(self) -> list[np.ndarray]:
         """The latents as the stream codes them: rounded integers."""
