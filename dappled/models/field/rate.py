@@ -50,7 +50,8 @@ LIMITS = {0.1: (3.0, 1.25), 0.2: (2.5, 1.03), 0.35: (1.3, 1.03)}
 # (at a fixed lambda, final / R(0.1) = 0.43 and final / R(0.35) = 0.71, against 0.48-0.86 and
 # 0.78-0.97 calibrated; kodim05, 15 and 23 stay inside), so the steer tripled lambda and landed
 # 60 % under the target (0.125 / 0.25 / 0.5 landed 0.031 / 0.100 / 0.358). Without a steer the
-# predicted lambda alone landed kodim01 25-28 % over (0.160 / 0.313 for 0.125 / 0.25) and a 128x128 crop 12.5 % over.
+# predicted lambda alone landed kodim01 25-28 % over (0.160 / 0.313 for 0.125 / 0.25) and a
+# 128x128 crop 12.5 % over.
 # On small images short fits steer well (a 128x128 crop at 150 iterations lands 0.4 and 1.2 bpp
 # within 10 %, where the bounded steer below misses 1.2 by 21 %; 384x256 crops at 250 iterations
 # within 5-14 %). So a short fit on a large image (the fast effort on a photo) keeps the steer,
@@ -60,7 +61,6 @@ LIMITS = {0.1: (3.0, 1.25), 0.2: (2.5, 1.03), 0.35: (1.3, 1.03)}
 STEER_MIN_ITERATIONS = 500
 STEER_BOUND_PIXELS = 200_000
 SHORT_FIT_LIMIT = math.exp(2 * 0.26)
-
 
 
 def webp_curve(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
