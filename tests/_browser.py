@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from _cli import dappled_cmd
 
@@ -65,3 +66,15 @@ def served(folder: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def same_outcome(got: dict, ref: np.ndarray | None) -> str:
+    """Check that the browser treated a damaged payload as Python did: refused with a
+    BitstreamError/TruncatedError where Python refused it (ref None), else the same pixels.
+    Returns "refused" or "decoded" (a test counts both, so both paths are taken)."""
+    if ref is None:
+        assert "error" in got and got["error"].split(":")[0] in ("BitstreamError", "TruncatedError"), got
+        return "refused"
+    assert "rgb" in got, got
+    assert np.array_equal(np.array(got["rgb"], np.uint8).reshape(ref.shape), ref)
+    return "decoded"
