@@ -61,6 +61,13 @@ class StreamEncoder(Protocol):
         """The payload of the stream's CONFIG packet (None: no CONFIG packet)."""
 
 
+def check_follows(last_frame: int | None, packet: Packet) -> None:
+    """A predictive decoder's order rule: a predicted frame must follow the last frame decoded
+    (BitstreamError otherwise); an intra frame may come anywhere, as after a seek."""
+    if last_frame is not None and packet.frame != last_frame + 1 and not packet.keyframe:
+        raise BitstreamError(f"predicted frame {packet.frame} does not follow frame {last_frame}")
+
+
 def decode_last(dec: StreamDecoder, packets: list[Packet]) -> np.ndarray:
     """Feed every packet to a stream decoder and return the last frame it gives (what a video
     codec's decode_image returns); BitstreamError when it gives none."""

@@ -19,6 +19,7 @@ from dappled.codec.field.video.format import (
     parse_vhed,
 )
 from dappled.codec.motion import compensate
+from dappled.codec.stream import check_follows
 from dappled.errors import BitstreamError, LimitError
 from dappled.models.field.integer import QuantNet, decode_latents
 from dappled.models.field.layout import grids
@@ -90,9 +91,7 @@ class FieldVideoDecoder:
         """Decode one packet; the frame as (H, W, 3) uint8 for FRAME packets, else None."""
         if packet.type != PacketType.FRAME:
             return None
-        if self.state is not None and self.last_frame is not None and packet.frame != self.last_frame + 1 \
-                and not packet.keyframe:
-            raise BitstreamError(f"predicted frame {packet.frame} does not follow frame {self.last_frame}")
+        check_follows(self.last_frame, packet)  # set and reset with the state
         self.state = apply_frame(packet.payload, None if packet.keyframe else self.state,
                                  self.header.width, self.header.height, self.device)
         self.last_frame = packet.frame

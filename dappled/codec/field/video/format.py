@@ -22,7 +22,7 @@ import struct
 
 import numpy as np
 
-from dappled.codec.chunks import require, unpack_chunks
+from dappled.codec.chunks import FRAME_HEADER, parse_frame_header, require, unpack_chunks
 from dappled.codec.motion import Motion, _grid
 from dappled.entropy import decode_symbols, encode_symbols
 from dappled.errors import BitstreamError
@@ -33,7 +33,7 @@ FRAME_I, FRAME_P_NET, FRAME_P = 0, 1, 2
 FRAC_BITS = 2  # motion vectors in quarter pixels
 MAX_VECTORS = 64
 MAX_GOP = 65535
-_VHED = struct.Struct("<BBI")
+_VHED = FRAME_HEADER
 _MOTN = struct.Struct("<BB")
 _VEC = struct.Struct("<hh")
 
@@ -45,14 +45,8 @@ def pack_vhed(ftype: int, n_esc: int = 0) -> bytes:
 
 def parse_vhed(vhed: bytes) -> tuple[int, int]:
     """(frame type, escape count) of a VHED chunk; BitstreamError if invalid."""
-    if len(vhed) != _VHED.size:
-        raise BitstreamError("field video frame header has the wrong size")
-    version, ftype, n_esc = _VHED.unpack(vhed)
-    if version != PAYLOAD_VERSION:
-        raise BitstreamError(f"unsupported field video payload version {version}")
-    if ftype not in (FRAME_I, FRAME_P_NET, FRAME_P):
-        raise BitstreamError(f"unknown field video frame type {ftype}")
-    return ftype, n_esc
+    return parse_frame_header(vhed, PAYLOAD_VERSION, (FRAME_I, FRAME_P_NET, FRAME_P), header="field video",
+                              codec="field video")
 
 
 def frame_type(payload: bytes) -> int:

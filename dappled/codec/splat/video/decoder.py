@@ -27,6 +27,7 @@ from dappled.codec.splat.video.format import (
     _parse_vhed,
     parse_motion,
 )
+from dappled.codec.stream import check_follows
 from dappled.codec.threads import numba_threads
 from dappled.errors import BitstreamError, LimitError
 from dappled.models.splat.symbols import LOG_SCALE_MAX, LOG_SCALE_MIN, QuantConfig, QuantizedGaussians
@@ -192,9 +193,7 @@ class SplatVideoDecoder:
         """Decode one packet; the frame as (H, W, 3) uint8 for FRAME packets, else None."""
         if packet.type != PacketType.FRAME:
             return None
-        if self.state is not None and self.last_frame is not None and packet.frame != self.last_frame + 1 \
-                and not packet.keyframe:
-            raise BitstreamError(f"predicted frame {packet.frame} does not follow frame {self.last_frame}")
+        check_follows(self.last_frame, packet)  # set and reset with the state
         # the frame's share of the stream's decode budget, from its chunk headers (issue 18)
         registry.by_id(CODEC_ID).check_budget(self.header, [packet])
         state = apply_frame(packet.payload, self.state, self.header.width, self.header.height)

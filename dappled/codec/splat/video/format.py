@@ -25,7 +25,7 @@ import struct
 
 import numpy as np
 
-from dappled.codec.chunks import require, unpack_chunks
+from dappled.codec.chunks import FRAME_HEADER, parse_frame_header, require, unpack_chunks
 from dappled.codec.motion import Motion, _grid
 from dappled.codec.splat.format import _HEAD, _decode_exact, check_count, max_gaussians
 from dappled.entropy import encode_symbols
@@ -36,7 +36,7 @@ CODEC_ID = 4
 PAYLOAD_VERSION = 1
 FRAME_I, FRAME_P = 0, 1
 KEEP, UPDATE, DROP, COLOR = 0, 1, 2, 3
-_VHED = struct.Struct("<BBI")
+_VHED = FRAME_HEADER
 _MOTN = struct.Struct("<BB")  # block size, vector count
 _VEC = struct.Struct("<ii")
 MAX_VECTORS = 16
@@ -51,14 +51,8 @@ def frame_type(payload: bytes) -> int:
 
 
 def _parse_vhed(vhed: bytes) -> tuple[int, int]:
-    if len(vhed) != _VHED.size:
-        raise BitstreamError("video frame header has the wrong size")
-    version, ftype, nref = _VHED.unpack(vhed)
-    if version != PAYLOAD_VERSION:
-        raise BitstreamError(f"unsupported splat video payload version {version}")
-    if ftype not in (FRAME_I, FRAME_P):
-        raise BitstreamError(f"unknown video frame type {ftype}")
-    return ftype, nref
+    """(frame type, reference Gaussian count) of a VHED chunk; BitstreamError if invalid."""
+    return parse_frame_header(vhed, PAYLOAD_VERSION, (FRAME_I, FRAME_P), header="video", codec="splat video")
 
 
 def pack_motion(m: Motion) -> bytes:
