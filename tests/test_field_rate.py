@@ -90,27 +90,57 @@ def test_moves_count_in_later_predictions() -> None:
 
 
 
-def test_short_fits_are_steered_within_bounds() -> None:
-    """The steer's calibration does not hold for 200-iteration whole-image fits (unbounded, it
-    landed 60 % under the target): a short fit's lambda on a large image stays within
-    SHORT_FIT_LIMIT of the predicted one, whatever the probes say; a long fit's moves, and a
-    short one's on a small image, are not bounded that way."""
-    from dappled.models.field.rate import SHORT_FIT_LIMIT, STEER_BOUND_PIXELS, STEER_MIN_ITERATIONS, steer_for
+def test_short_fits_get_the_trend_steer_within_bounds() -> None:
+    """RateSteer's calibration does not hold for 200-iteration whole-image fits (it landed 60 %
+    under the target): a short fit on a large image gets TrendSteer, whose lambda stays within
+    SHORT_FIT_LIMIT of the predicted one whatever the probes say; long fits keep RateSteer."""
+    from dappled.models.field.fit import SHORT_FIT_ITERATIONS, SHORT_FIT_PIXELS, is_short_fit
+    from dappled.models.field.rate import SHORT_FIT_LIMIT, TrendSteer, steer_for
 
-    big = STEER_BOUND_PIXELS
-    short = steer_for(0.25, STEER_MIN_ITERATIONS - 1, big)
-    lam = 0.01
-    for f in short.probes:  # the rate at every probe says "far too many bits": lambda up
-        lam = short(f, 4.0, lam)
-    assert lam == pytest.approx(0.01 * SHORT_FIT_LIMIT)
-    lam = 0.01
-    for free in (steer_for(0.25, STEER_MIN_ITERATIONS, big), steer_for(0.25, 100, big - 1)):
-        lam = 0.01  # a long fit, or a short one on a small image: not bounded that way
-        for f in free.probes:
-            lam = free(f, 4.0, lam)
-        assert lam > 0.01 * SHORT_FIT_LIMIT * 2
-    low = steer_for(0.25, 100, big)
-    lam = 0.01
-    for f in low.probes:  # far too few bits: lambda down, as far as the bound
-        lam = low(f, 0.001, lam)
-    assert lam == pytest.approx(0.01 / SHORT_FIT_LIMIT)
+    assert is_short_fit(SHORT_FIT_ITERATIONS - 1, SHORT_FIT_PIXELS)
+    assert not is_short_fit(SHORT_FIT_ITERATIONS, SHORT_FIT_PIXELS)
+    assert not is_short_fit(100, SHORT_FIT_PIXELS - 1)
+    assert isinstance(steer_for(0.25, True), TrendSteer)
+    assert isinstance(steer_for(0.25, False), RateSteer)
+    for rate, bound in ((4.0, SHORT_FIT_LIMIT), (0.001, 1 / SHORT_FIT_LIMIT)):
+        short = steer_for(0.25, True)
+        lam = 0.01
+        for f in short.probes:  # far too many (few) bits at every probe: lambda up (down) to the bound
+            lam = short(f, rate * (1 - f), lam)
+        assert lam == pytest.approx(0.01 * bound)
+
+
+def _on_trend(steer: object, target: float) -> list[tuple[float, float]]:
+    """Probe rates of a fixed-lambda fit that each decision predicts to end exactly on target."""
+    from dappled.models.field.rate import TrendSteer
+
+    assert isinstance(steer, TrendSteer)
+    rates: dict[float, float] = {}
+    for d in steer.decisions:  # R(ref) = R(at) * 1.1, and R(at) * exp(a + b log(1 / 1.1)) = target
+        rates[d.at] = target / math.exp(d.a - d.b * math.log(1.1))
+        rates[d.ref] = rates[d.at] * 1.1
+    return sorted(rates.items())
+
+
+def test_a_short_fit_on_its_trend_moves_nothing_and_a_miss_moves_lambda_its_way() -> None:
+    from dappled.models.field.rate import TrendSteer
+
+    steer = TrendSteer(0.3)
+    lam = 0.004
+    for f, r in _on_trend(steer, 0.3):
+        lam = steer(f, r, lam)
+    assert lam == 0.004
+    for scale, up in ((1.5, True), (1 / 1.5, False)):  # every rate 1.5x (1/1.5x): lambda up (down)
+        steer = TrendSteer(0.3)
+        lam = 0.004
+        moves = []
+        for f, r in _on_trend(steer, 0.3):
+            new = steer(f, r * scale, lam)
+            moves.append(new / lam)
+            lam = new
+        first = next(m for m in moves if m != 1.0)
+        assert (first > 1.0) == up
+        # the first decision fixes most of the miss: the full effect of its move is the miss
+        d = steer.decisions[0]
+        full = scale ** (1 / (steer.rate_power * d.response))
+        assert first == pytest.approx(min(max(full, 1 / d.limit), d.limit))

@@ -78,7 +78,14 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
     nudged early in it (models/field/rate.py), so the rate lands near the target on the same
     rate-distortion curve as a fixed lambda."""
 
-    from dappled.models.field.fit import FitConfig, fit, image_tensor, rate_cap_for
+    from dappled.models.field.fit import (
+        SHORT_LR_NET,
+        FitConfig,
+        fit,
+        image_tensor,
+        is_short_fit,
+        rate_cap_for,
+    )
     from dappled.models.field.quantize import quantize_network
     from dappled.models.field.rate import predict_lambda, steer_for
 
@@ -87,18 +94,19 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
     if h * w > MAX_PIXELS:
         raise OptionError(f"the field codec takes at most {MAX_PIXELS} pixels, got {w}x{h}")
     n_it = iterations or iterations_for(effort, h, w)
+    short = is_short_fit(n_it, h * w)
     steer = None
     if target_bpp is not None and lam_opt is None:  # the steer sees the payload's rate alone
-        steer = steer_for(max(target_bpp - 8 * IMAGE_CONTAINER_BYTES / (h * w), 0.25 * target_bpp), n_it,
-                          h * w)
-    lam0 = lam_opt or lam or (predict_lambda(image, target_bpp, n_it) if target_bpp else LAMBDAS[4])
+        steer = steer_for(max(target_bpp - 8 * IMAGE_CONTAINER_BYTES / (h * w), 0.25 * target_bpp), short)
+    lam0 = lam_opt or lam or (predict_lambda(image, target_bpp, n_it, short) if target_bpp else LAMBDAS[4])
     arch = PRESETS[complexity]
     t0 = time.perf_counter()
     gs = grids(h, w)
     shift, ladder = steps_for(lam0)
     with torch_threads(params.device, threads):
         cfg = FitConfig(iterations=n_it, lam=lam0, seed=params.seed, step_shift=shift, step_ladder=ladder,
-                        rate_cap=rate_cap_for(lam0), probes=steer.probes if steer else ())
+                        rate_cap=rate_cap_for(lam0), probes=steer.probes if steer else (),
+                        lr_net=SHORT_LR_NET if short else FitConfig.lr_net)
         res = fit(image, arch, cfg, params.device, progress, steer=steer)
         bad = _non_finite(res.model)
         if bad:  # a diverged fit never reaches the quantizer and the entropy coder

@@ -22,6 +22,19 @@ from dappled.models.field.model import FieldModel
 # effort -> iterations at 768x512 (scaled for other sizes, see iterations_for)
 EFFORTS: dict[str, int] = {"fast": 200, "default": 1000, "slow": 4000}
 NET_BITS_PER_PARAM = 9.0  # rough cost of a quantized network weight, for the rate estimate
+# A short fit on a large image (the fast effort on a photo) takes the networks' learning rate up
+# to SHORT_LR_NET: at 200 iterations on 384x256 Kodak crops +0.50 dB at equal rate (+0.06 to
+# +0.84 over 5 cases), whole kodim23 -6.5 % rate and +0.23 dB; at 1000 iterations it loses
+# 0.21 dB, so longer fits keep 0.01 (docs/results.md, recipe ablations). Rate control has its own
+# calibration for these fits (models/field/rate.py).
+SHORT_FIT_ITERATIONS = 500
+SHORT_FIT_PIXELS = 200_000
+SHORT_LR_NET = 0.04
+
+
+def is_short_fit(iterations: int, pixels: int) -> bool:
+    """Whether a fit of `iterations` on `pixels` gets the short-fit recipe and rate control."""
+    return iterations < SHORT_FIT_ITERATIONS and pixels >= SHORT_FIT_PIXELS
 
 
 @dataclass

@@ -57,10 +57,8 @@ LIMITS = {0.1: (3.0, 1.25), 0.2: (2.5, 1.03), 0.35: (1.3, 1.03)}
 # within 5-14 %). So a short fit on a large image (the fast effort on a photo) keeps the steer,
 # but its lambda stays within two standard deviations of the predictor's error (0.26 in log
 # lambda) of the predicted one. The size boundary lies between the two measured cases (98 k
-# pixels steered well, 393 k did not).
-STEER_MIN_ITERATIONS = 500
-STEER_BOUND_PIXELS = 200_000
-SHORT_FIT_LIMIT = math.exp(2 * 0.26)
+# pixels steered well, 393 k did not): fit.is_short_fit. Such fits now run the short recipe
+# (fit.SHORT_LR_NET) and are steered by TrendSteer, calibrated on them.
 
 
 def webp_curve(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -93,16 +91,19 @@ def curve_slope(rates: np.ndarray, mses: np.ndarray, bpp: float) -> float:
     return max(-b, 0.05) * mse / bpp
 
 
-def predict_lambda(image: np.ndarray, bpp: float, iterations: int = 1000) -> float:
+def predict_lambda(image: np.ndarray, bpp: float, iterations: int = 1000, short: bool = False) -> float:
     """The lambda whose fixed-lambda fit of this image should land near `bpp`. Shorter fits spend
     more bits at the same lambda (rate ~ iterations**-0.14 around 250..1000 iterations, measured
-    on Kodak crops), so lambda grows for them."""
+    on Kodak crops), so lambda grows for them; a short fit (fit.is_short_fit: the short recipe)
+    has its own scale, SHORT_LAMBDA_SCALE."""
     if image.shape[0] * image.shape[1] < 64:  # too small for a curve: the Kodak-average guess
         lam = 0.002 * (0.6 / bpp) ** (1 / RATE_POWER)
     else:
         slope = curve_slope(*webp_curve(image), bpp)
         lam = math.exp(_A + _B * math.log(slope) + _C * math.log(bpp))
     lam *= (1000.0 / max(iterations, 1)) ** (ITERATION_POWER / RATE_POWER)
+    if short:
+        lam *= SHORT_LAMBDA_SCALE
     return float(np.clip(lam, *LAMBDA_RANGE))
 
 
@@ -157,10 +158,83 @@ class RateSteer:
         return new
 
 
-def steer_for(target_bpp: float, iterations: int, pixels: int) -> RateSteer:
-    """The rate steer of a fit of `iterations` on `pixels` towards `target_bpp` (payload bits
-    per pixel); bounded to SHORT_FIT_LIMIT around the predicted lambda where its calibration
-    does not hold (fits shorter than STEER_MIN_ITERATIONS on images of STEER_BOUND_PIXELS or
-    more)."""
-    short = iterations < STEER_MIN_ITERATIONS and pixels >= STEER_BOUND_PIXELS
-    return RateSteer(target_bpp, SHORT_FIT_LIMIT if short else None)
+@dataclass(frozen=True)
+class Decision:
+    """One of TrendSteer's decisions: at probe `at`, the final rate of a fixed-lambda fit is
+    predicted as R(at) * exp(a + b * log(R(at) / R(ref))), and lambda moves so that it meets the
+    target; `response` is the share of a move's full effect on the final rate when made here,
+    `pending` the share of an earlier move's full effect the rate at `at` does not show yet."""
+
+    at: float
+    ref: float
+    a: float
+    b: float
+    response: float
+    pending: float
+    limit: float  # the largest lambda factor of this move
+    dead: float  # a predicted miss within this factor moves nothing
+
+
+# Short fits on large images (the fast effort: 200 iterations at 768x512, networks at learning
+# rate FAST_LR_NET), calibrated on fixed-lambda trajectories of the 24 Kodak images at 200
+# iterations (docs/data/field-fast-v3/trajectory-lrnet04.jsonl, two targets per image) and on
+# lambda x2 moves at 5 / 15 / 35 % of the fit (moves-lrnet04.jsonl); see docs/results.md.
+SHORT_DECISIONS = (
+    Decision(0.15, 0.1, 0.0, 1.9, 0.9, 0.0, 2.0, 1.02),
+    Decision(0.35, 0.3, 0.0, 1.5, 0.5, 0.1, 1.3, 1.02),
+)
+SHORT_RATE_POWER = RATE_POWER
+SHORT_LAMBDA_SCALE = 1.0  # predict_lambda's lambda times this, for a short fit at FAST_LR_NET
+SHORT_FIT_LIMIT = 2.0  # lambda stays within this factor of the predicted one
+
+
+@dataclass
+class TrendSteer:
+    """Rate control of a short fit: at each decision the final rate is predicted from the rate
+    now and its local fall (a fast fall now means most of the fall is done), the part of the
+    earlier moves' effect still to come is added, and lambda moves by a bounded factor."""
+
+    target: float
+    decisions: tuple[Decision, ...] = SHORT_DECISIONS
+    rate_power: float = SHORT_RATE_POWER
+    max_total: float = SHORT_FIT_LIMIT
+    log: list[tuple[float, float, float, float]] = field(default_factory=list)
+    _rates: dict[float, float] = field(default_factory=dict)
+    _lam0: float | None = None
+    _moves: list[tuple[Decision, float]] = field(default_factory=list)
+
+    @property
+    def probes(self) -> tuple[float, ...]:
+        """Where the fit measures its hard-rounded rate: each decision and its reference."""
+        return tuple(sorted({p for d in self.decisions for p in (d.ref, d.at)}))
+
+    def predict(self, d: Decision) -> float:
+        """The final rate at the lambda now, had nothing more moved, from the probes up to d."""
+        now, ref = self._rates[d.at], self._rates[d.ref]
+        # the earlier moves' effect still to come (what the rate at d.at does not show yet)
+        pending = sum(math.log(k) for _, k in self._moves) * d.pending
+        return math.exp(math.log(now) + d.a + d.b * math.log(now / ref) - self.rate_power * pending)
+
+    def __call__(self, frac: float, hard_bpp: float, lam: float) -> float:
+        if self._lam0 is None:
+            self._lam0 = lam
+        self._rates[frac] = hard_bpp
+        new = lam
+        d = next((d for d in self.decisions if d.at == frac), None)
+        if d is not None:
+            miss = self.predict(d) / self.target
+            if abs(math.log(miss)) > math.log(d.dead):
+                factor = float(np.clip(miss ** (1 / (self.rate_power * d.response)), 1 / d.limit, d.limit))
+                new = float(np.clip(lam * factor, *LAMBDA_RANGE))
+                new = float(np.clip(new, self._lam0 / self.max_total, self._lam0 * self.max_total))
+            if new != lam:
+                self._moves.append((d, new / lam))
+        self.log.append((frac, hard_bpp, lam, new))
+        return new
+
+
+def steer_for(target_bpp: float, short: bool) -> RateSteer | TrendSteer:
+    """The rate steer of a fit towards `target_bpp` (payload bits per pixel): RateSteer's
+    calibration holds for long fits and small images; a short fit on a large image
+    (fit.is_short_fit) gets TrendSteer."""
+    return TrendSteer(target_bpp) if short else RateSteer(target_bpp)
