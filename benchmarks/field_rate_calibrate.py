@@ -14,6 +14,7 @@ at later probes already shows.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -46,7 +47,7 @@ def predictor(rows: list[dict]) -> float:
     for rs in by.values():
         rs = sorted(rs, key=lambda r: r["lam"])
         powers += [-math.log(b["bpp"] / a["bpp"]) / math.log(b["lam"] / a["lam"])
-                   for a, b in zip(rs, rs[1:], strict=False) if b["lam"] / a["lam"] > 1.2]
+                   for a, b in itertools.pairwise(rs) if b["lam"] / a["lam"] > 1.2]
     power = float(np.median(powers)) if powers else 0.67
     print(f"{len(rows)} fits of {len(by)} images; log(landed / target): mean {miss.mean():+.3f} "
           f"sd {miss.std():.3f} (max |.| {np.abs(miss).max():.3f})")
@@ -76,8 +77,9 @@ def decisions(rows: list[dict]) -> None:
                 err += list(x[test][:, cols] @ c - y[test])
             c, *_ = np.linalg.lstsq(x[:, cols], y, rcond=None)
             e = np.array(err)
-            print(f"p {p:.2f} (ref {ref:.2f}) {name:5s}: leave-one-image-out rms {np.sqrt(np.mean(e**2)):.3f} "
-                  f"max {np.abs(e).max():.3f}; coefficients {np.round(c, 3).tolist()}")
+            rms, worst = np.sqrt(np.mean(e**2)), np.abs(e).max()
+            print(f"p {p:.2f} (ref {ref:.2f}) {name:5s}: leave-one-image-out rms {rms:.3f} max {worst:.3f}; "
+                  f"coefficients {np.round(c, 3).tolist()}")
 
 
 def moves(rows: list[dict], moved: list[dict]) -> None:
