@@ -123,7 +123,7 @@ def _on_trend(steer: object, target: float) -> list[tuple[float, float]]:
 
 
 def test_a_short_fit_on_its_trend_moves_nothing_and_a_miss_moves_lambda_its_way() -> None:
-    from dappled.models.field.rate import TrendSteer
+    from dappled.models.field.rate import TrendSteer, move_power
 
     steer = TrendSteer(0.3)
     lam = 0.004
@@ -142,5 +142,5 @@ def test_a_short_fit_on_its_trend_moves_nothing_and_a_miss_moves_lambda_its_way(
         assert (first > 1.0) == up
         # the first decision fixes most of the miss: the full effect of its move is the miss
         d = steer.decisions[0]
-        full = scale ** (1 / (steer.rate_power * d.response))
+        full = scale ** (1 / (move_power(0.004) * d.response))
         assert first == pytest.approx(min(max(full, 1 / d.limit), d.limit))
