@@ -144,3 +144,44 @@ def test_a_short_fit_on_its_trend_moves_nothing_and_a_miss_moves_lambda_its_way(
         d = steer.decisions[0]
         full = scale ** (1 / (move_power(0.004) * d.response))
         assert first == pytest.approx(min(max(full, 1 / d.limit), d.limit))
+
+
+def test_a_step_change_keeps_the_picture_and_the_arm_predictions() -> None:
+    """change_step_shift (a steered lambda crossing the step boundary) rescales latents and ARM
+    so that the render is the same and the ARM's mean and scale follow the latents exactly; the
+    optimizer's moments follow the parameters they belong to."""
+    import torch
+
+    from dappled.models.field.fit import image_tensor
+    from dappled.models.field.layout import PRESETS
+    from dappled.models.field.model import FieldModel
+
+    img = load_image(SAMPLE_IMAGE)[:64, :96].copy()
+    torch.manual_seed(0)
+    for arch in (PRESETS["low"], PRESETS["medium"]):
+        m = FieldModel(64, 96, arch, step_shift=0)
+        m.init_from_image(image_tensor(img))
+        with torch.no_grad():
+            for p in m.network_params():
+                p.add_(0.05 * torch.randn_like(p))
+            for y in m.latents:
+                y.add_(torch.rand_like(y) - 0.5)  # continuous latents, as in a fit
+        opt = torch.optim.Adam([{"params": list(m.latents)}, {"params": m.network_params()}])
+        rgb, bits = m(0.3, 0.0)
+        (rgb.square().mean() + 1e-3 * bits).backward()
+        opt.step()
+        with torch.no_grad():
+            before = m.render(list(m.latents)).clone()
+            mu, ls = m.arm(m.contexts(list(m.latents)))
+        v_before = opt.state[m.latents[0]]["exp_avg_sq"].clone()
+        m.change_step_shift(-1, opt)
+        assert m.step_shift == -1
+        with torch.no_grad():
+            after = m.render(list(m.latents))
+            mu2, ls2 = m.arm(m.contexts(list(m.latents)))
+        assert torch.allclose(after, before, atol=1e-5)
+        assert torch.allclose(mu2, 2 * mu, atol=1e-4, rtol=1e-4)
+        assert torch.allclose(ls2, ls + math.log(2), atol=1e-4)
+        assert torch.allclose(opt.state[m.latents[0]]["exp_avg_sq"], v_before / 4)
+        m.change_step_shift(-1, opt)  # no change: nothing moves
+        assert torch.allclose(m.render(list(m.latents)), after)
