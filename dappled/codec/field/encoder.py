@@ -106,8 +106,7 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
     with torch_threads(params.device, threads):
         cfg = FitConfig(iterations=n_it, lam=lam0, seed=params.seed, step_shift=shift, step_ladder=ladder,
                         rate_cap=rate_cap_for(lam0), probes=steer.probes if steer else (),
-                        lr_net=SHORT_LR_NET if short else FitConfig.lr_net,
-                        follow_steps=short and steer is not None)
+                        lr_net=SHORT_LR_NET if short else FitConfig.lr_net)
         res = fit(image, arch, cfg, params.device, progress, steer=steer)
         bad = _non_finite(res.model)
         if bad:  # a diverged fit never reaches the quantizer and the entropy coder

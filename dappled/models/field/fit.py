@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dappled.models.field.layout import Arch, steps_for
+from dappled.models.field.layout import Arch
 from dappled.models.field.model import FieldModel
 
 # effort -> iterations at 768x512 (scaled for other sizes, see iterations_for)
@@ -58,7 +58,6 @@ class FitConfig:
     hard_tail: float = 0.0  # share of the fit (at its end) with hard rounding, straight-through
     tail_lr: float = 1.0  # learning-rate factor in that tail
     beta2: float = 0.999  # Adam's second-moment decay
-    follow_steps: bool = False  # a steered lambda crossing the step boundary takes the step along
 
 
 @dataclass
@@ -151,11 +150,9 @@ def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
             with torch.no_grad():
                 hard = (float(model.rate_bits([torch.round(y) for y in model.latents])) + net_bits) / n_pix
             probes.append((frac, hard, lam))
-            if steer is not None:  # rate control; the cost cap and the step follow lambda
+            if steer is not None:  # rate control; the cost cap follows lambda as at a fixed one
                 lam = steer(frac, hard, lam)
                 model.rate_cap = rate_cap_for(lam)
-                if cfg.follow_steps and steps_for(lam)[1] == model.step_ladder:
-                    model.change_step_shift(steps_for(lam)[0], opt)
         if i % 10 == 0 or i == n - 1:
             psnr = -10 * math.log10(max(float(mse.detach()), 1e-10))
             history.append((i + 1, psnr, bpp))

@@ -197,36 +197,6 @@ class FieldModel(nn.Module):
                 b = float(y.abs().mean()) if y.numel() else 1.0
                 self.arm_b[-1][k, 1] = math.log(min(max(b, 0.05), 32.0))
 
-    @torch.no_grad()
-    def change_step_shift(self, shift: int, optimizer: torch.optim.Optimizer | None = None) -> None:
-        """Make every latent step 2**(shift - step_shift) times its size without changing what
-        the model renders or the bits it estimates (up to the rounding the soft quantizer does):
-        the latents scale by f = 2**(step_shift - shift), the ARM's first layer by 1/f, its mean
-        output by f and its log scale by + ln f. Adam's moments follow each rescaled tensor
-        (p -> a p gives gradients / a: m -> m / a, v -> v / a**2), so the fit goes on as if it
-        had started at this step. Rate control uses it when lambda crosses the step boundary."""
-        f = 2.0 ** (self.step_shift - shift)
-        if f == 1.0:
-            return
-        h = self.arch.arm_hidden
-        out_w = torch.ones_like(self.arm_w[-1])
-        out_w[0, :h] = f  # the mean: its hidden part scales, its context part sees f * context
-        out_w[1, h:] = 1.0 / f  # the log scale: its context part must not see the scaling
-        plans = [(y, torch.full_like(y, f)) for y in self.latents]
-        plans += [(self.arm_w[0], torch.full_like(self.arm_w[0], 1.0 / f)), (self.arm_w[-1], out_w)]
-        out_b = torch.ones_like(self.arm_b[-1])
-        out_b[:, 0] = f
-        plans.append((self.arm_b[-1], out_b))
-        state = optimizer.state if optimizer is not None else {}
-        for p, a in plans:
-            p.mul_(a)
-            st = state.get(p, {})
-            if "exp_avg" in st:
-                st["exp_avg"].div_(a)
-                st["exp_avg_sq"].div_(a * a)
-        self.arm_b[-1][:, 1] += math.log(f)
-        self.step_shift = shift
-
     # ------------------------------------------------------------ forward
 
     def quantized(self, temperature: float, noise: float) -> list[torch.Tensor]:
