@@ -17,8 +17,11 @@ from dappled.codec import registry
 from dappled.codec.chunks import pack_chunks, unpack_chunks
 from dappled.codec.container import Packet, pack, unpack
 from dappled.codec.field.video.format import (
+    FRAME_I,
     MAX_VECTORS,
     PAYLOAD_VERSION,
+    frame_motion,
+    motion_chunks,
     pack_motion,
     pack_vhed,
     parse_motion,
@@ -111,11 +114,18 @@ def _transcode(data: bytes, version: int) -> bytes:
             ch = unpack_chunks(p.payload)
             old, ftype, n_esc = parse_vhed(ch["VHED"])
             ch["VHED"] = pack_vhed(ftype, n_esc, version)
-            if "MOTN" in ch:
-                ch["MOTN"] = pack_motion(parse_motion(ch["MOTN"], w, h, old), w, h, version)
+            if ftype != FRAME_I:
+                m = frame_motion(ch, w, h, old)
+                rest = {k: v for k, v in ch.items() if k not in ("VHED", "MOTN")}
+                motion = {"MOTN": pack_motion(m, w, h, 1)} if version == 1 else motion_chunks(m, w, h)
+                ch = {"VHED": ch["VHED"], **motion, **rest}
             p = Packet(p.type, pack_chunks(ch), p.frame, p.flags)
         packets.append(p)
     return pack(c.header, packets)
+
+
+def _payloads(data: bytes) -> list[bytes]:
+    return [p.payload for p in unpack(data, registry.ids()).frames()]
 
 
 def _sha(frames: list[np.ndarray]) -> str:
@@ -135,6 +145,25 @@ def test_version_1_and_2_streams_decode_to_the_same_pixels() -> None:
         for version in (1, 2):
             assert _sha(decode_video(_transcode(data, version))) == want, (name, version)
     assert len(_transcode(v2, 1)) > len(v2)  # the same motion costs more in version 1
+    assert _payloads(_transcode(_transcode(v2, 1), 2)) == _payloads(v2)  # canonical: byte for byte
+
+
+def test_a_still_frame_sends_no_motion() -> None:
+    """Version 2 leaves the motion chunk out when nothing moves (version 1 always sends one)."""
+    from _clips import moving_pattern
+
+    from dappled.codec.video import encode_video
+
+    still = moving_pattern(1, 48, 32) * 3
+    data = encode_video(still, 25, "field", quality=4, gop=3, iterations=20).data
+    frames = unpack(data, registry.ids()).frames()
+    assert [("MOTN" in unpack_chunks(p.payload)) for p in frames] == [False, False, False]
+    out = decode_video(data)
+    v1 = _transcode(data, 1)
+    assert [("MOTN" in unpack_chunks(p.payload)) for p in unpack(v1, registry.ids()).frames()] == \
+        [False, True, True]
+    assert _sha(decode_video(v1)) == _sha(out)
+    assert _payloads(_transcode(v1, 2)) == _payloads(data)  # and back, byte for byte
 
 
 @pytest.mark.skipif(not CARPHONE.exists(), reason="no shared data (carphone_pristine.mp4)")

@@ -3,12 +3,12 @@ fieldv-worker.js), in a real headless Chromium served by a real `dappled serve`:
 every frame of a field video stream exactly as the Python decoder makes it (tolerance 0 on every
 channel: the motion compensation is integer arithmetic and the residual synthesis exact float64,
 as in Python), for the frozen conformance streams (payload versions 1 and 2), a two-group clip
-encoded here (seeking restarts from an intra frame) and a stream whose motion was rewritten to
-many fractional vectors; the integer motion compensation equals Python's on random motion fields;
-byte flips in a predicted frame, and in its entropy-coded motion alone, are refused by both
-decoders or decoded to the same pixels (the same vectors); a corrupted or cut stream is
-an error on the page, never a hang. The opt-in WebGL2 synthesis (float32) is within +-1 per
-frame of the group.
+encoded here (seeking restarts from an intra frame), a still one (version 2: no motion chunk) and
+a stream whose motion was rewritten to many fractional vectors; the integer motion compensation
+equals Python's on random motion fields; byte flips in a predicted frame, and in its
+entropy-coded motion alone, are refused by both decoders or decoded to the same pixels (the same
+vectors); a corrupted or cut stream is an error on the page, never a hang. The opt-in WebGL2
+synthesis (float32) is within +-1 per frame of the group.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _browser import chromium, same_outcome, served
+from _clips import moving_pattern
 
 from dappled.codec import registry
 from dappled.codec.chunks import pack_chunks, unpack_chunks
@@ -70,6 +71,9 @@ def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(CONFORMANCE / "fieldv-v2.dpl", root / "conf2.dpl")  # version 2
     data = encode_video(_clip(5), 25, "field", quality=4, gop=3, iterations=20).data
     (root / "two.dpl").write_bytes(data)  # I P P | I P
+    still = encode_video(moving_pattern(1, 48, 32) * 3, 25, "field", quality=4, gop=3, iterations=20).data
+    assert not any("MOTN" in unpack_chunks(p.payload) for p in _frames(still))  # v2: nothing moves
+    (root / "still.dpl").write_bytes(still)
     from dappled.codec.field.video.format import pack_motion
 
     frames = _frames(data)
@@ -132,7 +136,7 @@ def _capture(page, i: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(rgb, np.uint8).reshape(shape)
 
 
-STREAMS = ["conf.dpl", "conf2.dpl", "two.dpl", "motion.dpl"]
+STREAMS = ["conf.dpl", "conf2.dpl", "two.dpl", "motion.dpl", "still.dpl"]
 
 
 @pytest.mark.slow

@@ -124,6 +124,7 @@ export function unpackChunks(p) {
     const length = u32(p, pos + 4);
     pos += 8;
     if (pos + length > p.length) throw new TruncatedError(`chunk '${tag}' declares ${length} bytes, payload ends first`);
+    if ((p[pos - 8] | p[pos - 7] | p[pos - 6] | p[pos - 5]) & 0x80) throw new BitstreamError("chunk tag is not ASCII");
     if (out.has(tag)) throw new BitstreamError(`chunk '${tag}' appears twice`);
     out.set(tag, p.subarray(pos, pos + length));
     pos += length;

@@ -170,9 +170,12 @@ let predBuf = null;
 export function predict(head, state, width, height) {
   if (head.type === FRAME_I) return null;
   if (!state) throw new BitstreamError("predicted frame without a preceding intra frame");
-  const motion = parseMotion(require(head.chunks, "MOTN")[0], width, height, head.version);
-  if (!predBuf || predBuf.length !== state.frame.length) predBuf = new Uint8Array(state.frame.length);
-  const pred = compensate(state.frame, motion, width, height, predBuf);
+  let pred = state.frame; // version 2 without MOTN: nothing moves
+  if (head.version === 1 || head.chunks.has("MOTN")) {
+    const motion = parseMotion(require(head.chunks, "MOTN")[0], width, height, head.version);
+    if (!predBuf || predBuf.length !== state.frame.length) predBuf = new Uint8Array(state.frame.length);
+    pred = compensate(state.frame, motion, width, height, predBuf);
+  }
   if (head.type === FRAME_P && !state.net) throw new BitstreamError("predicted frame without its group's networks");
   return pred;
 }

@@ -5,20 +5,21 @@ escape count u32):
 
 - type 0, intra: ``FLD `` a field image payload (:mod:`dappled.codec.field.format`). Starts a
   group: the decoder forgets the previous frame and the group's networks.
-- type 1, first predicted frame of a group: ``MOTN`` block motion, ``FLD `` a field payload (its
-  networks and latents) whose synthesis output is a residual added to the motion-compensated
-  previous frame. Its networks become the group's.
-- type 2, later predicted frame: ``MOTN``, ``LAT `` (and ``ESC `` when the escape count is
+- type 1, first predicted frame of a group: ``MOTN`` block motion (version 2: absent when
+  nothing moves), ``FLD `` a field payload (its networks and latents) whose synthesis output is
+  a residual added to the motion-compensated previous frame. Its networks become the group's.
+- type 2, later predicted frame: ``MOTN`` (as type 1), ``LAT `` (and ``ESC `` when the escape count is
   non-zero): latents coded under the group's ARM, synthesised with the group's networks.
 
-``MOTN``, payload version 2 (written): block side u8, then the blocks' vectors in raster order
-as adaptive binary decisions (:mod:`dappled.entropy.binary`, walked by :func:`_walk_motion`): a
-block takes a neighbour's vector (left, top, top-right, top-left, distinct ones in that order:
-its index in truncated unary), or one already used elsewhere in the frame (a flag, then its index
-uniform), or a new one, sent as its difference from the median of its left, top and top-right
-neighbours (as H.264 predicts). Version 1 (read): block side u8, vector count K u8, K x (dx, dy)
-i16 in quarter pixels, then one label per block (categorical, absent when K = 1). Either way at
-most 64 distinct vectors, each within the frame. Prediction: :func:`dappled.codec.motion.compensate`.
+``MOTN``, payload version 2 (written; absent when no block moves): block side u8, then the
+blocks' vectors in raster order as adaptive binary decisions (:mod:`dappled.entropy.binary`,
+walked by :func:`_walk_motion`): a block takes a neighbour's vector (left, top, top-right,
+top-left, distinct ones in that order: its index in truncated unary), or one already used
+elsewhere in the frame (a flag, then its index uniform), or a new one, sent as its difference
+from the median of its left, top and top-right neighbours (as H.264 predicts). Version 1 (read):
+block side u8, vector count K u8, K x (dx, dy) i16 in quarter pixels, then one label per block
+(categorical, absent when K = 1). Either way at most 64 distinct vectors, each within the frame.
+Prediction: :func:`dappled.codec.motion.compensate`.
 A residual pixel is clip(prediction + round(255 * synthesis output), 0, 255), in exact
 arithmetic (:func:`dappled.models.field.synthesis.synthesize` with ``base``).
 """
@@ -30,7 +31,7 @@ import struct
 import numpy as np
 
 from dappled.codec.chunks import FRAME_HEADER, parse_frame_header, require, unpack_chunks
-from dappled.codec.motion import Motion, _grid
+from dappled.codec.motion import Motion, _grid, no_motion
 from dappled.entropy import decode_symbols, encode_symbols
 from dappled.entropy.binary import BinaryDecoder, BinaryEncoder, Coder, code_signed
 from dappled.errors import BitstreamError
@@ -85,6 +86,18 @@ def pack_motion(m: Motion, width: int, height: int, version: int = PAYLOAD_VERSI
     enc = BinaryEncoder(_N_CTX)
     _walk_motion(enc, grid, rows, cols, width, height)
     return bytes([m.block]) + enc.getvalue()
+
+
+def motion_chunks(m: Motion, width: int, height: int) -> dict[str, bytes]:
+    """A predicted frame's motion chunk: none when nothing moves (payload version 2)."""
+    return {} if m.is_zero() else {"MOTN": pack_motion(m, width, height)}
+
+
+def frame_motion(chunks: dict[str, bytes], width: int, height: int, version: int) -> Motion:
+    """A predicted frame's motion: its MOTN chunk, parsed; in version 2 no chunk is no motion."""
+    if version >= 2 and "MOTN" not in chunks:
+        return no_motion(width, height)
+    return parse_motion(require(chunks, "MOTN")[0], width, height, version)
 
 
 def parse_motion(data: bytes, width: int, height: int, version: int = PAYLOAD_VERSION) -> Motion:
