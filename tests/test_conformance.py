@@ -39,6 +39,9 @@ def test_the_corpus_covers_every_codec_and_payload_version() -> None:
     from dappled.codec.field import format as field
 
     assert {e["payload_version"] for e in STREAMS if e["codec"] == "field"} == set(field.READ_VERSIONS)
+    from dappled.codec.field.video import format as fieldv
+
+    assert {e["payload_version"] for e in STREAMS if e["codec"] == "fieldv"} == set(fieldv.READ_VERSIONS)
     for e in STREAMS:
         assert (CORPUS / e["file"]).stat().st_size == e["bytes"] <= 4096, e["file"]
 

@@ -2,12 +2,13 @@
 fieldv-worker.js), in a real headless Chromium served by a real `dappled serve`: the player shows
 every frame of a field video stream exactly as the Python decoder makes it (tolerance 0 on every
 channel: the motion compensation is integer arithmetic and the residual synthesis exact float64,
-as in Python), for the frozen conformance stream, a two-group clip encoded here (seeking restarts
-from an intra frame) and a stream whose motion was rewritten to many fractional vectors; the
-integer motion compensation equals Python's on random motion fields; byte flips in a predicted
-frame are refused by both decoders or decoded to the same pixels; a corrupted or cut stream is
-an error on the page, never a hang. The opt-in WebGL2 synthesis (float32) is within +-1 per
-frame of the group.
+as in Python), for the frozen conformance streams (payload versions 1 and 2), a two-group clip
+encoded here (seeking restarts from an intra frame), a still one (version 2: no motion chunk) and
+a stream whose motion was rewritten to many fractional vectors; the integer motion compensation
+equals Python's on random motion fields; byte flips in a predicted frame, and in its
+entropy-coded motion alone, are refused by both decoders or decoded to the same pixels (the same
+vectors); a corrupted or cut stream is an error on the page, never a hang. The opt-in WebGL2
+synthesis (float32) is within +-1 per frame of the group.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _browser import chromium, same_outcome, served
+from _clips import moving_pattern
 
 from dappled.codec import registry
 from dappled.codec.chunks import pack_chunks, unpack_chunks
@@ -65,9 +67,13 @@ def _rich_motion(width: int, height: int, seed: int) -> Motion:
 @pytest.fixture(scope="module")
 def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("webfieldv")
-    shutil.copy(CONFORMANCE / "fieldv.dpl", root / "conf.dpl")
+    shutil.copy(CONFORMANCE / "fieldv.dpl", root / "conf.dpl")  # payload version 1
+    shutil.copy(CONFORMANCE / "fieldv-v2.dpl", root / "conf2.dpl")  # version 2
     data = encode_video(_clip(5), 25, "field", quality=4, gop=3, iterations=20).data
     (root / "two.dpl").write_bytes(data)  # I P P | I P
+    still = encode_video(moving_pattern(1, 48, 32) * 3, 25, "field", quality=4, gop=3, iterations=20).data
+    assert not any("MOTN" in unpack_chunks(p.payload) for p in _frames(still))  # v2: nothing moves
+    (root / "still.dpl").write_bytes(still)
     from dappled.codec.field.video.format import pack_motion
 
     frames = _frames(data)
@@ -75,7 +81,7 @@ def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for p in frames:
         ch = unpack_chunks(p.payload)
         if "MOTN" in ch:
-            ch["MOTN"] = pack_motion(_rich_motion(48, 32, p.frame))
+            ch["MOTN"] = pack_motion(_rich_motion(48, 32, p.frame), 48, 32)
             new[p.frame] = pack_chunks(ch)
     (root / "motion.dpl").write_bytes(_replace_payloads(data, new))
     # corruptions: a packet CRC, a payload the field video parser refuses (CRC valid), a cut
@@ -130,7 +136,7 @@ def _capture(page, i: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(rgb, np.uint8).reshape(shape)
 
 
-STREAMS = ["conf.dpl", "two.dpl", "motion.dpl"]
+STREAMS = ["conf.dpl", "conf2.dpl", "two.dpl", "motion.dpl", "still.dpl"]
 
 
 @pytest.mark.slow
@@ -245,6 +251,49 @@ def test_browser_and_python_agree_on_corrupted_predicted_frames(browser, server:
         }""", [prefix, base64.b64encode(bytes(bad)).decode()])
         outcomes[same_outcome(got, ref)] += 1
     assert outcomes["refused"] > 0 and outcomes["decoded"] > 0, outcomes  # both paths taken
+    page.close()
+
+
+@pytest.mark.slow
+def test_browser_and_python_agree_on_corrupted_motion(browser, server: str, stream_dir: Path) -> None:
+    """Byte flips and cuts inside the entropy-coded motion (payload version 2) of the rewritten
+    predicted frames: fieldv.js refuses where Python's parse_motion refuses, and otherwise
+    decodes the same vectors for every block."""
+    from dappled.codec.field.video.format import parse_motion
+
+    frames = _frames((stream_dir / "motion.dpl").read_bytes())
+    chunks = [unpack_chunks(p.payload)["MOTN"] for p in frames if "MOTN" in unpack_chunks(p.payload)]
+    rng = np.random.default_rng(12)
+    cases = []
+    for good in chunks[:2]:
+        cases += [good, good[: len(good) // 2], good[:-1]]
+        for _ in range(15):
+            bad = bytearray(good)
+            bad[int(rng.integers(1, len(bad)))] ^= int(rng.integers(1, 256))
+            cases.append(bytes(bad))
+    page = browser.new_page()
+    page.goto(f"{server}/player")
+    got = page.evaluate("""async (cases) => {
+        const v = await import('/web/fieldv.js');
+        return cases.map((b64) => {
+            try {
+                const m = v.parseMotion(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), 48, 32, 2);
+                return { vx: Array.from(m.labels, (l) => m.vx[l]), vy: Array.from(m.labels, (l) => m.vy[l]) };
+            } catch (e) { return { error: e.name + ': ' + e.message }; }
+        });
+    }""", [base64.b64encode(c).decode() for c in cases])
+    outcomes = {"refused": 0, "decoded": 0}
+    for case, g in zip(cases, got, strict=True):
+        try:
+            m = parse_motion(case, 48, 32, 2)
+        except BitstreamError as e:
+            assert "error" in g and g["error"].startswith("BitstreamError"), (g, str(e))
+            outcomes["refused"] += 1
+            continue
+        v = m.vectors[m.labels.ravel()]
+        assert g.get("vx") == v[:, 0].tolist() and g.get("vy") == v[:, 1].tolist(), g
+        outcomes["decoded"] += 1
+    assert outcomes["refused"] > 0 and outcomes["decoded"] >= 2, outcomes
     page.close()
 
 

@@ -65,15 +65,15 @@ FRAME_HEADER = struct.Struct("<BBI")
 """The VHED chunk of a video codec's frame payload: payload version, frame type, a count."""
 
 
-def parse_frame_header(vhed: bytes, version: int, types: tuple[int, ...], *, header: str,
+def parse_frame_header(vhed: bytes, version: int | tuple[int, ...], types: tuple[int, ...], *, header: str,
                        codec: str) -> tuple[int, int]:
-    """(frame type, count) of a VHED chunk of payload `version`; BitstreamError if it has the
-    wrong size, another version (named after `codec`) or a type not in `types` (both named
-    after `header`)."""
+    """(frame type, count) of a VHED chunk of payload `version` (or one of several: the caller
+    reads which from byte 0); BitstreamError if it has the wrong size, another version (named
+    after `codec`) or a type not in `types` (both named after `header`)."""
     if len(vhed) != FRAME_HEADER.size:
         raise BitstreamError(f"{header} frame header has the wrong size")
     got, ftype, count = FRAME_HEADER.unpack(vhed)
-    if got != version:
+    if got not in (version if isinstance(version, tuple) else (version,)):
         raise BitstreamError(f"unsupported {codec} payload version {got}")
     if ftype not in types:
         raise BitstreamError(f"unknown {header} frame type {ftype}")

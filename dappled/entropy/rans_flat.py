@@ -23,6 +23,7 @@ from dappled.entropy.rans import PRECISION, CdfTable
 
 _MASK = (1 << PRECISION) - 1
 _RANS_L = 1 << 31
+RANS_L = _RANS_L  # the encoder's initial state: a decoder that took every symbol off ends there
 _WORD = (1 << 32) - 1
 
 
@@ -100,11 +101,34 @@ def dec_symbol(x: int, pos: int, words: np.ndarray, cdf: np.ndarray, first: int,
         else:
             hi = mid
     c0 = cdf[first + lo]
-    x = (cdf[first + lo + 1] - c0) * (x >> PRECISION) + cf - c0
+    x, pos = dec_advance(x, pos, words, c0, cdf[first + lo + 1] - c0)
+    return lo, x, pos
+
+
+@numba.njit(cache=True, nogil=True)
+def dec_advance(x: int, pos: int, words: np.ndarray, cum: int, freq: int) -> tuple[int, int]:
+    """Take the symbol of interval [cum, cum + freq) off state x, whose ``x & 0xffff`` lies in it
+    (the caller found it): the next (x, pos), a word pulled in when x falls below 2**31."""
+    x = freq * (x >> PRECISION) + (x & _MASK) - cum
     if x < _RANS_L:
         x = ((x << 32) | dec_word(words, pos)) & 0x7FFFFFFFFFFFFFFF
         pos += 1
-    return lo, x, pos
+    return x, pos
+
+
+@numba.njit(cache=True, nogil=True)
+def encode_intervals(cums: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    """Code symbol i as the interval [cums[i], cums[i] + freqs[i]) of 2**16 (models the caller
+    computed, adaptive ones included); the words, as :func:`encode_flat`'s. The caller checks
+    ``freqs >= 1`` and ``cums + freqs <= 2**16``."""
+    n = cums.size
+    words = np.zeros(n + 2, dtype=np.int64)
+    x = np.int64(_RANS_L)
+    n_words = 0
+    for i in range(n - 1, -1, -1):
+        x, n_words = enc_put(x, words, n_words, cums[i], freqs[i])
+    n_words = enc_flush(x, words, n_words)
+    return words[words.size - n_words :]
 
 
 @numba.njit(cache=True, nogil=True)

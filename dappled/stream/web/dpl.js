@@ -124,6 +124,7 @@ export function unpackChunks(p) {
     const length = u32(p, pos + 4);
     pos += 8;
     if (pos + length > p.length) throw new TruncatedError(`chunk '${tag}' declares ${length} bytes, payload ends first`);
+    if ((p[pos - 8] | p[pos - 7] | p[pos - 6] | p[pos - 5]) & 0x80) throw new BitstreamError("chunk tag is not ASCII");
     if (out.has(tag)) throw new BitstreamError(`chunk '${tag}' appears twice`);
     out.set(tag, p.subarray(pos, pos + length));
     pos += length;
@@ -247,6 +248,72 @@ export function ransDecode(data, freqs, n) {
     }
   }
   return out;
+}
+
+// dappled.entropy.binary.BinaryDecoder: adaptive binary decisions over the numba rANS coder
+// (dappled.entropy.rans_flat: the top bit of the second word masked, zero words past the end).
+// The state is xhi * 2**32 + xlo, stepped as field.js's latent decoder steps it; every product
+// is below 2**53. bit(ctx) adapts context ctx's probability of a 0 (16 bits) exactly as Python.
+const BIN_SHIFT = 4, HALF = 32768;
+export class BinaryDecoder {
+  constructor(data, contexts) {
+    if (data.length && data[data.length - 1] === 0) throw new BitstreamError("binary stream ends with a zero byte");
+    this.p = new Int32Array(contexts).fill(HALF);
+    this.nWords = Math.ceil(data.length / 4);
+    this.words = new Float64Array(this.nWords);
+    for (let i = 0; i < data.length; i++) this.words[i >> 2] += data[i] * 2 ** (8 * (i & 3));
+    this.xlo = this.nWords > 0 ? this.words[0] : 0;
+    this.xhi = this.nWords > 1 ? this.words[1] % 2147483648 : 0;
+    this.ptr = 2;
+  }
+  take(cs, freq) {
+    const low = freq * ((this.xhi & 0xffff) * 65536 + (this.xlo >>> 16)) + (this.xlo & 0xffff) - cs;
+    const carry = Math.floor(low * 2.3283064365386963e-10); // / 2**32, exactly
+    this.xlo = low - carry * TWO32;
+    this.xhi = freq * (this.xhi >>> 16) + carry;
+    if (this.xhi === 0 && this.xlo < 2147483648) {
+      this.xhi = this.xlo;
+      this.xlo = this.ptr < this.nWords ? this.words[this.ptr] : 0;
+      this.ptr++;
+    }
+  }
+  bit(ctx) {
+    const p = this.p[ctx];
+    if ((this.xlo & 0xffff) >= p) { this.take(p, TOTAL - p); this.p[ctx] = p - (p >> BIN_SHIFT); return 1; }
+    this.take(0, p);
+    this.p[ctx] = p + ((TOTAL - p) >> BIN_SHIFT);
+    return 0;
+  }
+  bits(n) {
+    let v = 0;
+    for (let i = 0; i < n; i++) {
+      const b = (this.xlo & 0xffff) >= HALF ? 1 : 0;
+      this.take(HALF * b, HALF);
+      v = 2 * v + b;
+    }
+    return v;
+  }
+  uniform(n) {
+    if (n <= 1) return 0;
+    const v = Math.floor((((this.xlo & 0xffff) + 1) * n - 1) / TOTAL);
+    const lo = Math.floor((v * TOTAL) / n);
+    this.take(lo, Math.floor(((v + 1) * TOTAL) / n) - lo);
+    return v;
+  }
+  finish(what = "binary stream") {
+    if (this.xhi !== 0 || this.xlo !== 2147483648 || this.ptr < this.nWords) throw new BitstreamError(`${what}: damaged or truncated`);
+  }
+}
+
+// dappled.entropy.binary.code_signed, decoding: zero flag, bit length in truncated unary over
+// prefix contexts (the last shared), the bits below the leading one, the sign
+export function decodeSigned(d, zeroCtx, prefixCtxs, maxBits) {
+  if (!d.bit(zeroCtx)) return 0;
+  const last = prefixCtxs.length - 1;
+  let n = 1;
+  while (n < maxBits && d.bit(prefixCtxs[Math.min(n - 1, last)])) n++;
+  const mag = 2 ** (n - 1) + d.bits(n - 1);
+  return d.bits(1) ? -mag : mag;
 }
 
 // ------------------------------------------------------------------ categorical model

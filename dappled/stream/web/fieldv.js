@@ -11,27 +11,87 @@
 // synthesis (field-gl.js) each frame's residual is within +-1, and the error can build up
 // through a group, since every predicted frame starts from the previous one.
 
-import { BitstreamError, decodeSymbols, require, unpackChunks } from "./dpl.js";
+import { BinaryDecoder, BitstreamError, decodeSigned, decodeSymbols, require, unpackChunks } from "./dpl.js";
 import { decodeLatents, fieldGrids, parseLatents, parsePayload, synthesize, synthesizeRounded } from "./field.js";
 
 export const FIELDV_CODEC_ID = 6;
-const PAYLOAD_VERSION = 1;
+const READ_VERSIONS = [1, 2]; // 2: entropy-coded motion vectors
 const FRAME_I = 0, FRAME_P_NET = 1, FRAME_P = 2;
 const FRAC_BITS = 2; // motion vectors in quarter pixels
 const MAX_VECTORS = 64;
 const MAX_PIXELS = 1 << 24;
 
-// dappled.codec.field.video.format.parse_vhed: [frame type, escape count]
+// dappled.codec.field.video.format.parse_vhed: [frame type, escape count, payload version]
 export function parseVhed(v) {
   if (v.length !== 6) throw new BitstreamError("field video frame header has the wrong size");
-  if (v[0] !== PAYLOAD_VERSION) throw new BitstreamError(`unsupported field video payload version ${v[0]}`);
+  if (!READ_VERSIONS.includes(v[0])) throw new BitstreamError(`unsupported field video payload version ${v[0]}`);
   if (v[1] !== FRAME_I && v[1] !== FRAME_P_NET && v[1] !== FRAME_P) throw new BitstreamError(`unknown field video frame type ${v[1]}`);
-  return [v[1], (v[2] | (v[3] << 8) | (v[4] << 16)) + v[5] * 16777216];
+  return [v[1], (v[2] | (v[3] << 8) | (v[4] << 16)) + v[5] * 16777216, v[0]];
 }
 
 // dappled.codec.field.video.format.parse_motion: { block, vx, vy (Int32Array, quarter pixels),
 // labels (Int32Array, rows x cols of blocks), rows, cols }
-export function parseMotion(data, width, height) {
+export function parseMotion(data, width, height, version = 2) {
+  return version === 1 ? parseMotionV1(data, width, height) : parseMotionV2(data, width, height);
+}
+
+// the contexts of format.py's version 2 motion coder
+const CTX_CAND = 0, CTX_NEW = 16, CTX_ZX = 17, CTX_ZY0 = 18, CTX_ZY1 = 19, N_CTX = 32;
+const PREFIX_X = [20, 21, 22, 23, 24, 25], PREFIX_Y = [26, 27, 28, 29, 30, 31];
+const med3 = (a, b, c) => Math.max(Math.min(a, b), Math.min(Math.max(a, b), c));
+
+// format.py's _walk_motion, decoding: every block takes a neighbour's vector, one used before in
+// the frame, or a new one (its difference from the median of left, top and top-right)
+function parseMotionV2(data, width, height) {
+  if (data.length < 1 || data[0] < 8) throw new BitstreamError("bad motion chunk header");
+  const block = data[0];
+  const rows = Math.ceil(height / block), cols = Math.ceil(width / block);
+  const d = new BinaryDecoder(data.subarray(1), N_CTX);
+  const one = 1 << FRAC_BITS, limX = width * one, limY = height * one;
+  const maxBits = (2 * Math.max(limX, limY)).toString(2).length;
+  const labels = new Int32Array(rows * cols);
+  const sx = [], sy = []; // the distinct vectors, in order of first use
+  const cand = new Int32Array(4);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      let nc = 0;
+      const add = (l) => { for (let j = 0; j < nc; j++) if (cand[j] === l) return; cand[nc++] = l; };
+      const at = r * cols + c;
+      if (c) add(labels[at - 1]);
+      if (r) add(labels[at - cols]);
+      if (r && c + 1 < cols) add(labels[at - cols + 1]);
+      if (r && c) add(labels[at - cols - 1]);
+      let i = 0;
+      while (i < nc && d.bit(CTX_CAND + 4 * (nc - 1) + i)) i++;
+      if (i < nc) { labels[at] = cand[i]; continue; }
+      const others = [];
+      for (let l = 0; l < sx.length; l++) if (!cand.subarray(0, nc).includes(l)) others.push(l);
+      if (others.length && !d.bit(CTX_NEW)) { labels[at] = others[d.uniform(others.length)]; continue; }
+      if (sx.length === MAX_VECTORS) throw new BitstreamError(`more than ${MAX_VECTORS} motion vectors`);
+      let px, py;
+      if (r === 0) {
+        px = c ? sx[labels[at - 1]] : 0; py = c ? sy[labels[at - 1]] : 0;
+      } else {
+        const a = c ? labels[at - 1] : -1, b = labels[at - cols];
+        const e = c + 1 < cols ? labels[at - cols + 1] : c ? labels[at - cols - 1] : -1;
+        px = med3(a < 0 ? 0 : sx[a], sx[b], e < 0 ? 0 : sx[e]);
+        py = med3(a < 0 ? 0 : sy[a], sy[b], e < 0 ? 0 : sy[e]);
+      }
+      const dx = decodeSigned(d, CTX_ZX, PREFIX_X, maxBits);
+      const dy = decodeSigned(d, dx ? CTX_ZY1 : CTX_ZY0, PREFIX_Y, maxBits);
+      const vx = px + dx, vy = py + dy;
+      if (Math.abs(vx) > limX || Math.abs(vy) > limY) throw new BitstreamError("motion vector larger than the frame");
+      for (let l = 0; l < sx.length; l++) if (sx[l] === vx && sy[l] === vy) throw new BitstreamError("motion vector sent twice");
+      labels[at] = sx.length;
+      sx.push(vx); sy.push(vy);
+    }
+  }
+  d.finish("motion vectors");
+  return { block, vx: Int32Array.from(sx), vy: Int32Array.from(sy), labels, rows, cols };
+}
+
+// version 1: raw vectors, categorical labels
+function parseMotionV1(data, width, height) {
   if (data.length < 2) throw new BitstreamError("motion chunk too short");
   const block = data[0], k = data[1];
   if (block < 8 || k < 1 || k > MAX_VECTORS || data.length < 2 + 4 * k) throw new BitstreamError("bad motion chunk header");
@@ -99,8 +159,8 @@ export function compensate(prev, m, width, height, out = null) {
 export function frameHead(payload) {
   const chunks = unpackChunks(payload);
   const [vhed] = require(chunks, "VHED");
-  const [type, nEsc] = parseVhed(vhed);
-  return { chunks, type, nEsc };
+  const [type, nEsc, version] = parseVhed(vhed);
+  return { chunks, type, nEsc, version };
 }
 
 // The prediction of a predicted frame from the state ({ frame, net } or null): the checks that
@@ -110,9 +170,12 @@ let predBuf = null;
 export function predict(head, state, width, height) {
   if (head.type === FRAME_I) return null;
   if (!state) throw new BitstreamError("predicted frame without a preceding intra frame");
-  const motion = parseMotion(require(head.chunks, "MOTN")[0], width, height);
-  if (!predBuf || predBuf.length !== state.frame.length) predBuf = new Uint8Array(state.frame.length);
-  const pred = compensate(state.frame, motion, width, height, predBuf);
+  let pred = state.frame; // version 2 without MOTN: nothing moves
+  if (head.version === 1 || head.chunks.has("MOTN")) {
+    const motion = parseMotion(require(head.chunks, "MOTN")[0], width, height, head.version);
+    if (!predBuf || predBuf.length !== state.frame.length) predBuf = new Uint8Array(state.frame.length);
+    pred = compensate(state.frame, motion, width, height, predBuf);
+  }
   if (head.type === FRAME_P && !state.net) throw new BitstreamError("predicted frame without its group's networks");
   return pred;
 }

@@ -7,13 +7,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dappled.codec.chunks import unpack_chunks
+from dappled.codec.chunks import require, unpack_chunks
 from dappled.codec.container import Packet, PacketType, StreamHeader
 from dappled.codec.defaults import DEFAULT_GOP
 from dappled.codec.field.encoder import LAMBDAS
 from dappled.codec.field.video.decoder import FieldVideoDecoder
 from dappled.codec.field.video.encoder import FieldVideoEncoder
-from dappled.codec.field.video.format import CODEC_ID, FRAME_I, FRAME_P_NET, frame_type
+from dappled.codec.field.video.format import CODEC_ID, FRAME_I, FRAME_P_NET, parse_vhed
 from dappled.codec.registry import Codec, EncodeParams
 from dappled.codec.stream import decode_last
 from dappled.errors import OptionError
@@ -61,15 +61,17 @@ class FieldVideoCodec(Codec):
         return decode_last(FieldVideoDecoder(header, device), packets)
 
     def describe(self, header: StreamHeader, packets: list[Packet]) -> dict[str, Any]:
-        """Frame types and where the bytes go (intra frames, motion, the first predicted frames'
-        field payloads with the group's networks, later predicted frames' latents), for `dappled
-        info`."""
+        """Frame types, where the bytes go (intra frames, motion, the first predicted frames'
+        field payloads with the group's networks, later predicted frames' latents), the payload
+        version(s) and the motion's bytes per predicted frame, for `dappled info`."""
         types, sizes = [], {"intra": 0, "motion": 0, "networks+latents": 0, "latents": 0}
+        versions: set[int] = set()
         for p in packets:
             if p.type != PacketType.FRAME:
                 continue
             chunks = unpack_chunks(p.payload)
-            t = frame_type(p.payload)
+            version, t, _ = parse_vhed(require(chunks, "VHED")[0])
+            versions.add(version)
             types.append(t)
             if t == FRAME_I:
                 sizes["intra"] += len(p.payload)
@@ -79,5 +81,10 @@ class FieldVideoCodec(Codec):
             sizes[key] += len(p.payload) - len(chunks.get("MOTN", b""))
         n_i = sum(t == FRAME_I for t in types)
         n_pn = sum(t == FRAME_P_NET for t in types)
-        return {"frames": f"{n_i} intra, {len(types) - n_i} predicted ({n_pn} with the group's networks)",
-                "bytes": ", ".join(f"{k} {v}" for k, v in sizes.items())}
+        n_p = len(types) - n_i
+        out = {"frames": f"{n_i} intra, {n_p} predicted ({n_pn} with the group's networks)",
+               "bytes": ", ".join(f"{k} {v}" for k, v in sizes.items()),
+               "payload": "version " + ", ".join(str(v) for v in sorted(versions))}
+        if n_p:
+            out["motion"] = f"{sizes['motion'] / n_p:.1f} bytes per predicted frame"
+        return out

@@ -15,7 +15,7 @@ from dappled.codec.field.video.format import (
     CODEC_ID,
     FRAME_I,
     FRAME_P_NET,
-    parse_motion,
+    frame_motion,
     parse_vhed,
 )
 from dappled.codec.motion import compensate
@@ -42,7 +42,7 @@ def apply_frame(payload: bytes, state: FieldVideoState | None, width: int, heigh
         raise LimitError(f"field streams are limited to {MAX_PIXELS} pixels, got {width}x{height}")
     chunks = unpack_chunks(payload)
     (vhed,) = require(chunks, "VHED")
-    ftype, n_esc = parse_vhed(vhed)
+    version, ftype, n_esc = parse_vhed(vhed)
     gs = grids(height, width)
     if ftype == FRAME_I:
         if n_esc:
@@ -52,7 +52,7 @@ def apply_frame(payload: bytes, state: FieldVideoState | None, width: int, heigh
         return FieldVideoState(synthesize(latents, gs, p.net, height, width, device), None)
     if state is None:
         raise BitstreamError("predicted frame without a preceding intra frame")
-    motion = parse_motion(require(chunks, "MOTN")[0], width, height)
+    motion = frame_motion(chunks, width, height, version)
     pred = compensate(state.frame, motion)
     if ftype == FRAME_P_NET:
         if n_esc:

@@ -28,7 +28,7 @@ from dappled.codec.field.video.format import (
     FRAME_P_NET,
     MAX_GOP,
     MAX_VECTORS,
-    pack_motion,
+    motion_chunks,
     pack_vhed,
 )
 from dappled.codec.motion import compensate, estimate_motion, search_motion
@@ -305,7 +305,7 @@ class FieldVideoEncoder:
             latents = [np.clip(q, -QMAX, QMAX) for q in model.hard_latents()]
             coded = encode_latents(latents, gs, self.net)
         chunks = {"VHED": pack_vhed(FRAME_P_NET if first else FRAME_P, 0 if first else len(coded.excess)),
-                  "MOTN": pack_motion(motion)}
+                  **motion_chunks(motion, self.w, self.h)}
         lat = {"LAT ": words_to_bytes(coded.words)}
         if len(coded.excess):
             lat["ESC "] = encode_symbols(coded.excess)
