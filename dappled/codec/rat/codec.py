@@ -10,6 +10,8 @@ Frame payload = chunks:
 Every tensor shape follows from the frame size in the container header (the image is padded to
 a multiple of 64 by edge replication), so the payload carries no shape to trust. The regions
 the decoder needs are the grid named by the cell size: no side information beyond 2 bytes.
+Frames taller than one 1-Mpixel strip are synthesized (and analysed) in horizontal strips whose
+height follows from the frame size alone (strip_rows; docs/format.md, "rat strips").
 """
 
 from __future__ import annotations
@@ -83,15 +85,15 @@ output. Measured: whole decodes of 1.0 and 3.1 Mpixel, 193 bytes per added pixel
 BUDGET_FIXED_BYTES = 160 << 20
 """torch's working set on the first large synthesis of a process (the intercept of the whole
 decodes' fit), which also covers the model and the float64 hyper-synthesis' strip (its im2col
-buffers, ~50 bytes per pixel of its 1-Mpixel strip, before the synthesis starts). Strip decodes
-of 1.1 to 9.4 Mpixel peak 40 to 100 MB under the budget (docs/results.md, "Rat decode in
-strips")."""
+buffers, ~50 bytes per pixel of its 1-Mpixel strip, before the synthesis starts). Decodes of
+1 to 9.4 Mpixel, whole or in strips, peak 24 to 103 MB under the budget (docs/results.md, "Rat
+decode in strips")."""
 MAX_PIXELS = 9_437_184
 """Largest frame the rat codec encodes or decodes, in pixels of the padded frame (a multiple of 64
 each way): 3072x3072 and 4096x2304 (9.4 Mpixel) are in. Its decode, in strips, peaks near 0.4
-GB, its budget is ~0.5 GB (DECODE_MAX_BYTES is 1.5 GB); what bounds it is the work (about 35
-kMAC a pixel: 330 GMAC, 25-35 s of one CPU core). Refused before anything is allocated, in one
-line."""
+GB, its budget is at most 0.51 GB (DECODE_MAX_BYTES is 1.5 GB); what bounds it is the work
+(about 35 kMAC a pixel: 330 GMAC, 25-35 s of one CPU core). Refused before anything is
+allocated, in one line."""
 
 
 STRIP_LATENTS = 1 << 12
@@ -148,10 +150,11 @@ class RatCodec(Codec):
 
     def decode_budget(self, header: StreamHeader, packets: list[Packet]) -> Budget:
         """The synthesis (four 5x5 transposed convolutions of N channels from 1/16 scale) on the
-        padded frame: its MACs (of the whole frame: strips add up to ~25 % more, see
-        docs/format.md); BUDGET_BYTES_PER_PIXEL per pixel of its tallest strip, torch's fixed
-        working set, the RGB output, the latents and CompressAI's padded strings. A frame over
-        MAX_PIXELS is over decode_max_macs, and refused by decode_image too."""
+        padded frame: its MACs (of the whole frame; the strips' recomputed first half and
+        halos took 10-17 % more CPU, docs/results.md); BUDGET_BYTES_PER_PIXEL per pixel of its
+        tallest strip, torch's fixed working set, the RGB output, the latents and CompressAI's
+        padded strings. A frame over MAX_PIXELS is over decode_max_macs, and refused by
+        decode_image too."""
         ph, pw = padded_size(header.height, header.width)
         px = ph * pw
         latents = 96 * px // 256 + BUDGET_N * px // 4096
