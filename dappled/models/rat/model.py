@@ -43,8 +43,6 @@ SYNTHESIS_HALO = 3
 """Latent rows above and below a strip of the synthesis that reach its output rows: the full
 synthesis (four 5x5 stride-2 transposed convolutions, and the RAT's 3x3 kernel at 1/4 scale)
 reads 2 above and 3 below, the shallow one (two 8x8 stride-4) 1 and 1."""
-
-
 ANALYSIS_HALO = 1
 """Latent rows (16 pixel rows each) above and below a strip of the analysis's first half (two
 5x5 stride-2 convolutions) that reach its output rows."""
