@@ -11,7 +11,7 @@ import torch
 
 from dappled.datasets.bsds import BsdsCrops, renumber
 from dappled.models.rat import RatConfig, RatModel, RegionAdaptiveTransform, downsample_labels, grid_labels
-from dappled.models.rat.model import rate_distortion
+from dappled.models.rat.model import rate_distortion, strip_bounds
 from dappled.models.rat.store import export_model, load_file
 from dappled.models.rat.train import TrainConfig, Trainer, learning_rate
 
@@ -286,3 +286,97 @@ def test_rat_in_bands_of_rows_matches_the_whole(monkeypatch: pytest.MonkeyPatch)
     whole = rat(x, labels)
     monkeypatch.setattr(RegionAdaptiveTransform, "CHUNK_VALUES", 8 * 10 * 12 * 3)  # 3 rows a band
     assert torch.allclose(rat(x, labels), whole, atol=1e-6)
+
+
+# ---------------------------------------------------------------- strips (issue 18: decode budget)
+
+
+def test_grid_labels_at_a_coarser_scale_are_the_downsampled_grid() -> None:
+    from dappled.models.rat.regions import grid_labels_at
+
+    for h, w, cell, stride in [(128, 192, 64, 4), (64, 320, 48, 4), (256, 64, 16, 16), (64, 64, 4096, 4)]:
+        whole = downsample_labels(grid_labels(h, w, cell)[None], h // stride, w // stride)[0]
+        assert torch.equal(grid_labels_at(h // stride, w // stride, cell, stride), whole)
+        assert torch.equal(grid_labels_at(h // stride, w // stride, cell, stride, 3, 7), whole[3:7])
+
+
+def test_strip_bounds_cover_the_rows_evenly() -> None:
+    assert strip_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert strip_bounds(9, 4) == [(0, 3), (3, 6), (6, 9)]
+    assert strip_bounds(5, 5) == [(0, 5)] == strip_bounds(5, 99)
+    assert strip_bounds(3, 1) == [(0, 1), (1, 2), (2, 3)]
+    with pytest.raises(ValueError):
+        strip_bounds(3, 0)
+
+
+@pytest.mark.parametrize("decoder", ["full", "shallow"])
+@pytest.mark.parametrize("cell", [32, None, 4096])
+def test_synthesis_in_strips_matches_the_whole(model: RatModel, decoder: str, cell: int | None) -> None:
+    """Every strip height (1 latent row included) gives the whole synthesis' rows up to float
+    rounding: the halo reaches every output row; a strip height of at least the latent's is the
+    whole synthesis itself."""
+    torch.manual_seed(5)
+    y = torch.round(torch.randn(1, SMALL.M, 11, 7) * 3)
+    q = torch.tensor([2])
+    labels = None if cell is None else grid_labels(176, 112, cell)[None]
+    with torch.no_grad():
+        whole = model.synthesis(y, q, labels, decoder)
+    for rows in (1, 3, 4, 10):
+        parts = list(model.synthesis_strips(y, q, cell, decoder, rows))
+        assert [top for top, _ in parts] == [16 * r0 for r0, _ in strip_bounds(11, rows)]
+        strip = torch.cat([x for _, x in parts], 2)
+        assert strip.shape == whole.shape
+        assert torch.allclose(strip, whole, atol=1e-5, rtol=0), (rows, (strip - whole).abs().max())
+    ((top, one),) = list(model.synthesis_strips(y, q, cell, decoder, 11))
+    assert top == 0 and torch.equal(one, whole)
+
+
+def test_synthesis_in_strips_without_rat() -> None:
+    torch.manual_seed(0)
+    m = RatModel(RatConfig(N=8, M=8, use_rat=False)).eval()
+    y = torch.round(torch.randn(1, 8, 9, 5) * 3)
+    with torch.no_grad():
+        whole = m.synthesis(y, torch.tensor([1]))
+    strip = torch.cat([x for _, x in m.synthesis_strips(y, torch.tensor([1]), 32, rows=2)], 2)
+    assert torch.allclose(strip, whole, atol=1e-5, rtol=0)
+
+
+def test_analysis_in_strips_matches_the_whole(model: RatModel) -> None:
+    x = _image(192, 128, seed=4)
+    q = torch.tensor([1])
+    with torch.no_grad():
+        whole = model.analysis(x, q, grid_labels(192, 128, 32)[None])
+    for rows in (1, 5, 12):
+        y = model.analysis_strips(lambda a, b: x[:, :, a:b], 192, 128, q, 32, rows)
+        assert y.shape == whole.shape
+        assert torch.allclose(y, whole, atol=1e-4, rtol=0), (rows, (y - whole).abs().max())
+
+
+def test_hyper_synthesis_in_strips_is_exact(model: RatModel) -> None:
+    """The float64 hyper-synthesis in strips gives the whole's indexes and means bit for bit, so
+    a stream decodes the same whatever the strip height of the encoder that made it."""
+    torch.manual_seed(3)
+    z_hat = torch.round(torch.randn(1, SMALL.N, 9, 5) * 3)
+    idx, means = model.entropy_indexes(z_hat)
+    scales, means0 = model.entropy_params(z_hat, exact=True)
+    assert torch.equal(idx, model.gaussian_conditional.build_indexes(scales)) and torch.equal(means, means0)
+    for rows in (1, 2, 4, 8):
+        idx2, means2 = model.entropy_indexes(z_hat, rows)
+        assert torch.equal(idx2, idx) and torch.equal(means2, means), rows
+
+
+def test_latent_decoded_in_chunks_is_compressai_s(model: RatModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dappled.models.rat.model as rat_model
+
+    x = _image(128, 192, seed=2)
+    comp = model.compress(x, 2, grid_labels(128, 192, 64)[None])
+    with torch.no_grad():
+        z_hat = model.entropy_bottleneck.decompress([comp.z_string], comp.z_shape)
+        scales, means = model.entropy_params(z_hat, exact=True)
+        ref = model.gaussian_conditional.decompress(
+            [comp.y_string], model.gaussian_conditional.build_indexes(scales), means=means)
+    monkeypatch.setattr(rat_model, "Y_CHUNK", 100)  # 100 values a call: many calls
+    assert torch.equal(model.decode_latent(comp.y_string, comp.z_string, comp.z_shape, hyper_rows=1), ref)
+    # the encoder with the hyper-synthesis in strips writes the same stream
+    again = model.compress(x, 2, grid_labels(128, 192, 64)[None], hyper_rows=1)
+    assert (again.y_string, again.z_string) == (comp.y_string, comp.z_string)

@@ -10,6 +10,8 @@ Frame payload = chunks:
 Every tensor shape follows from the frame size in the container header (the image is padded to
 a multiple of 64 by edge replication), so the payload carries no shape to trust. The regions
 the decoder needs are the grid named by the cell size: no side information beyond 2 bytes.
+Frames taller than one 1-Mpixel strip are synthesized (and analysed) in horizontal strips whose
+height follows from the frame size alone (strip_rows; docs/format.md, "rat strips").
 """
 
 from __future__ import annotations
@@ -76,17 +78,56 @@ def _padded_string(s: bytes, n_symbols: int) -> bytes:
 BUDGET_N = 64  # the transforms' channels in the shipped models (rat.pt, rat-noregion.pt)
 BUDGET_MACS_PER_PIXEL = round(25 * BUDGET_N**2 * (1 / 64 + 1 / 16 + 1 / 4) + 25 * 3 * BUDGET_N / 4)
 BUDGET_BYTES_PER_PIXEL = 3 * BUDGET_N + 8
-"""Peak memory of the synthesis per padded pixel: three float32 N-channel planes at half scale (a
-layer's input and output and a temporary) and the RGB output. Measured: fresh decodes of 1.0
-and 3.1 Mpixel peak at 370 and 775 MB of RSS above the start, 193 bytes per added pixel
-(docs/results.md); the old 2N + 39 (167) was under it."""
+"""Peak memory of the synthesis per pixel of its strip (of the frame, below one strip): three
+float32 N-channel planes at half scale (a layer's input and output and a temporary) and the RGB
+output. Measured: whole decodes of 1.0 and 3.1 Mpixel, 193 bytes per added pixel
+(docs/results.md, "Cost-guided fuzzing")."""
 BUDGET_FIXED_BYTES = 160 << 20
-"""torch's working set on the first large synthesis of a process (the intercept of that fit)."""
-MAX_PIXELS = 6_200_000
+"""torch's working set on the first large synthesis of a process (the intercept of the whole
+decodes' fit), which also covers the model and the float64 hyper-synthesis' strip (its im2col
+buffers, ~50 bytes per pixel of its 1-Mpixel strip, before the synthesis starts). Decodes of
+1 to 9.4 Mpixel, whole or in strips, peak 24 to 103 MB under the budget (docs/results.md, "Rat
+decode in strips")."""
+MAX_PIXELS = 9_437_184
 """Largest frame the rat codec encodes or decodes, in pixels of the padded frame (a multiple of 64
-each way): 3000x2000 (a 6-Mpixel camera) is in, and the decode budget of the largest frame fits
-DECODE_MAX_BYTES (1.5 GB; tests/test_cost_fuzz.py checks it). Refused before anything is
+each way): 3072x3072 and 4096x2304 (9.4 Mpixel) are in. Its decode, in strips, peaks near 0.4
+GB, its budget is at most 0.51 GB (DECODE_MAX_BYTES is 1.5 GB); what bounds it is the work
+(about 35 kMAC a pixel: 330 GMAC, 25-35 s of one CPU core). Refused before anything is
 allocated, in one line."""
+
+
+STRIP_LATENTS = 1 << 12
+"""Latent positions (16x16 pixels each) per strip of the synthesis, and of the encoder's analysis:
+1 Mpixel. A frame whose padded height fits one strip (at most 4096 // (width / 16) latent rows)
+is synthesized whole, as it always was; a taller one in strip_bounds(height / 16, that many)
+strips (models/rat/model.synthesis_strips), whose pixels may differ from a whole synthesis' by
+float rounding (a rare pixel by one level): the strip height is part of the decoder, derived
+from the frame size alone, never from the machine."""
+HYPER_STRIP_LATENTS = STRIP_LATENTS // 16
+"""Hyper-latent positions (64x64 pixels each) per strip of the float64 hyper-synthesis (1 Mpixel);
+its strips give exactly the whole's values (tests/test_rat_model.py), so the tables any stream
+picks are the same."""
+
+
+def strip_rows(height: int, width: int) -> tuple[int, int]:
+    """(latent rows per strip of the synthesis and analysis, hyper-latent rows per strip of the
+    hyper-synthesis) for a padded frame of ``height`` x ``width``: a count at least the frame's
+    rows means one strip, the whole frame."""
+    return max(1, STRIP_LATENTS // (width // 16)), max(1, HYPER_STRIP_LATENTS // (width // 64))
+
+
+def strip_pixels(height: int, width: int) -> int:
+    """Pixels of the tallest strip of the synthesis of a padded ``height`` x ``width`` frame, with
+    the one latent row (16 pixel rows) of halo its second half computes (the frame itself when
+    it is one strip)."""
+    from dappled.models.rat.model import strip_bounds
+
+    hy, wy = height // 16, width // 16
+    rows = strip_rows(height, width)[0]
+    if rows >= hy:
+        return height * width
+    tallest = max(r1 - r0 for r0, r1 in strip_bounds(hy, rows))
+    return (tallest + 1) * wy * 256
 
 
 def check_frame_size(width: int, height: int, error: type[Exception] = LimitError) -> None:
@@ -109,15 +150,18 @@ class RatCodec(Codec):
 
     def decode_budget(self, header: StreamHeader, packets: list[Packet]) -> Budget:
         """The synthesis (four 5x5 transposed convolutions of N channels from 1/16 scale) on the
-        padded frame: its MACs; BUDGET_BYTES_PER_PIXEL, torch's fixed working set, the latents
-        and CompressAI's padded strings. A frame over MAX_PIXELS (whose budget may still fit
-        just above it) is refused by decode_image."""
+        padded frame: its MACs (of the whole frame; the strips' recomputed first half and
+        halos took 10-17 % more CPU, docs/results.md); BUDGET_BYTES_PER_PIXEL per pixel of its
+        tallest strip, torch's fixed working set, the RGB output, the latents and CompressAI's
+        padded strings. A frame over MAX_PIXELS is over decode_max_macs, and refused by
+        decode_image too."""
         ph, pw = padded_size(header.height, header.width)
         px = ph * pw
         latents = 96 * px // 256 + BUDGET_N * px // 4096
         coded = sum(len(p.payload) for p in packets)
         return Budget(BUDGET_MACS_PER_PIXEL * px,
-                      BUDGET_BYTES_PER_PIXEL * px + BUDGET_FIXED_BYTES + 12 * latents + 17 * coded)
+                      BUDGET_BYTES_PER_PIXEL * strip_pixels(ph, pw) + BUDGET_FIXED_BYTES
+                      + 3 * header.height * header.width + 12 * latents + 17 * coded)
 
     name = "rat"
     codec_id = 2
@@ -167,10 +211,20 @@ class RatCodec(Codec):
         h, w = image.shape[:2]
         check_frame_size(w, h, InputError)
         ph, pw = padded_size(h, w)
-        x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255.0
-        x = F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
-        labels = grid_labels(ph, pw, cell)[None]
-        comp = model.compress(x, quality - 1, labels)
+        rows, hyper_rows = strip_rows(ph, pw)
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8))
+        if rows >= ph // 16:  # one strip: the whole image at once
+            x = pixels.permute(2, 0, 1)[None].float() / 255.0
+            x = F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
+            labels = grid_labels(ph, pw, cell)[None]
+            comp = model.compress(x, quality - 1, labels, hyper_rows)
+        else:
+            def image_rows(a: int, b: int) -> torch.Tensor:  # padded rows a:b, edges replicated
+                x = pixels[torch.arange(a, b).clamp_(max=h - 1)].permute(2, 0, 1)[None].float() / 255.0
+                return F.pad(x, (0, pw - w, 0, 0), mode="replicate")
+
+            y = model.analysis_strips(image_rows, ph, pw, torch.tensor([quality - 1]), cell, rows)
+            comp = model.compress(None, quality - 1, hyper_rows=hyper_rows, y=y)
         head = _HEAD.pack(PAYLOAD_VERSION, model_id, quality - 1, decoder_id, cell)
         payload = pack_chunks({"HEAD": head, "Z   ": comp.z_string, "Y   ": comp.y_string})
         return [Packet(PacketType.FRAME, payload, 0, KEYFRAME)]
@@ -179,7 +233,6 @@ class RatCodec(Codec):
         """rANS decode (CPU), synthesis (CPU or CUDA), crop, round to 8 bits."""
         import torch
 
-        from dappled.models.rat.regions import grid_labels
         from dappled.models.rat.store import MODELS
 
         frames = [p for p in packets if p.type == PacketType.FRAME]
@@ -213,16 +266,22 @@ class RatCodec(Codec):
         if n_y + n_z > MAX_LATENTS_PER_BYTE * (coded + 16):
             raise LimitError(f"rat stream codes {n_y + n_z} latent values for {w}x{h} in {coded} bytes "
                              f"(at most {MAX_LATENTS_PER_BYTE} per byte)")
+        rows, hyper_rows = strip_rows(ph, pw)
         try:
-            y_hat = model.decode_latent(_padded_string(y_str, n_y), _padded_string(z_str, n_z), z_shape)
+            y_hat = model.decode_latent(_padded_string(y_str, n_y), _padded_string(z_str, n_z), z_shape,
+                                        hyper_rows)
         except (ValueError, RuntimeError, IndexError, OverflowError, TypeError) as exc:
             raise BitstreamError(f"rat entropy decoding failed ({exc})") from None
         if not torch.isfinite(y_hat).all() or y_hat.abs().max() > MAX_SYMBOL:
             raise BitstreamError("rat latent out of range (corrupted stream)")
-        labels = grid_labels(ph, pw, cell)[None]
         net = model if device == "cpu" else _synthesis_on(model_id, device)
+        out = np.empty((h, w, 3), np.uint8)
         with torch.no_grad():
-            x_hat = net.synthesis(y_hat.to(device), torch.tensor([rate], device=device),
-                                  labels.to(device), decoder)
-        x_hat = torch.nan_to_num(x_hat[0, :, :h, :w], nan=0.0).clamp(0.0, 1.0)
-        return (x_hat * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+            for top, x_hat in net.synthesis_strips(y_hat.to(device), torch.tensor([rate], device=device),
+                                                   cell, decoder, rows):
+                if top >= h:
+                    break
+                x_hat = torch.nan_to_num(x_hat[0, :, : h - top, :w], nan=0.0).clamp(0.0, 1.0)
+                rgb = (x_hat * 255.0).round().to(torch.uint8).permute(1, 2, 0)
+                out[top : top + rgb.shape[0]] = rgb.cpu().numpy()
+        return out

@@ -24,6 +24,20 @@ def grid_labels(height: int, width: int, cell: int, device: torch.device | str =
     return ys[:, None] * cols + xs[None, :]
 
 
+def grid_labels_at(height: int, width: int, cell: int, stride: int, row0: int = 0,
+                   row1: int | None = None) -> torch.Tensor:
+    """Rows ``row0:row1`` of ``downsample_labels(grid_labels(stride * height, stride * width,
+    cell), height, width)``, (rows, width) int64, without building the full-resolution map: the
+    grid's labels at a feature resolution ``stride`` times coarser, for a band of rows."""
+    if cell < 1:
+        raise ValueError(f"grid cell must be positive, got {cell}")
+    row1 = height if row1 is None else row1
+    cols = -(-(width * stride) // cell)
+    ys = (torch.arange(row0, row1) * stride + stride // 2) // cell
+    xs = (torch.arange(width) * stride + stride // 2) // cell
+    return ys[:, None] * cols + xs[None, :]
+
+
 def downsample_labels(labels: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Nearest-neighbour label map at a feature resolution ``height`` x ``width`` (integer stride)."""
     h, w = labels.shape[-2:]
@@ -65,21 +79,37 @@ class RegionAdaptiveTransform(nn.Module):
 
     def region_centers(self, x: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
         """(B, K, C) mean of the projected features over each region (zeros for empty ones)."""
+        b, c = x.shape[:2]
+        sums, counts = x.new_zeros(b, k, c), x.new_zeros(b, k)
+        self.add_to_centers(x, labels, sums, counts)
+        return sums / counts.clamp_min(1.0)[..., None]
+
+    def add_to_centers(self, x: torch.Tensor, labels: torch.Tensor, sums: torch.Tensor,
+                       counts: torch.Tensor) -> None:
+        """Add the projected features of ``x`` (B, C, h, W) to the per-region ``sums`` (B, K, C)
+        and their pixel ``counts`` (B, K), in place: a band of rows at a time gives the centers
+        of an image too tall to hold whole (``sums / counts``)."""
         b, c, h, w = x.shape
         flat = labels.reshape(b, h * w)
         feats = self.center_proj(x).flatten(2).transpose(1, 2)  # B, HW, C
-        sums = feats.new_zeros(b, k, c).scatter_add_(1, flat[..., None].expand(b, h * w, c), feats)
-        counts = feats.new_zeros(b, k).scatter_add_(1, flat, feats.new_ones(b, h * w))
-        return sums / counts.clamp_min(1.0)[..., None]
+        sums.scatter_add_(1, flat[..., None].expand(b, h * w, c), feats)
+        counts.scatter_add_(1, flat, feats.new_ones(b, h * w))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        b, c, h, w = x.shape
+        b, _, h, w = x.shape
         if labels is None:
             labels = torch.zeros(b, h, w, dtype=torch.long, device=x.device)
         if labels.shape != (b, h, w):
             raise ValueError(f"labels {tuple(labels.shape)} do not match features {(b, h, w)}")
         k = int(labels.max()) + 1
-        params = self.mlp(self.region_centers(x, labels, k))  # B, K, P
+        return self.modulate(x, labels, self.region_centers(x, labels, k))
+
+    def modulate(self, x: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+        """The transform of ``x`` (B, C, H, W) with its regions' ``centers`` (B, K, C) given: every
+        output pixel depends on its 3x3 neighbourhood and its region's center only, so a band of
+        rows (with one more row each side) gives the same rows as the whole."""
+        b, c, h, w = x.shape
+        params = self.mlp(centers)  # B, K, P
         # The per-pixel kernels cost (9 + P / C) floats per feature value: apply them a band of
         # rows at a time so large images stay within a bounded working set.
         rows = max(1, self.CHUNK_VALUES // max(1, b * c * w * (self.k * self.k + 3)))
