@@ -53,12 +53,10 @@ LIMITS = {0.1: (3.0, 1.25), 0.2: (2.5, 1.03), 0.35: (1.3, 1.03)}
 # predicted lambda alone landed kodim01 25-28 % over (0.160 / 0.313 for 0.125 / 0.25) and a
 # 128x128 crop 12.5 % over.
 # On small images short fits steer well (a 128x128 crop at 150 iterations lands 0.4 and 1.2 bpp
-# within 10 %, where the bounded steer below misses 1.2 by 21 %; 384x256 crops at 250 iterations
-# within 5-14 %). So a short fit on a large image (the fast effort on a photo) keeps the steer,
-# but its lambda stays within two standard deviations of the predictor's error (0.26 in log
-# lambda) of the predicted one. The size boundary lies between the two measured cases (98 k
-# pixels steered well, 393 k did not): fit.is_short_fit. Such fits now run the short recipe
-# (fit.SHORT_LR_NET) and are steered by TrendSteer, calibrated on them.
+# within 10 %; 384x256 crops at 250 iterations within 5-14 %). So RateSteer serves long fits and
+# small images; a short fit on a large image (fit.is_short_fit: the boundary lies between the
+# two measured cases, 98 k pixels steered well, 393 k did not) runs the short recipe
+# (fit.SHORT_LR_NET) and is steered by TrendSteer, calibrated on such fits.
 
 
 def webp_curve(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,10 +119,8 @@ class RateSteer:
     """
 
     target: float
-    max_total: float | None = None  # lambda stays within this factor of its first value
     log: list[tuple[float, float, float, float]] = field(default_factory=list)
     _first: float | None = None
-    _lam0: float | None = None
     _moves: list[tuple[float, float]] = field(default_factory=list)
 
     probes: tuple[float, ...] = PROBES
@@ -143,15 +139,13 @@ class RateSteer:
     def __call__(self, frac: float, hard_bpp: float, lam: float) -> float:
         predicted = self.predict(frac, hard_bpp)
         if self._first is None:
-            self._first, self._lam0 = hard_bpp, lam
+            self._first = hard_bpp
         miss = predicted / self.target
         limit, dead = LIMITS[frac]
         new = lam
         if abs(math.log(miss)) > math.log(dead):
             factor = float(np.clip(miss ** (1 / (RATE_POWER * RESPONSE[frac])), 1 / limit, limit))
             new = float(np.clip(lam * factor, *LAMBDA_RANGE))
-            if self.max_total is not None and self._lam0 is not None:
-                new = float(np.clip(new, self._lam0 / self.max_total, self._lam0 * self.max_total))
         if new != lam:
             self._moves.append((frac, new / lam))
         self.log.append((frac, hard_bpp, lam, new))
