@@ -24,7 +24,7 @@ from dappled.errors import BitstreamError, LimitError, OptionError
 from dappled.eval.metrics import psnr
 from dappled.models.field.fit import FitConfig, fit, image_tensor
 from dappled.models.field.integer import decode_latents, encode_latents, latent_codec
-from dappled.models.field.layout import PRESETS, grids
+from dappled.models.field.layout import PRESETS, Arch, grids
 from dappled.models.field.model import laplace_bits, up2
 from dappled.models.field.quantize import quantize_network
 from dappled.models.field.synthesis import synthesize
@@ -107,6 +107,35 @@ def test_fused_arm_kernel_matches_torch(crop: np.ndarray, preset: str, cap: floa
     fused = m.rate_bits(q)
     g_fused = torch.autograd.grad(fused, q + m.arm_params())
     assert abs(float(fused.detach()) - float(ref.detach())) < 1e-4 * float(ref.detach())
+    for a, b in zip(g_ref, g_fused, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-4 * float(a.abs().max()) + 1e-6, rtol=1e-3)
+
+
+@pytest.mark.parametrize(("shape", "arch"), [
+    ((48, 64), PRESETS["low"]), ((37, 51), PRESETS["medium"]), ((33, 1), PRESETS["low"]),
+    ((20, 30), Arch(ctx=8, arm_hidden=8, arm_layers=1, synth_hidden=8, res_hidden=0))])
+def test_fused_synthesis_matches_torch(shape: tuple[int, int], arch: Arch) -> None:
+    """The numba full-size stage (CPU fits) gives the torch synthesis' image and gradients (CUDA
+    fits), odd sizes and a block-less synthesis included."""
+    from dappled.models.field.model import FieldModel
+
+    torch.manual_seed(0)
+    h, w = shape
+    m = FieldModel(h, w, arch)
+    m.init_from_image(torch.rand(3, h, w))
+    with torch.no_grad():
+        for p in m.synth_params():
+            p.add_(torch.randn_like(p) * 0.2)
+    q = [t.detach().requires_grad_(True) for t in m.quantized(0.3, 1.0)]
+    wanted = [*q, *(p for p in m.synth_params() if p.numel())]
+    g_out = torch.randn(3, h, w)
+    ref = m.render_torch(q)
+    fused = m.render(q)
+    # (without a residual block its output bias is unused: no gradient in torch, zero here)
+    g_ref = [torch.zeros_like(p) if g is None else g for g, p in
+             zip(torch.autograd.grad((ref * g_out).sum(), wanted, allow_unused=True), wanted, strict=True)]
+    g_fused = torch.autograd.grad((fused * g_out).sum(), wanted)
+    torch.testing.assert_close(fused, ref, atol=1e-5, rtol=1e-5)
     for a, b in zip(g_ref, g_fused, strict=True):
         torch.testing.assert_close(b, a, atol=1e-4 * float(a.abs().max()) + 1e-6, rtol=1e-3)
 

@@ -254,7 +254,22 @@ class FieldModel(nn.Module):
         return laplace_bits(x, mu, ls, self.rate_cap).sum()
 
     def render(self, q: list[torch.Tensor]) -> torch.Tensor:
-        """Latents -> (3, H, W) RGB in [0, 1] (unclamped), plus :attr:`base` when set.
+        """Latents -> (3, H, W) RGB in [0, 1] (unclamped), plus :attr:`base` when set: the
+        full-size stage fused in numba on the CPU, plain torch elsewhere (same values, see
+        tests)."""
+        if q[0].device.type != "cpu":
+            return self.render_torch(q)
+        from dappled.models.field.synth_kernel import FullSize
+
+        idx0 = self._by_level[0]
+        q0 = torch.stack([q[k] for k in idx0]) * step(0, self.step_shift, self.step_ladder)
+        rgb = FullSize.apply(self._accumulate(q, 1), q0, self.wa[:, idx0], self.ba, self.wb,
+                             self.bb, self.ka, self.kba, self.kb, self.kbb)
+        return rgb if self.base is None else rgb + self.base
+
+    def _accumulate(self, q: list[torch.Tensor], down_to: int) -> torch.Tensor:
+        """The first synthesis layer's mix of the levels from the coarsest down to `down_to`,
+        at that level's resolution (S, rows, cols).
 
         The first synthesis layer is linear, so it is applied at each level's own resolution
         (mixing that level's grids) and the mixes are accumulated coarse to fine with 2x
@@ -262,6 +277,8 @@ class FieldModel(nn.Module):
         """
         acc: torch.Tensor | None = None
         for lv in sorted(self._levels, reverse=True):
+            if lv < down_to:
+                break
             idx = self._by_level[lv]
             rows, cols = level_size(self.height, self.width, lv)
             x = torch.stack([q[k] for k in idx]).reshape(len(idx), -1) * step(lv, self.step_shift,
@@ -269,7 +286,11 @@ class FieldModel(nn.Module):
             z = (self.wa[:, idx] @ x).reshape(-1, rows, cols)
             acc = z if acc is None else up2(acc, rows, cols) + z
         assert acc is not None
-        hid = F.relu(acc + self.ba[:, None, None])
+        return acc
+
+    def render_torch(self, q: list[torch.Tensor]) -> torch.Tensor:
+        """:meth:`render` in torch ops (the reference, and the CUDA path)."""
+        hid = F.relu(self._accumulate(q, 0) + self.ba[:, None, None])
         rgb = torch.einsum("oc,chw->ohw", self.wb, hid) + self.bb[:, None, None]
         if self.arch.res_hidden:
             t = F.relu(conv3x3(rgb, self.ka, self.kba))
