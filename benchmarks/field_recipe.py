@@ -6,7 +6,7 @@ one JSON line per (image, lambda) with bpp, PSNR and CPU seconds, appended to $O
 Usage:
     NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/field_recipe.py \\
         NAME [FitConfig field=value ...] [iterations=N] [lam_mult=F] [crop=0|HxW] \\
-        [cases=kodim05:0.002,kodim23:0.008]
+        [cases=kodim05:0.002,kodim23:0.008] [complexity=low|medium]
 
 e.g. `... field_recipe.py base`, `... field_recipe.py base_l14 lam_mult=1.4` (the local slope of
 the curve, to compare configurations at equal rate), `... field_recipe.py lrnet04 lr_net=0.04`.
@@ -40,7 +40,7 @@ CASES = [("kodim05", 0.002), ("kodim05", 0.008), ("kodim23", 0.002), ("kodim23",
 
 def main() -> int:
     name, args = sys.argv[1], sys.argv[2:]
-    n, lam_mult, crop, cases = 200, 1.0, "384x256", CASES
+    n, lam_mult, crop, cases, preset = 200, 1.0, "384x256", CASES, "low"
     types = {f.name: f.type for f in dataclasses.fields(FitConfig)}
     kw: dict[str, object] = {}
     for a in args:
@@ -51,6 +51,8 @@ def main() -> int:
             lam_mult = float(v)
         elif k == "crop":
             crop = None if v == "0" else v
+        elif k == "complexity":
+            preset = v
         elif k == "cases":
             cases = [(c.split(":")[0], float(c.split(":")[1])) for c in v.split(",")]
         else:
@@ -64,11 +66,11 @@ def main() -> int:
         cfg = FitConfig(iterations=n, lam=lam, step_shift=shift, step_ladder=ladder,
                         rate_cap=rate_cap_for(lam), **kw)  # type: ignore[arg-type]
         t0 = time.process_time()
-        res = fit(img, PRESETS["low"], cfg)
+        res = fit(img, PRESETS[preset], cfg)
         net = quantize_network(res.model, image_tensor(img), res.lam)
         coded = encode_latents([np.clip(q, -QMAX, QMAX) for q in res.model.hard_latents()], grids(h, w), net)
         payload = pack_payload(net, coded.words, coded.excess)
-        row = {"config": name, "kw": kw, "image": im, "lam": lam, "n": n, "crop": crop,
+        row = {"config": name, "kw": kw, "complexity": preset, "image": im, "lam": lam, "n": n, "crop": crop,
                "bpp": 8 * (len(payload) + IMAGE_CONTAINER_BYTES) / (h * w),
                "psnr": _psnr(decode_payload(payload, w, h), img), "cpu": time.process_time() - t0}
         print(json.dumps(row), flush=True)

@@ -5,6 +5,9 @@ Modes:
           time is what one core spends, the figure to compare on a shared machine), bpp, PSNR,
           JPEG and WebP PSNR at the same bpp (interpolated in log-rate over their quality range).
   curve   PSNR against iterations at a bpp target (rate control on) on images or crops.
+  iteration  CPU seconds per fit iteration at each preset (--complexity low,medium), after a
+          2-iteration warm-up (numba caches), over --iterations N (the first value) at a fixed
+          lambda: the fit's own cost, without the encoder's analysis, quantization or coding.
   decode  Decode time (CPU, in process after one warm-up decode; and a fresh process) of streams
           made by `encode`.
 
@@ -13,6 +16,7 @@ Usage:
         --images kodim23,kodim05 --efforts fast,default [--quality 4] [--out runs/field-speed]
     ... field_speed.py curve --images kodim23,kodim05,kodim15 --iterations 250,500,1000,2000 \\
         --bpp 0.5 [--crop 256]
+    ... field_speed.py iteration --images kodim23 --complexity low,medium --iterations 30
     ... field_speed.py decode --out runs/field-speed
 Prints one line per measurement and writes them as JSON lines to OUT/field-speed.jsonl.
 """
@@ -92,6 +96,28 @@ def curve_mode(args: argparse.Namespace, out: Path) -> None:
                           "cpu_s": round(cpu, 1)})
 
 
+def iteration_mode(args: argparse.Namespace, out: Path) -> None:
+    import torch
+
+    from dappled.models.field.fit import FitConfig, fit
+    from dappled.models.field.layout import PRESETS, steps_for
+
+    torch.set_num_threads(1)
+    n = int(args.iterations.split(",")[0])
+    lam = 0.004
+    shift, ladder = steps_for(lam)
+    for name in args.images.split(","):
+        img = _image(Path(args.data_root), name, args.crop)
+        for preset in args.complexity.split(","):
+            arch = PRESETS[preset]
+            fit(img, arch, FitConfig(iterations=2, lam=lam, step_shift=shift, step_ladder=ladder))
+            c0 = time.process_time()
+            fit(img, arch, FitConfig(iterations=n, lam=lam, step_shift=shift, step_ladder=ladder))
+            per = (time.process_time() - c0) / n
+            _record(out, {"mode": "iteration", "image": name, "size": f"{img.shape[1]}x{img.shape[0]}",
+                          "complexity": preset, "iterations": n, "cpu_s_per_iteration": round(per, 4)})
+
+
 def decode_mode(args: argparse.Namespace, out: Path) -> None:
     for path in sorted(out.glob("*.dpl")):
         data = path.read_bytes()
@@ -112,7 +138,7 @@ def decode_mode(args: argparse.Namespace, out: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["encode", "curve", "decode"])
+    ap.add_argument("mode", choices=["encode", "curve", "iteration", "decode"])
     ap.add_argument("--images", default="kodim23,kodim05")
     ap.add_argument("--efforts", default="fast,default")
     ap.add_argument("--quality", type=int, default=4)
@@ -126,7 +152,8 @@ def main() -> int:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    {"encode": encode_mode, "curve": curve_mode, "decode": decode_mode}[args.mode](args, out)
+    modes = {"encode": encode_mode, "curve": curve_mode, "iteration": iteration_mode, "decode": decode_mode}
+    modes[args.mode](args, out)
     return 0
 
 

@@ -89,56 +89,90 @@ def _full_size(acc: np.ndarray, q0: np.ndarray, wa0: np.ndarray, ba: np.ndarray,
                bb: np.ndarray, step0: float, y0: int, s0: int, h1: int, rgb: np.ndarray) -> None:
     """Full-size stage per pixel: 2x-upsampled accumulator + level-0 mix, ReLU layer, RGB layer.
 
-    A strip: rgb and q0 hold image rows y0.., acc holds level-1 rows s0.. of the h1 there are."""
+    A strip: rgb and q0 hold image rows y0.., acc holds level-1 rows s0.. of the h1 there are.
+    Row by row, with the loops over a row innermost (vectorized); every sum is exact, so the
+    order of the terms does not change a value."""
     s_dim, _, w1 = acc.shape
     _, hh, ww = rgb.shape
     acc_s = float(1 << ACC_BITS)
     act_s = float(1 << ACT_BITS)
-    hid = np.zeros(s_dim)
+    inv_acc = 1.0 / acc_s
+    inv_act = 1.0 / act_s
+    cm = np.empty(ww, dtype=np.int64)  # main and partner source columns of each output column
+    cp = np.empty(ww, dtype=np.int64)
+    for x in range(ww):
+        j = x // 2
+        cm[x] = min(j, w1 - 1)
+        cp[x] = max(j - 1, 0) if x % 2 == 0 else min(j + 1, w1 - 1)
+    vert = np.empty(w1)
+    hid = np.empty((s_dim, ww))
+    out = np.empty(ww)
     for y in range(hh):
         yy = y0 + y
         k = yy // 2
         ym = min(k, h1 - 1) - s0
         yp = (max(k - 1, 0) if yy % 2 == 0 else min(k + 1, h1 - 1)) - s0
-        for x in range(ww):
-            j = x // 2
-            xm = min(j, w1 - 1)
-            xq = max(j - 1, 0) if x % 2 == 0 else min(j + 1, w1 - 1)
-            qv = q0[y, x] * step0
+        qrow = q0[y]
+        for s in range(s_dim):
+            am = acc[s, ym]
+            ap = acc[s, yp]
+            for j in range(w1):
+                vert[j] = am[j] * 0.75 + ap[j] * 0.25
+            h = hid[s]
+            w0 = wa0[s]
+            bs = ba[s]
+            for x in range(ww):
+                v = vert[cm[x]] * 0.75 + vert[cp[x]] * 0.25 + w0 * (qrow[x] * step0)
+                v = min(max(np.floor(v * acc_s + 0.5) * inv_acc, -ACC_LIMIT), ACC_LIMIT)
+                v = min(max(np.floor((v + bs) * act_s + 0.5) * inv_act, -ACT_LIMIT), ACT_LIMIT)
+                h[x] = v if v > 0 else 0.0
+        for o in range(3):
+            bo = bb[o]
+            for x in range(ww):
+                out[x] = bo
             for s in range(s_dim):
-                a = acc[s, ym, xm] * 0.75 + acc[s, yp, xm] * 0.25
-                b = acc[s, ym, xq] * 0.75 + acc[s, yp, xq] * 0.25
-                v = _rnd(a * 0.75 + b * 0.25 + wa0[s] * qv, acc_s, ACC_LIMIT)
-                v = _rnd(v + ba[s], act_s, ACT_LIMIT)
-                hid[s] = v if v > 0 else 0.0
-            for o in range(3):
-                t = bb[o]
-                for s in range(s_dim):
-                    t += wb[o, s] * hid[s]
-                rgb[o, y, x] = _rnd(t, act_s, ACT_LIMIT)
+                w = wb[o, s]
+                h = hid[s]
+                for x in range(ww):
+                    out[x] += w * h[x]
+            r = rgb[o, y]
+            for x in range(ww):
+                r[x] = min(max(np.floor(out[x] * act_s + 0.5) * inv_act, -ACT_LIMIT), ACT_LIMIT)
 
 
 @numba.njit(cache=True, nogil=True)
 def _conv_layer(x: np.ndarray, k: np.ndarray, b: np.ndarray, relu: bool, out: np.ndarray) -> None:
-    """out = round(conv3x3(x) + b), zero padding, optionally ReLU (all exact)."""
+    """out = round(conv3x3(x) + b), zero padding, optionally ReLU (all exact). Row by row, the
+    loops over a row innermost; the sums are exact, so their order does not matter."""
     c, hh, ww = x.shape
     o_dim = k.shape[0]
     act_s = float(1 << ACT_BITS)
+    inv_act = 1.0 / act_s
+    t = np.empty(ww)
     for o in range(o_dim):
         for y in range(hh):
+            bo = b[o]
             for xx in range(ww):
-                t = b[o]
-                for ci in range(c):
-                    for dy in range(3):
-                        yy = y + dy - 1
-                        if yy < 0 or yy >= hh:
-                            continue
-                        for dx in range(3):
-                            x2 = xx + dx - 1
-                            if 0 <= x2 < ww:
-                                t += k[o, ci, dy, dx] * x[ci, yy, x2]
-                v = _rnd(t, act_s, ACT_LIMIT)
-                out[o, y, xx] = (v if v > 0 else 0.0) if relu else v
+                t[xx] = bo
+            for ci in range(c):
+                for dy in range(3):
+                    yy = y + dy - 1
+                    if yy < 0 or yy >= hh:
+                        continue
+                    src = x[ci, yy]
+                    k0 = k[o, ci, dy, 0]
+                    k1 = k[o, ci, dy, 1]
+                    k2 = k[o, ci, dy, 2]
+                    for xx in range(ww):
+                        t[xx] += k1 * src[xx]
+                    for xx in range(1, ww):
+                        t[xx] += k0 * src[xx - 1]
+                    for xx in range(ww - 1):
+                        t[xx] += k2 * src[xx + 1]
+            r = out[o, y]
+            for xx in range(ww):
+                v = min(max(np.floor(t[xx] * act_s + 0.5) * inv_act, -ACT_LIMIT), ACT_LIMIT)
+                r[xx] = (v if v > 0 else 0.0) if relu else v
 
 
 @numba.njit(cache=True, nogil=True)
@@ -157,6 +191,57 @@ def _to_pixels(rgb: np.ndarray, res: np.ndarray, base: np.ndarray, out: np.ndarr
                 if base.shape[0]:
                     p += base[y, x, o]
                 out[y, x, o] = 0 if p < 0 else (255 if p > 255 else np.uint8(p))
+
+
+@numba.njit(cache=True, nogil=True)
+def _level_rows(src: np.ndarray, s0: int, h_in: int, r0: int, lat: np.ndarray, wa: np.ndarray,
+                step_lv: float, out: np.ndarray) -> None:
+    """Rows r0.. of a level's accumulator into out (S, rows, cols): the 2x upsampling of the
+    coarser level's rows (src holds its rows s0.. of the h_in there are; no rows: the coarsest
+    level) plus this level's mix of its latents lat (n, rows, cols) by wa (S, n), rounded to
+    the accumulator's precision. Row by row, loops over a row innermost; every sum is exact."""
+    s_dim, hh, ww = out.shape
+    acc_s = float(1 << ACC_BITS)
+    inv_acc = 1.0 / acc_s
+    n = lat.shape[0]
+    w_in = src.shape[2]
+    cm = np.empty(ww, dtype=np.int64)
+    cp = np.empty(ww, dtype=np.int64)
+    for x in range(ww):
+        j = x // 2
+        cm[x] = min(j, w_in - 1)
+        cp[x] = max(j - 1, 0) if x % 2 == 0 else min(j + 1, w_in - 1)
+    vert = np.empty(max(w_in, 1))
+    q = np.empty((n, ww))
+    for y in range(hh):
+        for g in range(n):
+            lr = lat[g, y]
+            qr = q[g]
+            for x in range(ww):
+                qr[x] = lr[x] * step_lv
+        for s in range(s_dim):
+            o = out[s, y]
+            if src.shape[0]:
+                yy = r0 + y
+                k = yy // 2
+                ym = min(k, h_in - 1) - s0
+                yp = (max(k - 1, 0) if yy % 2 == 0 else min(k + 1, h_in - 1)) - s0
+                am = src[s, ym]
+                ap = src[s, yp]
+                for j in range(w_in):
+                    vert[j] = am[j] * 0.75 + ap[j] * 0.25
+                for x in range(ww):
+                    o[x] = vert[cm[x]] * 0.75 + vert[cp[x]] * 0.25
+            else:
+                for x in range(ww):
+                    o[x] = 0.0
+            for g in range(n):
+                w = wa[s, g]
+                qr = q[g]
+                for x in range(ww):
+                    o[x] += w * qr[x]
+            for x in range(ww):
+                o[x] = min(max(np.floor(o[x] * acc_s + 0.5) * inv_acc, -ACC_LIMIT), ACC_LIMIT)
 
 
 def _source_rows(n_in: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -184,21 +269,17 @@ class _Levels:
         """Accumulator rows r0..r1 at level lv (lv >= 1): (synth_hidden, r1 - r0, columns)."""
         _, cols = level_size(self.height, self.width, lv)
         idx = self.by_level.get(lv, [])
-        z = None
-        if idx:
-            x = np.stack([self.latents[k][r0:r1].astype(np.float64) * self.steps[lv] for k in idx])
-            z = (self.wa[:, idx] @ x.reshape(len(idx), -1)).reshape(-1, r1 - r0, cols)
+        lat = (np.stack([self.latents[k][r0:r1] for k in idx]) if idx
+               else np.zeros((0, r1 - r0, cols), np.int64))
+        wa = np.ascontiguousarray(self.wa[:, idx]) if idx else np.zeros((self.wa.shape[0], 0))
+        out = np.empty((self.wa.shape[0], r1 - r0, cols))
         if lv < self.top:
-            h_in, w_in = level_size(self.height, self.width, lv + 1)
-            main, part, s0, s1 = _source_rows(h_in, r0, r1)
-            src = self.rows(lv + 1, s0, s1)
-            c_main, c_part, _ = _up2_index(w_in, 0, cols)
-            t = src[:, main - s0] * 0.75 + src[:, part - s0] * 0.25
-            del src
-            up = t[:, :, c_main] * 0.75 + t[:, :, c_part] * 0.25
-            del t
-            z = up if z is None else up + z
-        return _round_to(np, z, ACC_BITS, ACC_LIMIT)
+            h_in, _ = level_size(self.height, self.width, lv + 1)
+            _, _, s0, s1 = _source_rows(h_in, r0, r1)
+            _level_rows(self.rows(lv + 1, s0, s1), s0, h_in, r0, lat, wa, self.steps[lv], out)
+        else:
+            _level_rows(np.zeros((0, 0, 0)), 0, 0, r0, lat, wa, self.steps[lv], out)
+        return out
 
 
 def strip_rows(width: int, synth_hidden: int) -> int:
