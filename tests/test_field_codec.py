@@ -390,3 +390,15 @@ def test_strip_synthesis_is_the_whole_array_synthesis_bit_for_bit(shape: tuple[i
             monkeypatch.setattr("dappled.models.field.synthesis.STRIP_ROWS", rows)
             np.testing.assert_array_equal(synthesize(lat, gs, net, h, w), ref, err_msg=f"{arch} {rows}")
     assert distinct > 2 or h * w < 4  # not flat images: the comparison can fail
+
+
+def test_bpp_on_a_fit_too_short_for_its_probes() -> None:
+    """A short fit's rate control measures the rate at 10, 15, 30 and 35 % of the fit; with 3
+    iterations several of those fall on one iteration, which once ended in a KeyError. Now the
+    steer sees them all (at the same rate) and the encode decodes."""
+    from dappled.models.field.fit import is_short_fit
+
+    image = load_image(SAMPLE_IMAGE)[:448, :448].copy()
+    assert is_short_fit(3, image.shape[0] * image.shape[1])
+    data = api.encode_image(image, "field", bpp=0.25, effort="fast", iterations=3)
+    assert api.decode_image(data).shape == image.shape

@@ -127,7 +127,9 @@ def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
     lam = cfg.lam
     log_t0, log_t1 = math.log(cfg.t_start), math.log(cfg.t_end)
     history: list[tuple[int, float, float]] = []
-    at_probe = {max(1, round(n * f)): f for f in cfg.probes}
+    at_probe: dict[int, list[float]] = {}  # iteration -> the probes there (a short fit may merge some)
+    for f in sorted(cfg.probes):
+        at_probe.setdefault(max(1, round(n * f)), []).append(f)
     probes: list[tuple[float, float, float]] = []
     n_soft = n - round(n * cfg.hard_tail)
     for i in range(n):
@@ -146,13 +148,13 @@ def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
         opt.step()
         bpp = (float(bits.detach()) + net_bits) / n_pix
         if i + 1 in at_probe:
-            frac = at_probe[i + 1]
             with torch.no_grad():
                 hard = (float(model.rate_bits([torch.round(y) for y in model.latents])) + net_bits) / n_pix
-            probes.append((frac, hard, lam))
-            if steer is not None:  # rate control; the cost cap follows lambda as at a fixed one
-                lam = steer(frac, hard, lam)
-                model.rate_cap = rate_cap_for(lam)
+            for frac in at_probe[i + 1]:
+                probes.append((frac, hard, lam))
+                if steer is not None:  # rate control; the cost cap follows lambda as at a fixed one
+                    lam = steer(frac, hard, lam)
+                    model.rate_cap = rate_cap_for(lam)
         if i % 10 == 0 or i == n - 1:
             psnr = -10 * math.log10(max(float(mse.detach()), 1e-10))
             history.append((i + 1, psnr, bpp))

@@ -234,24 +234,26 @@ class FieldModel(nn.Module):
         out = F.linear(torch.cat([h, ctx], dim=1), self.arm_w[-1]) + self.arm_b[-1][self.grid_index()]
         return out[:, 0], out[:, 1]
 
-    def rate_bits(self, q: list[torch.Tensor]) -> torch.Tensor:
-        """Estimated bits of all latents under the ARM (a scalar): the fused numba kernel on the
-        CPU, plain torch elsewhere (same value, see tests)."""
+    def rate_bits(self, q: list[torch.Tensor], cap_bits: float | None = None) -> torch.Tensor:
+        """Estimated bits of all latents under the ARM (a scalar), each capped at `cap_bits`
+        (None: :attr:`rate_cap`): the fused numba kernel on the CPU, plain torch elsewhere (same
+        value, see tests)."""
+        cap = self.rate_cap if cap_bits is None else cap_bits
         if q[0].device.type != "cpu":
-            return self.rate_bits_torch(q)
+            return self.rate_bits_torch(q, cap)
         from dappled.models.field.arm_kernel import ArmRate, padded_buffer
 
         if self._layout is None:
             from dappled.models.field.arm_kernel import layout_arrays
 
             self._layout = layout_arrays(q)
-        return ArmRate.apply(padded_buffer(q), self._layout, self.arch, self.rate_cap, *self.arm_params())
+        return ArmRate.apply(padded_buffer(q), self._layout, self.arch, cap, *self.arm_params())
 
-    def rate_bits_torch(self, q: list[torch.Tensor]) -> torch.Tensor:
+    def rate_bits_torch(self, q: list[torch.Tensor], cap_bits: float | None = None) -> torch.Tensor:
         """:meth:`rate_bits` in torch ops (the reference, and the CUDA path)."""
         mu, ls = self.arm(self.contexts(q))
         x = torch.cat([y.reshape(-1) for y in q])
-        return laplace_bits(x, mu, ls, self.rate_cap).sum()
+        return laplace_bits(x, mu, ls, self.rate_cap if cap_bits is None else cap_bits).sum()
 
     def render(self, q: list[torch.Tensor]) -> torch.Tensor:
         """Latents -> (3, H, W) RGB in [0, 1] (unclamped), plus :attr:`base` when set: the

@@ -12,9 +12,10 @@ import numpy as np
 import torch
 
 from dappled.models.field.integer import KMAX, WMAX, QuantNet, QuantTensor, arm_layer_count, zigzag
-from dappled.models.field.model import FieldModel, laplace_bits
+from dappled.models.field.model import FieldModel
 
 K_CANDIDATES = range(3, KMAX + 1)
+ESCAPE_BITS = 16.0
 
 
 def weight_bits(ints: np.ndarray) -> float:
@@ -34,12 +35,9 @@ def quantize_network(model: FieldModel, target: torch.Tensor, lam: float) -> Qua
     by their quantized values, so later evaluations see what the decoder will)."""
     q = [torch.round(y) for y in model.latents]
     n_pix = float(model.height * model.width)
-    ctx = model.contexts(q)
-    x = torch.cat([y.reshape(-1) for y in q])
 
-    def rate() -> float:
-        mu, ls = model.arm(ctx)
-        return float(laplace_bits(x, mu, ls).sum())
+    def rate() -> float:  # the stream's escapes cost ~16 bits: the cap of the codec's tables
+        return float(model.rate_bits(q, ESCAPE_BITS))
 
     def distortion() -> float:
         return float(torch.mean((model.render(q) - target) ** 2)) * n_pix / lam
