@@ -7,6 +7,8 @@ the padded grids, runs the MLP, takes -log2 of the bin probability and back-prop
 away (the loss is a plain sum of bits), accumulating the gradients of the latents and weights.
 Float32 with fastmath: this is the fit's estimate, not the decoder's arithmetic (that is
 :mod:`dappled.entropy.latent`). The tests hold it to the torch ARM (``rate_bits_torch``).
+numpy's error model: a diverged fit's NaN flows through (as in torch) to the encoder's
+non-finite check, instead of raising ZeroDivisionError in the kernel.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ _LS_MAX = math.log(64.0)
 _NB = np.array(NEIGHBOURS, dtype=np.int64)
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray,
                    nb: np.ndarray, c: int, hdim: int, n_hidden: int, w1t: np.ndarray,
                    b1: np.ndarray, w2t: np.ndarray, b2: np.ndarray, wo: np.ndarray,

@@ -18,7 +18,7 @@ import torch
 _F32 = np.float32
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _up2_row(acc: np.ndarray, yy: int, cols: int, tmp: np.ndarray, out: np.ndarray) -> None:
     """Row yy of the 2x bilinear upsampling (taps 3/4, 1/4, edges clamped) of every channel of
     acc (S, h1, w1) into out (S, cols); tmp is an (S, 2 * w1 + 4) scratch.
@@ -45,7 +45,7 @@ def _up2_row(acc: np.ndarray, yy: int, cols: int, tmp: np.ndarray, out: np.ndarr
             o[2 * j] = _F32(0.75) * t[j + 1] + _F32(0.25) * t[j]
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _up2_row_back(g: np.ndarray, yy: int, cols: int, tmp: np.ndarray, gacc: np.ndarray) -> None:
     """Adds the gradient of :func:`_up2_row` (g: (S, cols) at output row yy) into gacc."""
     s_dim, h1, w1 = gacc.shape
@@ -75,7 +75,7 @@ def _up2_row_back(g: np.ndarray, yy: int, cols: int, tmp: np.ndarray, gacc: np.n
         b[w1 - 1] += _F32(0.25) * e1
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _hidden_row(acc: np.ndarray, q0: np.ndarray, wa0: np.ndarray, ba: np.ndarray, yy: int,
                 tmp: np.ndarray, full: np.ndarray) -> None:
     """Pre-activation of the hidden layer at image row yy: upsampled accumulator + level-0 mix
@@ -94,7 +94,7 @@ def _hidden_row(acc: np.ndarray, q0: np.ndarray, wa0: np.ndarray, ba: np.ndarray
             f[x] += bs
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _conv3x3(x: np.ndarray, k: np.ndarray, b: np.ndarray, relu: bool, out: np.ndarray) -> None:
     """out = conv3x3(x) + b (zero padding), ReLU if asked; (C, H, W) -> (O, H, W)."""
     c_dim, hh, ww = x.shape
@@ -124,7 +124,7 @@ def _conv3x3(x: np.ndarray, k: np.ndarray, b: np.ndarray, relu: bool, out: np.nd
                     r[xx] = max(r[xx], _F32(0.0))
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _conv3x3_back(x: np.ndarray, k: np.ndarray, g: np.ndarray, gx: np.ndarray, gk: np.ndarray,
                   gb: np.ndarray) -> None:
     """Gradients of out = conv3x3(x) + b given g = dL/dout: adds into gx (the input's), gk
@@ -171,7 +171,7 @@ def _conv3x3_back(x: np.ndarray, k: np.ndarray, g: np.ndarray, gx: np.ndarray, g
                         dst[ww - 1] += w1 * gr[ww - 1] + w2 * gr[ww - 2]
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _forward(acc: np.ndarray, q0: np.ndarray, wa0: np.ndarray, ba: np.ndarray, wb: np.ndarray,
              bb: np.ndarray, ka: np.ndarray, kba: np.ndarray, kb: np.ndarray, kbb: np.ndarray,
              rgb: np.ndarray, t: np.ndarray, out: np.ndarray) -> None:
@@ -209,7 +209,7 @@ def _forward(acc: np.ndarray, q0: np.ndarray, wa0: np.ndarray, ba: np.ndarray, w
         out[:] = rgb
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _backward(acc: np.ndarray, q0: np.ndarray, wa0: np.ndarray, ba: np.ndarray, wb: np.ndarray,
               ka: np.ndarray, kb: np.ndarray, rgb: np.ndarray, t: np.ndarray, g_out: np.ndarray,
               g_acc: np.ndarray, g_q0: np.ndarray, g_wa0: np.ndarray, g_ba: np.ndarray,
