@@ -61,12 +61,12 @@ def _decode_all(words: np.ndarray, excess: np.ndarray, buf: np.ndarray, offs: np
     for g in range(hs.size):
         stride = ws[g] + 2 * PAD
         ctx[:] = 0
-        mu0, ls0 = predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo[g], ko, a1, a2)
+        mu0, ls0 = predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo, g, ko, a1, a2)
         t0, centre0 = table_of(mu0, ls0)
         for y in range(hs[g]):
             for x in range(ws[g]):
                 if gather(buf, offs[g], stride, y, x, nb, c, ctx):
-                    mu, ls = predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo[g], ko, a1, a2)
+                    mu, ls = predict(ctx, c, hdim, n_hidden, w1, b1, k1, w2, b2, k2, wo, bo, g, ko, a1, a2)
                     t, centre = table_of(mu, ls)
                 else:  # an all-zero context: the prediction is a constant
                     t, centre = t0, centre0
