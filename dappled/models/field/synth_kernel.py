@@ -15,6 +15,8 @@ import numba
 import numpy as np
 import torch
 
+from dappled.models.field.synthesis import conv3x3_row
+
 _F32 = np.float32
 
 
@@ -97,28 +99,12 @@ def _hidden_row(acc: np.ndarray, q0: np.ndarray, wa0: np.ndarray, ba: np.ndarray
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _conv3x3(x: np.ndarray, k: np.ndarray, b: np.ndarray, relu: bool, out: np.ndarray) -> None:
     """out = conv3x3(x) + b (zero padding), ReLU if asked; (C, H, W) -> (O, H, W)."""
-    c_dim, hh, ww = x.shape
-    o_dim = k.shape[0]
-    for o in range(o_dim):
+    _, hh, ww = x.shape
+    for o in range(k.shape[0]):
         for y in range(hh):
             r = out[o, y]
-            bo = b[o]
-            for xx in range(ww):
-                r[xx] = bo
-            for c in range(c_dim):
-                for dy in range(3):
-                    sy = y + dy - 1
-                    if sy < 0 or sy >= hh:
-                        continue
-                    src = x[c, sy]
-                    w0 = k[o, c, dy, 0]
-                    w1 = k[o, c, dy, 1]
-                    w2 = k[o, c, dy, 2]
-                    for xx in range(1, ww - 1):
-                        r[xx] += w0 * src[xx - 1] + w1 * src[xx] + w2 * src[xx + 1]
-                    r[0] += w1 * src[0] + (w2 * src[1] if ww > 1 else _F32(0.0))
-                    if ww > 1:
-                        r[ww - 1] += w0 * src[ww - 2] + w1 * src[ww - 1]
+            r[:] = b[o]
+            conv3x3_row(x, k, o, y, r)
             if relu:
                 for xx in range(ww):
                     r[xx] = max(r[xx], _F32(0.0))

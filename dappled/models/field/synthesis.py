@@ -141,34 +141,41 @@ def _full_size(acc: np.ndarray, q0: np.ndarray, wa0: np.ndarray, ba: np.ndarray,
 
 
 @numba.njit(cache=True, nogil=True)
-def _conv_layer(x: np.ndarray, k: np.ndarray, b: np.ndarray, relu: bool, out: np.ndarray) -> None:
-    """out = round(conv3x3(x) + b), zero padding, optionally ReLU (all exact). Row by row, the
-    loops over a row innermost; the sums are exact, so their order does not matter."""
+def conv3x3_row(x: np.ndarray, k: np.ndarray, o: int, y: int, t: np.ndarray) -> None:
+    """Adds row y of output channel o of the zero-padded 3x3 convolution of x (C, H, W) by k
+    (O, C, 3, 3) into t (W,), in loops over the row (vectorized). Shared by the decoder (exact
+    sums, in any order) and the fit's float32 kernel (:mod:`.synth_kernel`)."""
     c, hh, ww = x.shape
+    for ci in range(c):
+        for dy in range(3):
+            yy = y + dy - 1
+            if yy < 0 or yy >= hh:
+                continue
+            src = x[ci, yy]
+            k0 = k[o, ci, dy, 0]
+            k1 = k[o, ci, dy, 1]
+            k2 = k[o, ci, dy, 2]
+            for xx in range(ww):
+                t[xx] += k1 * src[xx]
+            for xx in range(1, ww):
+                t[xx] += k0 * src[xx - 1]
+            for xx in range(ww - 1):
+                t[xx] += k2 * src[xx + 1]
+
+
+@numba.njit(cache=True, nogil=True)
+def _conv_layer(x: np.ndarray, k: np.ndarray, b: np.ndarray, relu: bool, out: np.ndarray) -> None:
+    """out = round(conv3x3(x) + b), zero padding, optionally ReLU (all exact). Row by row; the
+    sums are exact, so their order does not matter."""
+    _, hh, ww = x.shape
     o_dim = k.shape[0]
     act_s = float(1 << ACT_BITS)
     inv_act = 1.0 / act_s
     t = np.empty(ww)
     for o in range(o_dim):
         for y in range(hh):
-            bo = b[o]
-            for xx in range(ww):
-                t[xx] = bo
-            for ci in range(c):
-                for dy in range(3):
-                    yy = y + dy - 1
-                    if yy < 0 or yy >= hh:
-                        continue
-                    src = x[ci, yy]
-                    k0 = k[o, ci, dy, 0]
-                    k1 = k[o, ci, dy, 1]
-                    k2 = k[o, ci, dy, 2]
-                    for xx in range(ww):
-                        t[xx] += k1 * src[xx]
-                    for xx in range(1, ww):
-                        t[xx] += k0 * src[xx - 1]
-                    for xx in range(ww - 1):
-                        t[xx] += k2 * src[xx + 1]
+            t[:] = b[o]
+            conv3x3_row(x, k, o, y, t)
             r = out[o, y]
             for xx in range(ww):
                 v = min(max(np.floor(t[xx] * act_s + 0.5) * inv_act, -ACT_LIMIT), ACT_LIMIT)
