@@ -174,9 +174,6 @@ class Decision:
 # for a target (docs/data/field-fast-v3/trajectory-lrnet04.jsonl), and on lambda x2 moves at 5,
 # 15 and 35 % of the fit (moves-lrnet04.jsonl); docs/results.md, "Fast-effort rate control".
 # Final-rate prediction, leave one image out: rms 0.084 in log rate at 15 %, 0.010 at 35 %.
-# The fast effort now fits 300 iterations; the decisions are at fractions of the fit and
-# predict_lambda scales with the iterations, and the calibration held there (kodim01-08, --bpp
-# at 0.125 / 0.25 / 0.5 / 1.0 in docs/results.md, session 4).
 SHORT_DECISIONS = (
     Decision(0.15, 0.1, -0.094, 1.388, 0.84, 2.0, 1.02),
     Decision(0.35, 0.3, -0.036, 1.87, 0.40, 1.6, 1.015),
