@@ -63,11 +63,13 @@ def _options(opts: dict[str, Any]) -> tuple[str, str, int | None, int, float | N
     return effort, complexity, iterations, threads, lam_v
 
 
-def iterations_for(effort: str, height: int, width: int) -> int:
-    """Iterations of an effort: the 768x512 count, more for small images (they are cheap)."""
+def iterations_for(effort: str, height: int, width: int,
+                   efforts: dict[str, int] | None = None) -> int:
+    """Iterations of an effort: the 768x512 count (of `efforts`, default fit.EFFORTS), more for
+    small images (they are cheap)."""
     from dappled.models.field.fit import EFFORTS
 
-    base = EFFORTS[effort]
+    base = (efforts or EFFORTS)[effort]
     scale = min(2.0, max(1.0, math.sqrt(768 * 512 / max(1, height * width))))
     return int(base * scale)
 

@@ -168,15 +168,17 @@ class Decision:
     dead: float  # a predicted miss within this factor moves nothing
 
 
-# Short fits on large images (fit.is_short_fit: the fast effort, 200 iterations at 768x512 with
+# Short fits on large images (fit.is_short_fit: the fast effort, 300 iterations at 768x512 with
 # the networks at fit.SHORT_LR_NET), calibrated by benchmarks/field_rate_calibrate.py on
-# fixed-lambda trajectories of the 24 Kodak images at 200 iterations, lambda from predict_lambda
-# for a target (docs/data/field-fast-v3/trajectory-lrnet04.jsonl), and on lambda x2 moves at 5,
-# 15 and 35 % of the fit (moves-lrnet04.jsonl); docs/results.md, "Fast-effort rate control".
-# Final-rate prediction, leave one image out: rms 0.084 in log rate at 15 %, 0.010 at 35 %.
+# fixed-lambda trajectories of the 24 Kodak images at 300 iterations, lambda from predict_lambda
+# for a target (docs/data/field-fast-v4/trajectory-300.jsonl; at 200 iterations:
+# field-fast-v3/trajectory-lrnet04.jsonl, whose trend at 15 % was twice as steep), and on lambda
+# x2 moves at 5, 15 and 35 % of 200-iteration fits (field-fast-v3/moves-lrnet04.jsonl);
+# docs/results.md, "Fast-effort rate control". Final-rate prediction, leave one image out: rms
+# 0.082 in log rate at 15 %, 0.013 at 35 %.
 SHORT_DECISIONS = (
-    Decision(0.15, 0.1, -0.094, 1.388, 0.84, 2.0, 1.02),
-    Decision(0.35, 0.3, -0.036, 1.87, 0.40, 1.6, 1.015),
+    Decision(0.15, 0.1, -0.155, 0.652, 0.84, 2.0, 1.02),
+    Decision(0.35, 0.3, -0.020, 2.522, 0.40, 1.6, 1.015),
 )
 # SHOWN[m][p]: the share of a move's effect on the final rate that the rate at probe p already
 # shows, for a move made at m (the rest is still to come, and its arrival steepens the fall);

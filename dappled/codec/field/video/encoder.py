@@ -59,6 +59,10 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     "i_weight": 10.0,  # --kbps: an intra frame's share of its group's budget, in predicted frames
 }
 
+# A frame's iterations per effort at 768x512 (iterations_for scales them): the counts the video
+# figures and --kbps were measured at. The image's fast effort went to 300 iterations when the
+# fit got 2.4x faster (session 4); video keeps 200 until its rate control is re-measured.
+VIDEO_EFFORTS = {"fast": 200, "default": 1000, "slow": 4000}
 # --kbps: d log(bytes) / d log(lambda) of a predicted frame's latents (the image fit's), and the
 # largest factor lambda moves by between two predicted frames
 P_RATE_POWER = 1.5  # carphone, fast effort, 40-150 kbps: a predicted frame's bytes ~ lambda**-1.5
@@ -162,7 +166,7 @@ class FieldVideoEncoder:
         self.w, self.h, self.fps, self.gop, self.kbps = width, height, fps, gop, kbps
         image_opts, self.vopts = video_options(params.options)
         self.effort, complexity, iterations, self.threads, lam_opt = _options(image_opts)
-        self.iterations = iterations or iterations_for(self.effort, height, width)
+        self.iterations = iterations or iterations_for(self.effort, height, width, VIDEO_EFFORTS)
         i_opts = {**image_opts, "iterations": max(1, round(self.iterations * self.vopts["i_iterations"]))}
         self.image_params = replace(params, options=i_opts, progress=False)
         if kbps is not None and lam_opt is not None:
