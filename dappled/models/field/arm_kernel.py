@@ -29,6 +29,26 @@ _LS_MAX = math.log(64.0)
 _NB = np.array(NEIGHBOURS, dtype=np.int64)
 
 
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy", inline="always")
+def _dense_relu_rows(inp: np.ndarray, n_in: int, wt: np.ndarray, bias: np.ndarray, wd: int,
+                     z: np.ndarray, a: np.ndarray) -> None:
+    """One hidden layer over a row of wd latents: z = bias + inp[:n_in] . wt (wt: inputs x
+    units), a = ReLU(z); loops over the row innermost."""
+    for j in range(z.shape[0]):
+        zr = z[j]
+        bj = bias[j]
+        for x in range(wd):
+            zr[x] = bj
+        for i in range(n_in):
+            wij = wt[i, j]
+            ir = inp[i]
+            for x in range(wd):
+                zr[x] += wij * ir[x]
+        ar = a[j]
+        for x in range(wd):
+            ar[x] = max(zr[x], np.float32(0.0))
+
+
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray,
                    nb: np.ndarray, c: int, hdim: int, n_hidden: int, w1t: np.ndarray,
@@ -76,34 +96,10 @@ def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray,
                 for x in range(wd):
                     cr[x] = buf[o + x]
             # forward: hidden layer(s), then (mu, log scale) from the last layer and the context
-            for j in range(hdim):
-                zr = z1[j]
-                bj = b1[j]
-                for x in range(wd):
-                    zr[x] = bj
-                for i in range(c):
-                    wij = w1t[i, j]
-                    cr = ctx[i]
-                    for x in range(wd):
-                        zr[x] += wij * cr[x]
-                ar = a1[j]
-                for x in range(wd):
-                    ar[x] = max(zr[x], f32(0.0))
+            _dense_relu_rows(ctx, c, w1t, b1, wd, z1, a1)
             last = a1
             if n_hidden == 2:
-                for j in range(hdim):
-                    zr = z2[j]
-                    bj = b2[j]
-                    for x in range(wd):
-                        zr[x] = bj
-                    for i in range(hdim):
-                        wij = w2t[i, j]
-                        ar = a1[i]
-                        for x in range(wd):
-                            zr[x] += wij * ar[x]
-                    ar2 = a2[j]
-                    for x in range(wd):
-                        ar2[x] = max(zr[x], f32(0.0))
+                _dense_relu_rows(a1, hdim, w2t, b2, wd, z2, a2)
                 last = a2
             m0 = bo[g, 0]
             l0 = bo[g, 1]
