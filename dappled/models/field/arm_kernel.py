@@ -49,6 +49,20 @@ def _dense_relu_rows(inp: np.ndarray, n_in: int, wt: np.ndarray, bias: np.ndarra
             ar[x] = max(zr[x], np.float32(0.0))
 
 
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy", inline="always")
+def _relu_back_rows(g: np.ndarray, z: np.ndarray, gbias: np.ndarray, wd: int) -> None:
+    """Back through :func:`_dense_relu_rows`' ReLU: g (the gradient at its output, units x row)
+    becomes the gradient at z, and its row sums are added into gbias."""
+    for j in range(z.shape[0]):
+        gr = g[j]
+        zr = z[j]
+        sm = np.float32(0.0)
+        for x in range(wd):
+            gr[x] = gr[x] if zr[x] > 0 else np.float32(0.0)
+            sm += gr[x]
+        gbias[j] += sm
+
+
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray,
                    nb: np.ndarray, c: int, hdim: int, n_hidden: int, w1t: np.ndarray,
@@ -181,14 +195,7 @@ def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray,
                 for x in range(wd):
                     gr[x] = gmu[x] * w0 + gls[x] * w1
             if n_hidden == 2:
-                for j in range(hdim):  # gl becomes the gradient at z2
-                    gr = gl[j]
-                    zr = z2[j]
-                    sm = f32(0.0)
-                    for x in range(wd):
-                        gr[x] = gr[x] if zr[x] > 0 else f32(0.0)
-                        sm += gr[x]
-                    gb2[j] += sm
+                _relu_back_rows(gl, z2, gb2, wd)  # gl becomes the gradient at z2
                 for i in range(hdim):
                     ar = a1[i]
                     gar = ga[i]
@@ -205,14 +212,7 @@ def _arm_rate(buf: np.ndarray, offs: np.ndarray, hs: np.ndarray, ws: np.ndarray,
                 top = ga
             else:
                 top = gl
-            for j in range(hdim):  # top becomes the gradient at z1
-                gr = top[j]
-                zr = z1[j]
-                sm = f32(0.0)
-                for x in range(wd):
-                    gr[x] = gr[x] if zr[x] > 0 else f32(0.0)
-                    sm += gr[x]
-                gb1[j] += sm
+            _relu_back_rows(top, z1, gb1, wd)  # top becomes the gradient at z1
             for i in range(c):
                 cr = ctx[i]
                 w0 = wo[0, hdim + i]

@@ -86,24 +86,20 @@ def _rnd(v: float, scale: float, limit: float) -> float:
 
 @numba.njit(cache=True, nogil=True)
 def _full_size(acc: np.ndarray, q0: np.ndarray, wa0: np.ndarray, ba: np.ndarray, wb: np.ndarray,
-               bb: np.ndarray, step0: float, y0: int, s0: int, h1: int, rgb: np.ndarray) -> None:
+               bb: np.ndarray, step0: float, y0: int, s0: int, h1: int, cm: np.ndarray,
+               cp: np.ndarray, rgb: np.ndarray) -> None:
     """Full-size stage per pixel: 2x-upsampled accumulator + level-0 mix, ReLU layer, RGB layer.
 
-    A strip: rgb and q0 hold image rows y0.., acc holds level-1 rows s0.. of the h1 there are.
-    Row by row, with the loops over a row innermost (vectorized); every sum is exact, so the
-    order of the terms does not change a value."""
+    A strip: rgb and q0 hold image rows y0.., acc holds level-1 rows s0.. of the h1 there are;
+    cm, cp: each output column's main and partner source column (:func:`_up2_index`). Row by
+    row, with the loops over a row innermost (vectorized); every sum is exact, so the order of
+    the terms does not change a value."""
     s_dim, _, w1 = acc.shape
     _, hh, ww = rgb.shape
     acc_s = float(1 << ACC_BITS)
     act_s = float(1 << ACT_BITS)
     inv_acc = 1.0 / acc_s
     inv_act = 1.0 / act_s
-    cm = np.empty(ww, dtype=np.int64)  # main and partner source columns of each output column
-    cp = np.empty(ww, dtype=np.int64)
-    for x in range(ww):
-        j = x // 2
-        cm[x] = min(j, w1 - 1)
-        cp[x] = max(j - 1, 0) if x % 2 == 0 else min(j + 1, w1 - 1)
     vert = np.empty(w1)
     hid = np.empty((s_dim, ww))
     out = np.empty(ww)
@@ -201,8 +197,8 @@ def _to_pixels(rgb: np.ndarray, res: np.ndarray, base: np.ndarray, out: np.ndarr
 
 
 @numba.njit(cache=True, nogil=True)
-def _level_rows(src: np.ndarray, s0: int, h_in: int, r0: int, lat: np.ndarray, wa: np.ndarray,
-                step_lv: float, out: np.ndarray) -> None:
+def _level_rows(src: np.ndarray, s0: int, h_in: int, r0: int, cm: np.ndarray, cp: np.ndarray,
+                lat: np.ndarray, wa: np.ndarray, step_lv: float, out: np.ndarray) -> None:
     """Rows r0.. of a level's accumulator into out (S, rows, cols): the 2x upsampling of the
     coarser level's rows (src holds its rows s0.. of the h_in there are; no rows: the coarsest
     level) plus this level's mix of its latents lat (n, rows, cols) by wa (S, n), rounded to
@@ -212,12 +208,6 @@ def _level_rows(src: np.ndarray, s0: int, h_in: int, r0: int, lat: np.ndarray, w
     inv_acc = 1.0 / acc_s
     n = lat.shape[0]
     w_in = src.shape[2]
-    cm = np.empty(ww, dtype=np.int64)
-    cp = np.empty(ww, dtype=np.int64)
-    for x in range(ww):
-        j = x // 2
-        cm[x] = min(j, w_in - 1)
-        cp[x] = max(j - 1, 0) if x % 2 == 0 else min(j + 1, w_in - 1)
     vert = np.empty(max(w_in, 1))
     q = np.empty((n, ww))
     for y in range(hh):
@@ -281,11 +271,13 @@ class _Levels:
         wa = np.ascontiguousarray(self.wa[:, idx]) if idx else np.zeros((self.wa.shape[0], 0))
         out = np.empty((self.wa.shape[0], r1 - r0, cols))
         if lv < self.top:
-            h_in, _ = level_size(self.height, self.width, lv + 1)
+            h_in, w_in = level_size(self.height, self.width, lv + 1)
             _, _, s0, s1 = _source_rows(h_in, r0, r1)
-            _level_rows(self.rows(lv + 1, s0, s1), s0, h_in, r0, lat, wa, self.steps[lv], out)
+            cm, cp, _ = _up2_index(w_in, 0, cols)
+            _level_rows(self.rows(lv + 1, s0, s1), s0, h_in, r0, cm, cp, lat, wa, self.steps[lv], out)
         else:
-            _level_rows(np.zeros((0, 0, 0)), 0, 0, r0, lat, wa, self.steps[lv], out)
+            none = np.zeros(0, np.int64)
+            _level_rows(np.zeros((0, 0, 0)), 0, 0, r0, none, none, lat, wa, self.steps[lv], out)
         return out
 
 
@@ -315,7 +307,8 @@ def synthesize(latents: list[np.ndarray], gs: list[Grid], net: QuantNet, height:
         levels = _Levels(latents, gs, wa, height, width, net.step_shift, net.step_ladder)
         wa0 = np.ascontiguousarray(wa[:, 0])
         step0 = step(0, net.step_shift, net.step_ladder)
-        h1, _ = level_size(height, width, 1)
+        h1, w1 = level_size(height, width, 1)
+        cm, cp, _ = _up2_index(w1, 0, width)  # the full-size stage's source columns
         rh = net.arch.res_hidden
         halo = 2 if rh else 0  # the two 3x3 layers: rows two from a strip edge are final
         n = strip_rows(width, net.arch.synth_hidden)
@@ -329,7 +322,8 @@ def synthesize(latents: list[np.ndarray], gs: list[Grid], net: QuantNet, height:
             _, _, s0, s1 = _source_rows(h1, a0, a1)
             acc = levels.rows(1, s0, s1)
             rgb = np.zeros((3, a1 - a0, width), dtype=np.float32)
-            _full_size(acc, latents[0][a0:a1].astype(np.float64), wa0, ba, wb, bb, step0, a0, s0, h1, rgb)
+            _full_size(acc, latents[0][a0:a1].astype(np.float64), wa0, ba, wb, bb, step0, a0, s0, h1,
+                       cm, cp, rgb)
             del acc
             res = np.zeros((0, y1 - y0, width), dtype=np.float32)
             if rh:
