@@ -10,7 +10,8 @@ produce exactly those pixels.
 Every image stream codes a 48x32 crop of the bundled sample (saved as source.png, which the
 classical codecs' checks compare against); the splatv stream codes a 3-frame 48x32 synthetic
 clip (tests/_clips.py), the fieldv streams too (`fieldv.dpl` payload version 1, `fieldv-v2.dpl`
-version 2). Entries of versions the current code cannot write (field version 1, fieldv version 1)
+version 2, `fieldv-v3*.dpl` version 3). Entries of versions the current code cannot write (field
+version 1, fieldv versions 1 and 2)
 are kept from the existing manifest unless --field-v1-tree points at a checkout of the code
 that wrote them: that code then encodes the crop and decodes it, and its pixels are the
 reference (the current decoder must reproduce them exactly).
@@ -46,9 +47,15 @@ VIDEO_STREAMS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     # payload version 2 (entropy-coded motion): 8-pixel blocks and cheap vectors, so that its
     # motion takes every path of the coder (neighbours' vectors, one used before, new ones)
     ("fieldv-v2", "field", "fieldv", {"quality": 4, "gop": 3, "iterations": 30, "block": 8, "mv_cost": 0.05}),
+    # payload version 3 (compact layout, cubic interpolation): the same with a residual on every
+    # predicted frame (types 0, 1, 2), and the defaults, whose predicted frames go without (type 3)
+    ("fieldv-v3", "field", "fieldv", {"quality": 4, "gop": 3, "iterations": 30, "block": 8, "mv_cost": 0.05,
+                                      "skip": 0}),
+    ("fieldv-v3-skip", "field", "fieldv", {"quality": 4, "gop": 3, "iterations": 30}),
 )
 # streams of payload versions the current code no longer writes: kept from the manifest
-WRITTEN_BEFORE = {"fieldv": "field video payload version 1, written before version 2 (at 5f3ca08)"}
+WRITTEN_BEFORE = {"fieldv": "field video payload version 1, written before version 2 (at 5f3ca08)",
+                  "fieldv-v2": "field video payload version 2, written before version 3 (at 3a35d95)"}
 CLASSICAL = ("jpeg", "webp", "avif", "jp2", "hevc", "jxl")
 # (file stem, codec, encode kwargs): the fitted codecs with short fits (a stream is a stream)
 IMAGE_STREAMS: list[tuple[str, str, dict[str, Any]]] = [
@@ -91,12 +98,18 @@ def pixels_sha256(frames: list[np.ndarray]) -> str:
 
 def payload_version(data: bytes) -> int | None:
     """The payload version byte of a Dappled codec's stream (first byte of the first FRAME
-    packet's HEAD or VHED chunk); None for the classical codecs (their own bitstreams)."""
+    packet's HEAD or VHED chunk; a field video frame's own parse from version 3, which has no
+    chunks); None for the classical codecs (their own bitstreams)."""
+    from dappled.codec import registry
     from dappled.codec.api import parse
     from dappled.codec.chunks import unpack_chunks
+    from dappled.codec.field.video.format import parse_frame
     from dappled.errors import BitstreamError
 
-    frame = parse(data).frames()[0]
+    stream = parse(data)
+    frame = stream.frames()[0]
+    if stream.header.codec_id == registry.get("fieldv").codec_id:
+        return parse_frame(frame.payload).version
     try:
         chunks = unpack_chunks(frame.payload)
     except BitstreamError:

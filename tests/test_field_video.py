@@ -45,7 +45,8 @@ def clip() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def coded(clip: list[np.ndarray]) -> object:
-    return encode_video(clip, 25, "field", quality=4, gop=5, keep_recon=True, **FAST)
+    # skip=0: every predicted frame codes a residual (the paths these tests check)
+    return encode_video(clip, 25, "field", quality=4, gop=5, keep_recon=True, skip=0, **FAST)
 
 
 def _packets(data: bytes) -> list:

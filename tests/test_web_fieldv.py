@@ -2,10 +2,11 @@
 fieldv-worker.js), in a real headless Chromium served by a real `dappled serve`: the player shows
 every frame of a field video stream exactly as the Python decoder makes it (tolerance 0 on every
 channel: the motion compensation is integer arithmetic and the residual synthesis exact float64,
-as in Python), for the frozen conformance streams (payload versions 1 and 2), a two-group clip
-encoded here (seeking restarts from an intra frame), a still one (version 2: no motion chunk) and
-a stream whose motion was rewritten to many fractional vectors; the integer motion compensation
-equals Python's on random motion fields; byte flips in a predicted frame, and in its
+as in Python), for the frozen conformance streams (payload versions 1, 2 and 3), a two-group clip
+encoded here (version 3; seeking restarts from an intra frame), a still one (version 3: frames of
+one byte, no motion and no residual), a stream whose motion was rewritten to many fractional
+vectors (cubic interpolation) and one mixing frames without a residual between those with one;
+the integer motion compensation (bilinear and cubic) equals Python's on random motion fields; byte flips in a predicted frame, and in its
 entropy-coded motion alone, are refused by both decoders or decoded to the same pixels (the same
 vectors); a corrupted or cut stream is an error on the page, never a hang. The opt-in WebGL2
 synthesis (float32) is within +-1 per frame of the group.
@@ -64,42 +65,65 @@ def _rich_motion(width: int, height: int, seed: int) -> Motion:
     return Motion(8, vecs, rng.integers(0, len(vecs), (rows, cols)).astype(np.int64))
 
 
+def _repack(payload: bytes, **change: object) -> bytes:
+    """A payload version 3 frame with some of its parts changed (motion, field, lat, esc, n_esc)."""
+    from dappled.codec.field.video.format import pack_frame, parse_frame
+
+    f = parse_frame(payload)
+    assert f.version == 3
+    parts = {"motion": f.chunks.get("MOTN", b""), "field": f.chunks.get("FLD ", b""),
+             "lat": f.chunks.get("LAT ", b""), "esc": f.chunks.get("ESC ", b""), "n_esc": f.n_esc, **change}
+    return pack_frame(f.ftype, **parts)  # type: ignore[arg-type]
+
+
+def _with_frames(data: bytes, payloads: list[bytes]) -> bytes:
+    """The stream's header with these frame payloads, numbered from 0 (the first a keyframe)."""
+    c = unpack(data, registry.ids())
+    first = c.frames()[0]
+    packets = [Packet(first.type, pl, i, first.flags if i == 0 else 0) for i, pl in enumerate(payloads)]
+    return pack(c.header, packets)
+
+
 @pytest.fixture(scope="module")
 def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dappled.codec.field.video.format import FRAME_P_SKIP, pack_frame, pack_motion, parse_frame
+
     root = tmp_path_factory.mktemp("webfieldv")
     shutil.copy(CONFORMANCE / "fieldv.dpl", root / "conf.dpl")  # payload version 1
     shutil.copy(CONFORMANCE / "fieldv-v2.dpl", root / "conf2.dpl")  # version 2
-    data = encode_video(_clip(5), 25, "field", quality=4, gop=3, iterations=20).data
-    (root / "two.dpl").write_bytes(data)  # I P P | I P
+    shutil.copy(CONFORMANCE / "fieldv-v3.dpl", root / "conf3.dpl")  # version 3
+    # version 3, every predicted frame with a residual (skip=0): I P P | I P
+    data = encode_video(_clip(5), 25, "field", quality=4, gop=3, iterations=20, skip=0).data
+    (root / "two.dpl").write_bytes(data)
     still = encode_video(moving_pattern(1, 48, 32) * 3, 25, "field", quality=4, gop=3, iterations=20).data
-    assert not any("MOTN" in unpack_chunks(p.payload) for p in _frames(still))  # v2: nothing moves
+    assert [len(p.payload) for p in _frames(still)][1:] == [1, 1]  # nothing moves, no residual
     (root / "still.dpl").write_bytes(still)
-    from dappled.codec.field.video.format import pack_motion
-
     frames = _frames(data)
-    new = {}
-    for p in frames:
-        ch = unpack_chunks(p.payload)
-        if "MOTN" in ch:
-            ch["MOTN"] = pack_motion(_rich_motion(48, 32, p.frame), 48, 32)
-            new[p.frame] = pack_chunks(ch)
+    new = {p.frame: _repack(p.payload, motion=pack_motion(_rich_motion(48, 32, p.frame), 48, 32))
+           for p in frames if not p.keyframe}
     (root / "motion.dpl").write_bytes(_replace_payloads(data, new))
+    # frames without a residual between those with one: I, 3 (moving), 1, 3 (still), 2, 3 (moving)
+    rich = [pack_motion(_rich_motion(48, 32, k), 48, 32) for k in range(3)]
+    mix = [frames[0].payload, pack_frame(FRAME_P_SKIP, motion=rich[0]), new[1],
+           pack_frame(FRAME_P_SKIP), new[2], pack_frame(FRAME_P_SKIP, motion=rich[2])]
+    (root / "skipmix.dpl").write_bytes(_with_frames(data, mix))
+    assert [parse_frame(p).ftype for p in mix] == [0, 3, 1, 3, 2, 3]
     # corruptions: a packet CRC, a payload the field video parser refuses (CRC valid), a cut
     p1 = frames[1]
     flipped = bytearray(data)
     at = data.index(p1.payload) + 30
     flipped[at] ^= 0x5A
     (root / "crc.dpl").write_bytes(bytes(flipped))
-    ch = unpack_chunks(p1.payload)
+    v2 = (CONFORMANCE / "fieldv-v2.dpl").read_bytes()  # version 2: chunks and VHED
+    ch = unpack_chunks(_frames(v2)[1].payload)
     ch["VHED"] = bytes([9]) + ch["VHED"][1:]
-    (root / "version.dpl").write_bytes(_replace_payloads(data, {1: pack_chunks(ch)}))
+    (root / "version.dpl").write_bytes(_replace_payloads(v2, {1: pack_chunks(ch)}))
+    (root / "type.dpl").write_bytes(_replace_payloads(data, {1: bytes([0xF9]) + p1.payload[1:]}))
     cut = data.index(frames[2].payload) + 20
     (root / "cut.dpl").write_bytes(data[:cut])  # ends inside frame 2's packet
     # frame 2 (latents only) declares more escapes than it has latents: refused where its
     # latents are parsed, in a helper worker when there are helpers
-    ch = unpack_chunks(frames[2].payload)
-    ch["VHED"] = ch["VHED"][:2] + (100000).to_bytes(4, "little")
-    (root / "escapes.dpl").write_bytes(_replace_payloads(data, {2: pack_chunks(ch)}))
+    (root / "escapes.dpl").write_bytes(_replace_payloads(data, {2: _repack(frames[2].payload, n_esc=100000)}))
     return root
 
 
@@ -136,7 +160,7 @@ def _capture(page, i: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(rgb, np.uint8).reshape(shape)
 
 
-STREAMS = ["conf.dpl", "conf2.dpl", "two.dpl", "motion.dpl", "still.dpl"]
+STREAMS = ["conf.dpl", "conf2.dpl", "conf3.dpl", "two.dpl", "motion.dpl", "still.dpl", "skipmix.dpl"]
 
 
 @pytest.mark.slow
@@ -198,17 +222,18 @@ def test_browser_motion_compensation_equals_pythons(browser, server: str) -> Non
         vecs[1] = (3, -1)  # fractional in both directions
         labels = rng.integers(0, 5, (-(-h // block), -(-w // block))).astype(np.int64)
         m = Motion(block, vecs, labels)
-        ref = compensate(prev, m)
-        got = page.evaluate("""async ([prev, w, h, m]) => {
-            const v = await import('/web/fieldv.js');
-            const motion = { block: m.block, vx: Int32Array.from(m.vx), vy: Int32Array.from(m.vy),
-                             labels: Int32Array.from(m.labels), rows: m.rows, cols: m.cols };
-            return Array.from(v.compensate(Uint8Array.from(prev), motion, w, h));
-        }""", [prev.ravel().tolist(), w, h, {
-            "block": block, "vx": vecs[:, 0].tolist(), "vy": vecs[:, 1].tolist(),
-            "labels": labels.ravel().tolist(), "rows": labels.shape[0], "cols": labels.shape[1]}])
-        assert np.array_equal(np.array(got, np.uint8).reshape(ref.shape), ref), (w, h, block)
-        assert not np.array_equal(ref, prev)
+        for filt, fn in (("bilinear", "compensate"), ("cubic", "compensateCubic")):
+            ref = compensate(prev, m, filt=filt)
+            got = page.evaluate("""async ([prev, w, h, m, fn]) => {
+                const v = await import('/web/fieldv.js');
+                const motion = { block: m.block, vx: Int32Array.from(m.vx), vy: Int32Array.from(m.vy),
+                                 labels: Int32Array.from(m.labels), rows: m.rows, cols: m.cols };
+                return Array.from(v[fn](Uint8Array.from(prev), motion, w, h));
+            }""", [prev.ravel().tolist(), w, h, {
+                "block": block, "vx": vecs[:, 0].tolist(), "vy": vecs[:, 1].tolist(),
+                "labels": labels.ravel().tolist(), "rows": labels.shape[0], "cols": labels.shape[1]}, fn])
+            assert np.array_equal(np.array(got, np.uint8).reshape(ref.shape), ref), (w, h, block, filt)
+            assert not np.array_equal(ref, prev)
     page.close()
 
 
@@ -261,8 +286,10 @@ def test_browser_and_python_agree_on_corrupted_motion(browser, server: str, stre
     decodes the same vectors for every block."""
     from dappled.codec.field.video.format import parse_motion
 
+    from dappled.codec.field.video.format import parse_frame
+
     frames = _frames((stream_dir / "motion.dpl").read_bytes())
-    chunks = [unpack_chunks(p.payload)["MOTN"] for p in frames if "MOTN" in unpack_chunks(p.payload)]
+    chunks = [parse_frame(p.payload).chunks["MOTN"] for p in frames if "MOTN" in parse_frame(p.payload).chunks]
     rng = np.random.default_rng(12)
     cases = []
     for good in chunks[:2]:
@@ -302,6 +329,8 @@ def test_browser_and_python_agree_on_corrupted_motion(browser, server: str, stre
     ("crc.dpl", "CRC", ""),
     ("version.dpl", "unsupported field video payload version 9", ""),
     ("version.dpl", "unsupported field video payload version 9", "&threads=3"),
+    ("type.dpl", "unknown field video frame type 9", ""),
+    ("type.dpl", "unknown field video frame type 9", "&threads=3"),
     ("cut.dpl", "ends", ""),
     ("escapes.dpl", "more escapes than latents", "&threads=1"),
     ("escapes.dpl", "more escapes than latents", "&threads=3"),
@@ -309,7 +338,7 @@ def test_browser_and_python_agree_on_corrupted_motion(browser, server: str, stre
 ])
 def test_browser_player_reports_a_corrupted_field_video(browser, server: str, stream_dir: Path, name: str,
                                                         needle: str, query: str) -> None:
-    if name == "escapes.dpl":  # the Python decoder refuses it the same way
+    if name in ("escapes.dpl", "type.dpl"):  # the Python decoder refuses it the same way
         with pytest.raises(BitstreamError, match=needle):
             decode_video((stream_dir / name).read_bytes())
     page, errors = _open(browser, server, name, query)
@@ -318,7 +347,7 @@ def test_browser_player_reports_a_corrupted_field_video(browser, server: str, st
     assert not errors
     assert needle in st["error"] and name in st["error"], st["error"]
     assert needle in page.inner_text("#message")
-    good = {"crc.dpl": 1, "version.dpl": 1, "cut.dpl": 2, "escapes.dpl": 2}[name]  # frames before the break
+    good = {"crc.dpl": 1, "version.dpl": 1, "type.dpl": 1, "cut.dpl": 2, "escapes.dpl": 2}[name]  # before the break
     assert st["shown"] <= good and st["frame"] < good and st["decoded"] <= good, st
     page.close()
 

@@ -72,11 +72,15 @@ class FitResult:
     seconds: float
     history: list[tuple[int, float, float]]  # (iteration, psnr, estimated bpp)
     probes: list[tuple[float, float, float]]  # (fraction, hard-rounded bpp, lambda then)
+    stopped: bool = False  # ended early by the fit's `stop`
 
 
 # (fraction of the fit, lambda) -> new lambda; called at each of FitConfig.probes with the bpp
 # the hard-rounded latents (and the network's estimated bits) would cost at that point
 Steer = Callable[[float, float, float], float]
+# (fraction of the fit, the model) -> whether to end the fit there; called at each of
+# FitConfig.probes (a video frame whose residual is not worth coding ends early)
+Stop = Callable[[float, FieldModel], bool]
 
 
 ProgressFn = Callable[[int, int, float, float], None]
@@ -108,9 +112,10 @@ def lr_factor(i: int, n: int, warmup: float) -> float:
 
 def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
         progress: ProgressFn | None = None, model: FieldModel | None = None,
-        steer: Steer | None = None) -> FitResult:
+        steer: Steer | None = None, stop: Stop | None = None) -> FitResult:
     """Fit (or continue fitting `model`) to an (H, W, 3) uint8 image; at each of cfg.probes the
-    hard-rounded rate is measured and `steer` (rate control) may move lambda."""
+    hard-rounded rate is measured, `steer` (rate control) may move lambda and `stop` may end the
+    fit (then :attr:`FitResult.stopped`)."""
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     h, w = image.shape[:2]
@@ -158,6 +163,10 @@ def fit(image: np.ndarray, arch: Arch, cfg: FitConfig, device: str = "cpu",
                 if steer is not None:  # rate control; the cost cap follows lambda as at a fixed one
                     lam = steer(frac, hard, lam)
                     model.rate_cap = rate_cap_for(lam)
+            if stop is not None and any(stop(frac, model) for frac in at_probe[i + 1]):
+                if progress is not None:
+                    progress(n, n, -10 * math.log10(max(float(mse.detach()), 1e-10)), bpp)
+                return FitResult(model, lam, time.perf_counter() - t0, history, probes, True)
         if i % 10 == 0 or i == n - 1:
             psnr = -10 * math.log10(max(float(mse.detach()), 1e-10))
             history.append((i + 1, psnr, bpp))

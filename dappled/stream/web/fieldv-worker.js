@@ -62,12 +62,12 @@ function pump() {
 // ------------------------------------------------------------------ several threads
 
 // the FLD chunk of the networks frame i (type 2) is coded under: the last type-1 frame of the run
-// before it with no intra frame between (else null: the sequencer reports the missing networks)
+// before it with no intra frame between (frames of types 2 and 3 may come between) (else null: the sequencer reports the missing networks)
 function groupFld(i) {
   if (types[i] !== 2) return null;
   for (let j = i - 1; j >= runFrom; j--) {
     if (types[j] === 1) return frameHead(packets[j].payload).chunks.get("FLD ") || null;
-    if (types[j] !== 2 || packets[j].keyframe) return null;
+    if ((types[j] !== 2 && types[j] !== 3) || packets[j].keyframe) return null; // 3: no residual
   }
   return null;
 }
@@ -96,7 +96,7 @@ function pumpPool() {
       const head = frameHead(p.payload);
       const pred = predict(head, state, width, height);
       if (r.failed) throw Object.assign(new Error(r.message), { name: r.name });
-      const frame = addClip(r.rounded, pred);
+      const frame = head.type === 3 ? pred.slice() : addClip(r.rounded, pred); // 3: the prediction alone
       runState = { frame, net: head.type === 0 ? null : head.type === 1 ? true : state.net };
       const rgb = frame.slice();
       const decodeMs = r.latentMs + r.synthMs + (performance.now() - t);

@@ -1,11 +1,13 @@
 // The field video decoder in the browser (codec id 6): a port of dappled/codec/field/video/
 // {format,decoder}.py and dappled/codec/motion.py's compensate. Spec: docs/format.md, "Field video".
 //
-// A frame payload is chunks starting with VHED (version, frame type, escape count): an intra
-// frame is a field image payload (FLD, decoded by field.js); a predicted frame is block motion
-// (MOTN) from the previous decoded frame, compensated in integers exactly as Python does, plus a
-// residual field whose synthesis output is added to that prediction before the clip (field.js's
-// synthesize with a base). The group's networks come with its first predicted frame (FLD); later
+// A frame payload is chunks starting with VHED (version, frame type, escape count), or, payload
+// version 3, the compact layout (byte 0 = 0xF0 | type, varint lengths), parsed into the same named
+// parts: an intra frame is a field image payload (FLD, decoded by field.js); a predicted frame is
+// block motion (MOTN) from the previous decoded frame, compensated in integers exactly as Python
+// does (version 3: the cubic interpolation), plus, unless it is a type 3 frame (the prediction
+// alone), a residual field whose synthesis output is added to that prediction before the clip
+// (field.js's synthesize with a base). The group's networks come with its first predicted frame (FLD); later
 // ones carry their latents alone (LAT, ESC), coded under those networks. Every step is exact, so
 // the pixels are the Python decoder's bit for bit (tests/test_web_fieldv.py); with the WebGL2
 // synthesis (field-gl.js) each frame's residual is within +-1, and the error can build up
@@ -15,8 +17,9 @@ import { BinaryDecoder, BitstreamError, decodeSigned, decodeSymbols, require, un
 import { decodeLatents, fieldGrids, parseLatents, parsePayload, synthesize, synthesizeRounded } from "./field.js";
 
 export const FIELDV_CODEC_ID = 6;
-const READ_VERSIONS = [1, 2]; // 2: entropy-coded motion vectors
-const FRAME_I = 0, FRAME_P_NET = 1, FRAME_P = 2;
+const READ_VERSIONS = [1, 2]; // in VHED chunks; 2: entropy-coded motion vectors (3: compact layout)
+const FRAME_I = 0, FRAME_P_NET = 1, FRAME_P = 2, FRAME_P_SKIP = 3;
+const V3_MARK = 0xf0;
 const FRAC_BITS = 2; // motion vectors in quarter pixels
 const MAX_VECTORS = 64;
 const MAX_PIXELS = 1 << 24;
@@ -118,6 +121,61 @@ function parseMotionV1(data, width, height) {
   return { block, vx, vy, labels, rows, cols };
 }
 
+// the cubic interpolation's taps (dappled.codec.motion.CUBIC_TAPS), quarter-pixel phases 0..3
+const CUBIC_TAPS = [[0, 64, 0, 0], [-4, 54, 16, -2], [-4, 36, 36, -4], [-2, 16, 54, -4]];
+
+// dappled.codec.motion.compensate with filt="cubic" (payload version 3): every pixel p of a
+// block takes the 4x4 source pixels around p - v (edges replicated), weighted by the taps of the
+// vector's quarter-pixel phases, summed in integers (at most 255 * 76 * 76: inside 32 bits), then
+// (sum + 2048) >> 12, clipped to 0..255.
+export function compensateCubic(prev, m, width, height, out = null) {
+  let zero = true;
+  for (const l of m.labels) if (m.vx[l] !== 0 || m.vy[l] !== 0) { zero = false; break; }
+  if (zero) return prev;
+  if (!out || out.length !== prev.length) out = new Uint8Array(prev.length);
+  const B = m.block, H1 = height - 1, W1 = width - 1, mask = (1 << FRAC_BITS) - 1;
+  const rows = new Int32Array(4), cols = new Int32Array(4);
+  for (let by = 0; by < m.rows; by++) {
+    const ya = by * B, yb = Math.min(height, ya + B);
+    for (let bx = 0; bx < m.cols; bx++) {
+      const xa = bx * B, xb = Math.min(width, xa + B);
+      const l = m.labels[by * m.cols + bx];
+      const ty = CUBIC_TAPS[-m.vy[l] & mask], tx = CUBIC_TAPS[-m.vx[l] & mask];
+      const dy = ((-m.vy[l]) >> FRAC_BITS) - 1, dx = ((-m.vx[l]) >> FRAC_BITS) - 1;
+      for (let y = ya; y < yb; y++) {
+        for (let a = 0; a < 4; a++) {
+          const r = y + dy + a;
+          rows[a] = 3 * width * (r < 0 ? 0 : r > H1 ? H1 : r);
+        }
+        for (let x = xa, o = 3 * (y * width + xa); x < xb; x++, o += 3) {
+          for (let b = 0; b < 4; b++) {
+            const c = x + dx + b;
+            cols[b] = 3 * (c < 0 ? 0 : c > W1 ? W1 : c);
+          }
+          let s0 = 0, s1 = 0, s2 = 0;
+          for (let a = 0; a < 4; a++) {
+            const ta = ty[a];
+            if (ta === 0) continue;
+            let r0 = 0, r1 = 0, r2 = 0;
+            for (let b = 0; b < 4; b++) {
+              const tb = tx[b];
+              if (tb === 0) continue;
+              const i = rows[a] + cols[b];
+              r0 += tb * prev[i]; r1 += tb * prev[i + 1]; r2 += tb * prev[i + 2];
+            }
+            s0 += ta * r0; s1 += ta * r1; s2 += ta * r2;
+          }
+          s0 = (s0 + 2048) >> 12; s1 = (s1 + 2048) >> 12; s2 = (s2 + 2048) >> 12;
+          out[o] = s0 < 0 ? 0 : s0 > 255 ? 255 : s0;
+          out[o + 1] = s1 < 0 ? 0 : s1 > 255 ? 255 : s1;
+          out[o + 2] = s2 < 0 ? 0 : s2 > 255 ? 255 : s2;
+        }
+      }
+    }
+  }
+  return out;
+}
+
 // dappled.codec.motion.compensate: every pixel p of a block takes prev(p - v), bilinear between
 // the four nearest pixels (edges replicated), in integers (all well inside 32 bits). A block's
 // vector is one, so its bilinear weights are too: they are set once a block. out: where to write
@@ -155,12 +213,51 @@ export function compensate(prev, m, width, height, out = null) {
   return out;
 }
 
-// A frame payload's chunks and VHED fields: { chunks, type, nEsc }
+// an unsigned LEB128 varint of at most 4 bytes at pos: [value, next position]
+function readVarint(data, pos) {
+  let n = 0;
+  for (let k = 0; k < 4; k++) {
+    if (pos + k >= data.length) throw new BitstreamError("field video frame ends inside a length");
+    const b = data[pos + k];
+    n += (b & 0x7f) * 2 ** (7 * k);
+    if (b < 0x80) return [n, pos + k + 1];
+  }
+  throw new BitstreamError("field video frame: length over 4 bytes");
+}
+
+// dappled.codec.field.video.format.parse_frame: a frame payload's parts and header fields,
+// { chunks (a Map of the named parts, empty ones left out), type, nEsc, version }
 export function frameHead(payload) {
-  const chunks = unpackChunks(payload);
-  const [vhed] = require(chunks, "VHED");
-  const [type, nEsc, version] = parseVhed(vhed);
-  return { chunks, type, nEsc, version };
+  if (!payload.length) throw new BitstreamError("empty field video frame");
+  if (payload[0] < V3_MARK) {
+    const chunks = unpackChunks(payload);
+    const [vhed] = require(chunks, "VHED");
+    const [type, nEsc, version] = parseVhed(vhed);
+    return { chunks, type, nEsc, version };
+  }
+  const type = payload[0] & 0x0f;
+  if (type > FRAME_P_SKIP) throw new BitstreamError(`unknown field video frame type ${type}`);
+  const parts = new Map();
+  let pos = 1, nEsc = 0, m = 0, n = 0;
+  const put = (tag, a, b) => { if (b > a) parts.set(tag, payload.subarray(a, b)); };
+  if (type === FRAME_P_NET || type === FRAME_P) {
+    [m, pos] = readVarint(payload, pos);
+    if (pos + m > payload.length) throw new BitstreamError("field video frame ends inside its motion");
+    put("MOTN", pos, pos + m);
+    pos += m;
+  }
+  if (type === FRAME_P) {
+    [nEsc, pos] = readVarint(payload, pos);
+    [n, pos] = readVarint(payload, pos);
+    if (pos + n > payload.length) throw new BitstreamError("field video frame ends inside its latents");
+    put("LAT ", pos, pos + n);
+    put("ESC ", pos + n, payload.length);
+  } else if (type === FRAME_P_SKIP) {
+    put("MOTN", pos, payload.length);
+  } else {
+    put("FLD ", pos, payload.length);
+  }
+  return { chunks: parts, type, nEsc, version: 3 };
 }
 
 // The prediction of a predicted frame from the state ({ frame, net } or null): the checks that
@@ -174,7 +271,7 @@ export function predict(head, state, width, height) {
   if (head.version === 1 || head.chunks.has("MOTN")) {
     const motion = parseMotion(require(head.chunks, "MOTN")[0], width, height, head.version);
     if (!predBuf || predBuf.length !== state.frame.length) predBuf = new Uint8Array(state.frame.length);
-    pred = compensate(state.frame, motion, width, height, predBuf);
+    pred = (head.version >= 3 ? compensateCubic : compensate)(state.frame, motion, width, height, predBuf);
   }
   if (head.type === FRAME_P && !state.net) throw new BitstreamError("predicted frame without its group's networks");
   return pred;
@@ -184,9 +281,14 @@ export function predict(head, state, width, height) {
 // latents under the group's networks `net`, a parsed field payload) decoded and synthesised:
 // { p (the parsed payload), rounded (round(255 v), Int32Array), latentMs, synthMs }. gl: the
 // WebGL2 synthesis, or clip true (then `pixels` is the clipped frame, given the prediction `pred`).
+// A type 3 frame has none: p null, rounded empty, pixels a copy of the prediction.
 export function residualOf(head, net, width, height, tb, gl = null, pred = null, clip = false) {
   const t0 = performance.now();
   const { chunks, type, nEsc } = head;
+  if (type === FRAME_P_SKIP) {
+    const out = gl || clip ? { pixels: pred.slice() } : { rounded: new Int32Array(0) };
+    return { p: null, ...out, latentMs: 0, synthMs: performance.now() - t0 };
+  }
   let p;
   if (type === FRAME_I) {
     if (nEsc) throw new BitstreamError("escape count on an intra frame");

@@ -7,13 +7,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dappled.codec.chunks import require, unpack_chunks
 from dappled.codec.container import Packet, PacketType, StreamHeader
 from dappled.codec.defaults import DEFAULT_GOP
 from dappled.codec.field.encoder import LAMBDAS
 from dappled.codec.field.video.decoder import FieldVideoDecoder
 from dappled.codec.field.video.encoder import FieldVideoEncoder
-from dappled.codec.field.video.format import CODEC_ID, FRAME_I, FRAME_P_NET, parse_vhed
+from dappled.codec.field.video.format import CODEC_ID, FRAME_I, FRAME_P_NET, FRAME_P_SKIP, parse_frame
 from dappled.codec.registry import Codec, EncodeParams
 from dappled.codec.stream import decode_last
 from dappled.errors import OptionError
@@ -60,29 +59,43 @@ class FieldVideoCodec(Codec):
         """Decode the frames of a stream; the last one."""
         return decode_last(FieldVideoDecoder(header, device), packets)
 
+    def stream_sizes(self, packets: list[Packet]) -> dict[str, int]:
+        """Bytes per named part of the frames (the chunk names of payload versions 1-2)."""
+        sizes: dict[str, int] = {}
+        for p in packets:
+            if p.type == PacketType.FRAME:
+                for tag, data in parse_frame(p.payload).chunks.items():
+                    sizes[tag] = sizes.get(tag, 0) + len(data)
+        return sizes
+
     def describe(self, header: StreamHeader, packets: list[Packet]) -> dict[str, Any]:
         """Frame types, where the bytes go (intra frames, motion, the first predicted frames'
-        field payloads with the group's networks, later predicted frames' latents), the payload
+        field payloads with the group's networks, later predicted frames' latents, the frames'
+        own headers), the payload
         version(s) and the motion's bytes per predicted frame, for `dappled info`."""
-        types, sizes = [], {"intra": 0, "motion": 0, "networks+latents": 0, "latents": 0}
+        types, sizes = [], {"intra": 0, "motion": 0, "networks+latents": 0, "latents": 0, "framing": 0}
         versions: set[int] = set()
         for p in packets:
             if p.type != PacketType.FRAME:
                 continue
-            chunks = unpack_chunks(p.payload)
-            version, t, _ = parse_vhed(require(chunks, "VHED")[0])
-            versions.add(version)
-            types.append(t)
-            if t == FRAME_I:
+            parts = parse_frame(p.payload)
+            versions.add(parts.version)
+            types.append(parts.ftype)
+            if parts.ftype == FRAME_I:
                 sizes["intra"] += len(p.payload)
                 continue
-            sizes["motion"] += len(chunks.get("MOTN", b""))
-            key = "networks+latents" if t == FRAME_P_NET else "latents"
-            sizes[key] += len(p.payload) - len(chunks.get("MOTN", b""))
+            motion = len(parts.chunks.get("MOTN", b""))
+            sizes["motion"] += motion
+            rest = sum(len(v) for k, v in parts.chunks.items() if k != "MOTN")
+            key = "networks+latents" if parts.ftype == FRAME_P_NET else "latents"
+            sizes[key] += rest
+            sizes["framing"] += len(p.payload) - motion - rest
         n_i = sum(t == FRAME_I for t in types)
         n_pn = sum(t == FRAME_P_NET for t in types)
+        n_skip = sum(t == FRAME_P_SKIP for t in types)
         n_p = len(types) - n_i
-        out = {"frames": f"{n_i} intra, {n_p} predicted ({n_pn} with the group's networks)",
+        out = {"frames": f"{n_i} intra, {n_p} predicted ({n_pn} with the group's networks, "
+                         f"{n_skip} without a residual)",
                "bytes": ", ".join(f"{k} {v}" for k, v in sizes.items()),
                "payload": "version " + ", ".join(str(v) for v in sorted(versions))}
         if n_p:

@@ -1,6 +1,6 @@
 """The field video decoder: torch-free and exact. An intra frame is a field image; a predicted
-frame is the previous decoded frame moved by block motion (integer arithmetic) plus a residual
-field synthesised in exact arithmetic, so every decode of the same bytes gives the same pixels."""
+frame is the previous decoded frame moved by block motion (integer arithmetic) plus, unless
+the frame has none, a residual field synthesised in exact arithmetic, so every decode of the same bytes gives the same pixels."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dappled.codec.chunks import require, unpack_chunks
+from dappled.codec.chunks import require
 from dappled.codec.container import Packet, PacketType, StreamHeader
 from dappled.codec.field.format import MAX_PIXELS, parse_latents, unpack_payload
 from dappled.codec.field.video.format import (
     CODEC_ID,
     FRAME_I,
     FRAME_P_NET,
+    FRAME_P_SKIP,
     frame_motion,
-    parse_vhed,
+    interpolation,
+    parse_frame,
 )
 from dappled.codec.motion import compensate
 from dappled.codec.stream import check_follows
@@ -40,9 +42,8 @@ def apply_frame(payload: bytes, state: FieldVideoState | None, width: int, heigh
     inconsistent (a predicted frame with no reference or no networks, bad chunks)."""
     if width * height > MAX_PIXELS:
         raise LimitError(f"field streams are limited to {MAX_PIXELS} pixels, got {width}x{height}")
-    chunks = unpack_chunks(payload)
-    (vhed,) = require(chunks, "VHED")
-    version, ftype, n_esc = parse_vhed(vhed)
+    parts = parse_frame(payload)
+    version, ftype, n_esc, chunks = parts.version, parts.ftype, parts.n_esc, parts.chunks
     gs = grids(height, width)
     if ftype == FRAME_I:
         if n_esc:
@@ -53,7 +54,9 @@ def apply_frame(payload: bytes, state: FieldVideoState | None, width: int, heigh
     if state is None:
         raise BitstreamError("predicted frame without a preceding intra frame")
     motion = frame_motion(chunks, width, height, version)
-    pred = compensate(state.frame, motion)
+    pred = compensate(state.frame, motion, filt=interpolation(version))
+    if ftype == FRAME_P_SKIP:  # the prediction alone; the group's networks stay
+        return FieldVideoState(pred, state.net)
     if ftype == FRAME_P_NET:
         if n_esc:
             raise BitstreamError("escape count outside the field payload")

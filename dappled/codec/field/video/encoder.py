@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from dappled.codec.chunks import pack_chunks
 from dappled.codec.container import KEYFRAME, PACKET_HEADER_SIZE, Packet, PacketType
 from dappled.codec.defaults import IMAGE_CONTAINER_BYTES
 from dappled.codec.field.encoder import LAMBDAS, _options, encode_field, iterations_for
@@ -26,10 +25,13 @@ from dappled.codec.field.video.format import (
     FRAME_I,
     FRAME_P,
     FRAME_P_NET,
+    FRAME_P_SKIP,
     MAX_GOP,
     MAX_VECTORS,
-    motion_chunks,
-    pack_vhed,
+    PAYLOAD_VERSION,
+    interpolation,
+    motion_bytes,
+    pack_frame,
 )
 from dappled.codec.motion import compensate, estimate_motion, search_motion
 from dappled.codec.progress import FitProgress
@@ -56,8 +58,17 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     "i_iterations": 1.0,  # an intra frame's iterations, in the effort's (it starts the group's chain)
     "warm": 1,  # later predicted frames start from: 1 the previous frame's latents, 0 the residual's
     # pyramid, 2 zero latents (the prediction alone)
-    "i_weight": 10.0,  # --kbps: an intra frame's share of its group's budget, in predicted frames
+    # --kbps: an intra frame's share of its group's budget, in predicted frames. 20: what an intra
+    # frame costs against a predicted one at a fixed quality once predicted frames may go without
+    # a residual (carphone, fast effort, qualities 2-6: 19-23; with a residual on every one: ~10)
+    "i_weight": 20.0,
+    "skip": 1,  # 1: a predicted frame whose residual does not pay for its bytes is sent without one
 }
+# A predicted frame's fit ends at SKIP_PROBE of its iterations when at most one latent in
+# SKIP_LATENTS (per pixel) is non-zero: its residual is heading for nothing (payload 3 sends the
+# frame without one; on carphone at quality 4 every predicted frame's fit ended so).
+SKIP_PROBE = 0.3
+SKIP_LATENTS = 1000
 
 # A frame's iterations per effort at 768x512 (iterations_for scales them): the counts the video
 # figures and --kbps were measured at. The image's fast effort went to 300 iterations when the
@@ -70,7 +81,8 @@ P_LAMBDA_STEP = 2.0
 I_RETRY = 0.1  # an intra frame that misses its bytes by more than this share is fitted again
 NET_BYTES_PER_WEIGHT = 0.65  # a group's networks, coded (carphone, "low": ~290 bytes for 442 weights)
 # an intra frame's bytes but its field
-_I_OVERHEAD = len(pack_chunks({"VHED": pack_vhed(FRAME_I), "FLD ": b""}))
+_I_OVERHEAD = len(pack_frame(FRAME_I))
+_FILTER = interpolation(PAYLOAD_VERSION)
 
 
 @dataclass
@@ -108,6 +120,8 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
         raise OptionError("field video option warm must be 0, 1 or 2")
     if not 1 <= video["i_weight"] <= 1000:
         raise OptionError("field video option i_weight must be in 1..1000")
+    if video["skip"] not in (0, 1):
+        raise OptionError("field video option skip must be 0 or 1")
     if not 0 < video["p_iterations"] <= 10 or not 0 < video["p_refit"] <= 10:
         raise OptionError("field video options p_iterations and p_refit must be in (0, 10]")
     image.pop("seed", None)
@@ -204,8 +218,10 @@ class FieldVideoEncoder:
             n = min(self.gop, max(1, frames_left if frames_left is not None else self.gop))
             if self.kbps is not None:
                 self.group = GroupBudget(self.kbps * 125.0 * n / self.fps, n, 0, n)
-                budget = intra_target_bytes(self.group, self.vopts["i_weight"],
-                                            NET_BYTES_PER_WEIGHT * self.n_weights)
+                # networks go out only with a residual that pays for them when frames may skip
+                # theirs (most do at low rates): nothing is set aside for them then
+                nets = 0.0 if self.vopts["skip"] else NET_BYTES_PER_WEIGHT * self.n_weights
+                budget = intra_target_bytes(self.group, self.vopts["i_weight"], nets)
             payload = self._encode_i(frame, budget)
             self.model, self.net = None, None
             self.p_lam = self.lam * self.vopts["p_lambda"]
@@ -215,7 +231,8 @@ class FieldVideoEncoder:
                 budget = self.group.per_frame()
                 if self.model is not None:  # a later predicted frame: steer from the last one
                     self.p_lam = next_p_lambda(self.p_lam, self.last_p_bytes, budget)
-            payload, nvec = self._encode_p(frame)
+            n_left = self.group.left if self.group is not None else self.gop - self.index % self.gop
+            payload, nvec = self._encode_p(frame, n_left)
             ftype = 1
         # the next reference is what the decoder makes of this payload
         self.state = apply_frame(payload, None if intra else self.state, self.w, self.h)
@@ -251,10 +268,12 @@ class FieldVideoEncoder:
                 if abs(len(again.payload) - aim) < abs(len(enc.payload) - aim):
                     enc = again
             self.lam = enc.lam
-        return pack_chunks({"VHED": pack_vhed(FRAME_I), "FLD ": enc.payload})
+        return pack_frame(FRAME_I, field=enc.payload)
 
-    def _encode_p(self, frame: np.ndarray) -> tuple[bytes, int]:
-        """A predicted frame's payload (and its motion vector count)."""
+    def _encode_p(self, frame: np.ndarray, n_left: int) -> tuple[bytes, int]:
+        """A predicted frame's payload (and its motion vector count). Sent without a residual
+        when the residual's bytes are worth more (at the frame's lambda) than what it adds; a first
+        residual's networks count for the ``n_left`` frames (this one included) that may use them."""
         import torch
 
         from dappled.models.field.fit import FitConfig, fit, image_tensor, rate_cap_for
@@ -267,10 +286,13 @@ class FieldVideoEncoder:
         if self.vopts["search"] > 0:
             motion = search_motion(prev, frame, block, self.vopts["mv_cost"] * self.p_lam,
                                    search=int(self.vopts["search"]), frac_bits=FRAC_BITS,
-                                   max_vectors=MAX_VECTORS, subpel=int(self.vopts["subpel"]))
+                                   max_vectors=MAX_VECTORS, subpel=int(self.vopts["subpel"]),
+                                   filt=_FILTER)
         else:
             motion = estimate_motion(prev, frame, 1 << FRAC_BITS, block)
-        pred = compensate(prev, motion)
+        pred = compensate(prev, motion, filt=_FILTER)
+        mv = motion_bytes(motion, self.w, self.h)
+        skip_payload = pack_frame(FRAME_P_SKIP, motion=mv)
         lam = self.p_lam
         gs = grids(self.h, self.w)
         first = self.model is None
@@ -297,26 +319,50 @@ class FieldVideoEncoder:
                 n_it = max(1, round(self.iterations * self.vopts["p_refit"]))
                 cfg = FitConfig(iterations=n_it, lam=lam, seed=self.seed, step_shift=model.step_shift,
                                 step_ladder=model.step_ladder, rate_cap=rate_cap_for(lam), freeze_net=True)
+            skip = bool(self.vopts["skip"])
+            stop = None
+            if skip:
+                cfg.probes = (SKIP_PROBE,)
+                limit = max(1, self.h * self.w // SKIP_LATENTS)
+
+                def stop(frac: float, m: FieldModel) -> bool:
+                    return sum(int(torch.count_nonzero(torch.round(y))) for y in m.latents) <= limit
+
             with FitProgress(self.progress, f"frame {self.index} P") as bar:
-                fit(frame, self.arch, cfg, self.device, bar.update, model=model)
+                result = fit(frame, self.arch, cfg, self.device, bar.update, model=model, stop=stop)
             bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
             if bad:
                 raise EncodeError(f"the field video fit diverged (non-finite {bad[0]}); try another quality")
-            if first:
-                self.net = quantize_network(model, target, lam)
-                self.model = model
-            assert self.net is not None
+            if result.stopped:
+                self.last_p_bytes = len(skip_payload) + PACKET_HEADER_SIZE
+                return skip_payload, len(motion.vectors)
+            net = quantize_network(model, target, lam) if first else self.net
+            assert net is not None
             latents = [np.clip(q, -QMAX, QMAX) for q in model.hard_latents()]
-            coded = encode_latents(latents, gs, self.net)
-        chunks = {"VHED": pack_vhed(FRAME_P_NET if first else FRAME_P, 0 if first else len(coded.excess)),
-                  **motion_chunks(motion, self.w, self.h)}
-        lat = {"LAT ": words_to_bytes(coded.words)}
-        if len(coded.excess):
-            lat["ESC "] = encode_symbols(coded.excess)
-        # what this frame would cost without the group's networks (the rate control's measure)
-        self.last_p_bytes = len(pack_chunks({**chunks, **lat})) + PACKET_HEADER_SIZE
+            coded = encode_latents(latents, gs, net)
+        lat = words_to_bytes(coded.words)
+        esc = encode_symbols(coded.excess) if len(coded.excess) else b""
         if first:
-            chunks["FLD "] = pack_payload(self.net, coded.words, coded.excess)
+            payload = pack_frame(FRAME_P_NET, motion=mv, field=pack_payload(net, coded.words, coded.excess))
         else:
-            chunks.update(lat)
-        return pack_chunks(chunks), len(motion.vectors)
+            payload = pack_frame(FRAME_P, motion=mv, lat=lat, esc=esc, n_esc=len(coded.excess))
+        # what this frame would cost without the group's networks (the rate control's measure)
+        latents_only = len(pack_frame(FRAME_P, motion=mv, lat=lat, esc=esc, n_esc=len(coded.excess)))
+        if skip:  # the residual against none, at this lambda (squared error on [0, 1] per pixel)
+            recon = apply_frame(payload, self.state, self.w, self.h).frame
+            n_pix = self.h * self.w
+            extra = latents_only + (len(payload) - latents_only) / max(1, n_left) - len(skip_payload)
+            gain = (_mse(pred, frame) - _mse(recon, frame)) * 3 * n_pix
+            if gain <= lam * 8.0 * extra * 3:
+                self.last_p_bytes = len(skip_payload) + PACKET_HEADER_SIZE
+                return skip_payload, len(motion.vectors)
+        if first:
+            self.net, self.model = net, model
+        self.last_p_bytes = latents_only + PACKET_HEADER_SIZE
+        return payload, len(motion.vectors)
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean squared error of two uint8 images, on [0, 1]."""
+    d = a.astype(np.float64) - b.astype(np.float64)
+    return float(np.mean(d * d)) / 255.0**2

@@ -1,6 +1,20 @@
 """The field video payload (``fieldv``, spec in docs/format.md "Field video").
 
-Frame payload = chunks, starting with ``VHED`` (version u8: 2, or 1 read only; frame type u8,
+Payload version 3 (written): a compact frame layout. Byte 0 is ``0xF0 | type``; then, by type
+(``varint``: unsigned LEB128, at most 4 bytes):
+
+- 0, intra: the field image payload (``FLD ``), to the end.
+- 1, first predicted frame with a residual: varint m, m bytes of motion (``MOTN``, none when
+  m = 0: nothing moves), then the field payload with the group's networks (``FLD ``), to the end.
+- 2, later predicted frame with a residual: varint m, m bytes of motion, varint escape count,
+  varint n, n bytes of latent words (``LAT ``), then the escapes (``ESC ``), to the end.
+- 3, predicted frame without a residual (new in version 3): the motion, to the end (empty:
+  the frame repeats the previous one). The group's networks, if any, stay for later frames.
+
+Version 3 predictions interpolate with the "cubic" filter of :func:`dappled.codec.motion.compensate`
+(versions 1 and 2: bilinear). The chunks named here are those of versions 1 and 2 (read only):
+
+Versions 1 and 2: frame payload = chunks, starting with ``VHED`` (version u8; frame type u8,
 escape count u32):
 
 - type 0, intra: ``FLD `` a field image payload (:mod:`dappled.codec.field.format`). Starts a
@@ -27,6 +41,7 @@ arithmetic (:func:`dappled.models.field.synthesis.synthesize` with ``base``).
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,9 +52,12 @@ from dappled.entropy.binary import BinaryDecoder, BinaryEncoder, Coder, code_sig
 from dappled.errors import BitstreamError
 
 CODEC_ID = 6
-PAYLOAD_VERSION = 2  # 2: motion vectors entropy-coded (1: raw vectors and coded labels)
-READ_VERSIONS = (1, 2)
-FRAME_I, FRAME_P_NET, FRAME_P = 0, 1, 2
+# 3: compact frame layout, frames without a residual, cubic interpolation; 2: motion vectors
+# entropy-coded (1: raw vectors and coded labels)
+PAYLOAD_VERSION = 3
+READ_VERSIONS = (1, 2, 3)
+FRAME_I, FRAME_P_NET, FRAME_P, FRAME_P_SKIP = 0, 1, 2, 3
+V3_MARK = 0xF0  # byte 0 of a version 3 frame: V3_MARK | type (versions 1-2: a chunk count, < 16)
 FRAC_BITS = 2  # motion vectors in quarter pixels
 MAX_VECTORS = 64
 MAX_GOP = 65535
@@ -48,22 +66,110 @@ _MOTN = struct.Struct("<BB")
 _VEC = struct.Struct("<hh")
 
 
-def pack_vhed(ftype: int, n_esc: int = 0, version: int = PAYLOAD_VERSION) -> bytes:
-    """The VHED chunk (`version` 1 only to make old streams in tests)."""
+def pack_vhed(ftype: int, n_esc: int = 0, version: int = 2) -> bytes:
+    """The VHED chunk of a version 1 or 2 frame (only to make old streams in tests)."""
     return _VHED.pack(version, ftype, n_esc)
 
 
 def parse_vhed(vhed: bytes) -> tuple[int, int, int]:
-    """(payload version, frame type, escape count) of a VHED chunk; BitstreamError if invalid."""
-    ftype, n_esc = parse_frame_header(vhed, READ_VERSIONS, (FRAME_I, FRAME_P_NET, FRAME_P),
+    """(payload version, frame type, escape count) of a version 1 or 2 VHED chunk;
+    BitstreamError if invalid."""
+    ftype, n_esc = parse_frame_header(vhed, (1, 2), (FRAME_I, FRAME_P_NET, FRAME_P),
                                       header="field video", codec="field video")
     return vhed[0], ftype, n_esc
 
 
+@dataclass
+class FrameParts:
+    """A frame payload, parsed: its version, type, escape count and named parts (the chunk names
+    of versions 1-2: ``MOTN``, ``FLD ``, ``LAT ``, ``ESC ``; absent when empty)."""
+
+    version: int
+    ftype: int
+    n_esc: int
+    chunks: dict[str, bytes]
+
+
+def _varint(n: int) -> bytes:
+    if not 0 <= n < 1 << 28:
+        raise ValueError("varint out of range")
+    out = bytearray()
+    while n >= 0x80:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, next position) of the varint at `pos`; at most 4 bytes."""
+    n = 0
+    for k in range(4):
+        if pos + k >= len(data):
+            raise BitstreamError("field video frame ends inside a length")
+        b = data[pos + k]
+        n |= (b & 0x7F) << (7 * k)
+        if b < 0x80:
+            return n, pos + k + 1
+    raise BitstreamError("field video frame: length over 4 bytes")
+
+
+def pack_frame(ftype: int, *, motion: bytes = b"", field: bytes = b"", lat: bytes = b"",
+               esc: bytes = b"", n_esc: int = 0) -> bytes:
+    """A version 3 frame payload (layout in the module's docstring)."""
+    head = bytes([V3_MARK | ftype])
+    if ftype == FRAME_I:
+        return head + field
+    if ftype == FRAME_P_NET:
+        return head + _varint(len(motion)) + motion + field
+    if ftype == FRAME_P:
+        return head + _varint(len(motion)) + motion + _varint(n_esc) + _varint(len(lat)) + lat + esc
+    if ftype == FRAME_P_SKIP:
+        return head + motion
+    raise ValueError(f"unknown frame type {ftype}")
+
+
+def parse_frame(payload: bytes) -> FrameParts:
+    """Parse a frame payload of any version read; BitstreamError on any defect."""
+    if not payload:
+        raise BitstreamError("empty field video frame")
+    if payload[0] < V3_MARK:
+        chunks = unpack_chunks(payload)
+        (vhed,) = require(chunks, "VHED")
+        version, ftype, n_esc = parse_vhed(vhed)
+        return FrameParts(version, ftype, n_esc, {k: v for k, v in chunks.items() if k != "VHED"})
+    ftype = payload[0] & 0x0F
+    if ftype > FRAME_P_SKIP:
+        raise BitstreamError(f"unknown field video frame type {ftype}")
+    parts: dict[str, bytes] = {}
+    pos, n_esc = 1, 0
+    if ftype in (FRAME_P_NET, FRAME_P):
+        m, pos = _read_varint(payload, pos)
+        if pos + m > len(payload):
+            raise BitstreamError("field video frame ends inside its motion")
+        parts["MOTN"], pos = payload[pos:pos + m], pos + m
+    if ftype == FRAME_P:
+        n_esc, pos = _read_varint(payload, pos)
+        n, pos = _read_varint(payload, pos)
+        if pos + n > len(payload):
+            raise BitstreamError("field video frame ends inside its latents")
+        parts["LAT "], pos = payload[pos:pos + n], pos + n
+        parts["ESC "] = payload[pos:]
+    elif ftype == FRAME_P_SKIP:
+        parts["MOTN"] = payload[pos:]
+    else:
+        parts["FLD "] = payload[pos:]
+    return FrameParts(3, ftype, n_esc, {k: v for k, v in parts.items() if v})
+
+
 def frame_type(payload: bytes) -> int:
     """The frame type of a frame payload."""
-    (vhed,) = require(unpack_chunks(payload), "VHED")
-    return parse_vhed(vhed)[1]
+    return parse_frame(payload).ftype
+
+
+def interpolation(version: int) -> str:
+    """The sub-pixel interpolation of a payload version's predictions."""
+    return "cubic" if version >= 3 else "bilinear"
 
 
 def pack_motion(m: Motion, width: int, height: int, version: int = PAYLOAD_VERSION) -> bytes:
@@ -88,9 +194,9 @@ def pack_motion(m: Motion, width: int, height: int, version: int = PAYLOAD_VERSI
     return bytes([m.block]) + enc.getvalue()
 
 
-def motion_chunks(m: Motion, width: int, height: int) -> dict[str, bytes]:
-    """A predicted frame's motion chunk: none when nothing moves (payload version 2)."""
-    return {} if m.is_zero() else {"MOTN": pack_motion(m, width, height)}
+def motion_bytes(m: Motion, width: int, height: int) -> bytes:
+    """A predicted frame's coded motion: empty when nothing moves (payload versions 2 and 3)."""
+    return b"" if m.is_zero() else pack_motion(m, width, height)
 
 
 def frame_motion(chunks: dict[str, bytes], width: int, height: int, version: int) -> Motion:
