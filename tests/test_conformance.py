@@ -53,7 +53,7 @@ def test_stream_decodes_as_recorded(e: dict[str, Any]) -> None:
     h = container.header
     assert (registry.name_of(h.codec_id), h.width, h.height, h.frame_count) == \
         (e["codec"], e["width"], e["height"], e["frames"])
-    if e["payload_version"] is not None and e["codec"] == "fieldv":  # its own frame parse (version 3 has no chunks)
+    if e["payload_version"] is not None and e["codec"] == "fieldv":  # its own parse (version 3: no chunks)
         from dappled.codec.field.video.format import parse_frame
 
         assert parse_frame(container.frames()[0].payload).version == e["payload_version"]

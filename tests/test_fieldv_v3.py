@@ -133,7 +133,7 @@ def still() -> tuple[list[np.ndarray], object]:
 
 
 def test_frames_that_need_no_residual_are_sent_without_one(still: tuple) -> None:
-    frames, res = still
+    _, res = still
     from dappled.codec.api import parse
 
     payloads = [p.payload for p in parse(res.data).frames()]

@@ -6,7 +6,8 @@ as in Python), for the frozen conformance streams (payload versions 1, 2 and 3),
 encoded here (version 3; seeking restarts from an intra frame), a still one (version 3: frames of
 one byte, no motion and no residual), a stream whose motion was rewritten to many fractional
 vectors (cubic interpolation) and one mixing frames without a residual between those with one;
-the integer motion compensation (bilinear and cubic) equals Python's on random motion fields; byte flips in a predicted frame, and in its
+the integer motion compensation (bilinear and cubic) equals Python's on random motion fields;
+byte flips in a predicted frame, and in its
 entropy-coded motion alone, are refused by both decoders or decoded to the same pixels (the same
 vectors); a corrupted or cut stream is an error on the page, never a hang. The opt-in WebGL2
 synthesis (float32) is within +-1 per frame of the group.
@@ -284,12 +285,11 @@ def test_browser_and_python_agree_on_corrupted_motion(browser, server: str, stre
     """Byte flips and cuts inside the entropy-coded motion (payload version 2) of the rewritten
     predicted frames: fieldv.js refuses where Python's parse_motion refuses, and otherwise
     decodes the same vectors for every block."""
-    from dappled.codec.field.video.format import parse_motion
-
-    from dappled.codec.field.video.format import parse_frame
+    from dappled.codec.field.video.format import parse_frame, parse_motion
 
     frames = _frames((stream_dir / "motion.dpl").read_bytes())
-    chunks = [parse_frame(p.payload).chunks["MOTN"] for p in frames if "MOTN" in parse_frame(p.payload).chunks]
+    parts = [parse_frame(p.payload).chunks for p in frames]
+    chunks = [c["MOTN"] for c in parts if "MOTN" in c]
     rng = np.random.default_rng(12)
     cases = []
     for good in chunks[:2]:
@@ -347,7 +347,8 @@ def test_browser_player_reports_a_corrupted_field_video(browser, server: str, st
     assert not errors
     assert needle in st["error"] and name in st["error"], st["error"]
     assert needle in page.inner_text("#message")
-    good = {"crc.dpl": 1, "version.dpl": 1, "type.dpl": 1, "cut.dpl": 2, "escapes.dpl": 2}[name]  # before the break
+    # frames before the break
+    good = {"crc.dpl": 1, "version.dpl": 1, "type.dpl": 1, "cut.dpl": 2, "escapes.dpl": 2}[name]
     assert st["shown"] <= good and st["frame"] < good and st["decoded"] <= good, st
     page.close()
 

@@ -169,7 +169,8 @@ def _block_sse(err: np.ndarray, rows: int, cols: int, block: int) -> np.ndarray:
     return pad.reshape(rows, block, cols, block).sum(axis=(1, 3))
 
 
-def _moved_luma(prev_luma: np.ndarray, v: tuple[int, int], frac_bits: int, filt: str = "bilinear") -> np.ndarray:
+def _moved_luma(prev_luma: np.ndarray, v: tuple[int, int], frac_bits: int,
+                filt: str = "bilinear") -> np.ndarray:
     """prev moved by one vector (units of 2**-frac_bits pixel), edges replicated:
     :func:`compensate`'s prediction of the luma (same interpolation), in floats."""
     h, w = prev_luma.shape
@@ -180,7 +181,8 @@ def _moved_luma(prev_luma: np.ndarray, v: tuple[int, int], frac_bits: int, filt:
     if filt == "cubic":  # one vector: the same phase everywhere, so the filter is separable
         ty, tx = CUBIC_TAPS[int(sy[0] & 3)] / 64.0, CUBIC_TAPS[int(sx[0] & 3)] / 64.0
         rows = sum(prev_luma[np.clip(iy + k - 1, 0, h - 1)] * ty[k] for k in range(4) if ty[k])
-        return sum(rows[:, np.clip(ix + k - 1, 0, w - 1)] * tx[k] for k in range(4) if tx[k]).astype(np.float32)
+        out = sum(rows[:, np.clip(ix + k - 1, 0, w - 1)] * tx[k] for k in range(4) if tx[k])
+        return out.astype(np.float32)
     fy, fx = (sy & (one - 1)) / one, (sx & (one - 1)) / one
     y0, y1 = np.clip(iy, 0, h - 1), np.clip(iy + 1, 0, h - 1)
     x0, x1 = np.clip(ix, 0, w - 1), np.clip(ix + 1, 0, w - 1)

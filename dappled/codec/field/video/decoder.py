@@ -1,6 +1,7 @@
 """The field video decoder: torch-free and exact. An intra frame is a field image; a predicted
 frame is the previous decoded frame moved by block motion (integer arithmetic) plus, unless
-the frame has none, a residual field synthesised in exact arithmetic, so every decode of the same bytes gives the same pixels."""
+the frame has none, a residual field synthesised in exact arithmetic, so every decode of the
+same bytes gives the same pixels."""
 
 from __future__ import annotations
 
