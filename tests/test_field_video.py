@@ -266,15 +266,35 @@ def _pan(n: int, w: int = 96, h: int = 64) -> list[np.ndarray]:
 @pytest.mark.parametrize("bpp", [0.25, 0.4])
 def test_kbps_lands_near_the_target(bpp: float) -> None:
     """--kbps per group: a real (short) encode lands near the rate asked for, and the same input
-    gives the same bytes."""
+    gives the same bytes. Above I_WEIGHT_KNEE bits per pixel and frame the intra frame's share
+    assumes predicted frames that pay for a residual (carphone's do); this pan of a still picture
+    needs none (its predicted frames go without at any lambda), so there the group may land
+    below its budget, never above it."""
+    from dappled.codec.field.video.encoder import I_WEIGHT_KNEE
+
     frames = _pan(5)
     kbps = bpp * 96 * 64 * 25 / 1000
     res = encode_video(frames, 25, "field", kbps=kbps, gop=5, iterations=100)
     got = 8 * len(res.data) / 1000 / (len(frames) / 25)
-    assert abs(got / kbps - 1) < RATE_TOLERANCE, (got, kbps, [(s.bytes, s.budget) for s in res.stats])
+    detail = (got, kbps, [(s.bytes, s.budget) for s in res.stats])
+    if bpp <= I_WEIGHT_KNEE * 1.25:
+        assert abs(got / kbps - 1) < RATE_TOLERANCE, detail
+    else:
+        assert 0.5 < got / kbps < 1 + RATE_TOLERANCE, detail
     assert [s.budget > 0 for s in res.stats] == [True] * 5
     if bpp == 0.25:
         assert encode_video(frames, 25, "field", kbps=kbps, gop=5, iterations=100).data == res.data
+
+
+def test_the_intra_share_falls_at_high_rates() -> None:
+    from dappled.codec.field.video.encoder import I_WEIGHT_KNEE, GroupBudget, intra_weight
+
+    pixels = 176 * 144
+    def at(bpp: float) -> float:
+        return intra_weight(20.0, GroupBudget(bpp * pixels * 10 / 8, 10, 0, 10), pixels)
+
+    assert at(0.05) == at(I_WEIGHT_KNEE) == 20.0
+    assert 7.0 < at(0.34) < 9.0 and at(0.8) < at(0.4) < at(0.34)
 
 
 def test_search_motion_finds_a_pan() -> None:

@@ -78,6 +78,8 @@ VIDEO_EFFORTS = {"fast": 200, "default": 1000, "slow": 4000}
 # largest factor lambda moves by between two predicted frames
 P_RATE_POWER = 1.5  # carphone, fast effort, 40-150 kbps: a predicted frame's bytes ~ lambda**-1.5
 P_LAMBDA_STEP = 2.0
+I_WEIGHT_KNEE = 0.2  # bits per pixel and frame where the intra frame's weight starts to fall
+I_WEIGHT_POWER = 1.7  # ... as (knee / rate) ** power: 20 -> 8 at 0.34 bpp (carphone, intra_weight)
 I_RETRY = 0.1  # an intra frame that misses its bytes by more than this share is fitted again
 NET_BYTES_PER_WEIGHT = 0.65  # a group's networks, coded (carphone, "low": ~290 bytes for 442 weights)
 # an intra frame's bytes but its field
@@ -141,6 +143,16 @@ class GroupBudget:
     def per_frame(self) -> float:
         """What each frame still to code may spend."""
         return (self.budget - self.spent) / max(1, self.left)
+
+
+def intra_weight(i_weight: float, group: GroupBudget, pixels: int) -> float:
+    """An intra frame's weight in predicted frames at the group's rate: ``i_weight`` up to
+    I_WEIGHT_KNEE bits per pixel and frame, then falling as (knee / rate) ** I_WEIGHT_POWER: at
+    high rates a residual pays on most predicted frames and they cost far more against the intra
+    frame (carphone, fast effort, fixed qualities, payload 3: 19-25 predicted frames' worth at
+    0.07-0.18 bpp a frame, 7.5 at 0.34)."""
+    rate = 8.0 * group.budget / max(1, group.frames * pixels)
+    return i_weight * min(1.0, (I_WEIGHT_KNEE / max(rate, 1e-9)) ** I_WEIGHT_POWER)
 
 
 def intra_target_bytes(group: GroupBudget, i_weight: float, net_bytes: float) -> float:
@@ -221,7 +233,8 @@ class FieldVideoEncoder:
                 # networks go out only with a residual that pays for them when frames may skip
                 # theirs (most do at low rates): nothing is set aside for them then
                 nets = 0.0 if self.vopts["skip"] else NET_BYTES_PER_WEIGHT * self.n_weights
-                budget = intra_target_bytes(self.group, self.vopts["i_weight"], nets)
+                weight = intra_weight(self.vopts["i_weight"], self.group, self.w * self.h)
+                budget = intra_target_bytes(self.group, weight, nets)
             payload = self._encode_i(frame, budget)
             self.model, self.net = None, None
             self.p_lam = self.lam * self.vopts["p_lambda"]
