@@ -183,3 +183,32 @@ def test_a_residual_is_kept_where_it_pays() -> None:
     assert FRAME_P_NET in types, types
     out = decode_video(res.data)
     assert psnr(frames[2], out[2]) > 25
+
+
+def _moved_luma_reference(a: np.ndarray, v: tuple[int, int], filt: str) -> np.ndarray:
+    """The search's prediction of the luma by gathering clipped indices (the slow reference the
+    sliced one is held to, value for value)."""
+    h, w = a.shape
+    sy, sx = (np.arange(h) << 2) - v[1], (np.arange(w) << 2) - v[0]
+    iy, ix = sy >> 2, sx >> 2
+    if filt == "cubic":
+        ty, tx = CUBIC_TAPS[int(sy[0] & 3)] / 64.0, CUBIC_TAPS[int(sx[0] & 3)] / 64.0
+        rows = sum(a[np.clip(iy + k - 1, 0, h - 1)] * ty[k] for k in range(4) if ty[k])
+        return sum(rows[:, np.clip(ix + k - 1, 0, w - 1)] * tx[k] for k in range(4) if tx[k]).astype(np.float32)
+    fy, fx = (sy & 3) / 4, (sx & 3) / 4
+    y0, y1 = np.clip(iy, 0, h - 1), np.clip(iy + 1, 0, h - 1)
+    x0, x1 = np.clip(ix, 0, w - 1), np.clip(ix + 1, 0, w - 1)
+    top = a[y0][:, x0] * (1 - fx) + a[y0][:, x1] * fx
+    bot = a[y1][:, x0] * (1 - fx) + a[y1][:, x1] * fx
+    return (top * (1 - fy)[:, None] + bot * fy[:, None]).astype(np.float32)
+
+
+@pytest.mark.parametrize("filt", ["bilinear", "cubic"])
+def test_the_search_reads_slices_that_equal_the_gathered_pixels(filt: str) -> None:
+    rng = np.random.default_rng(4)
+    a = rng.random((37, 53)).astype(np.float32)
+    padded = (np.pad(a, 11, mode="edge"), 11)
+    for v in ((0, 0), (3, -5), (-9, 14), (28, -36), (40, -3), (-300, 2), (7, 500)):
+        want = _moved_luma_reference(a, v, filt)
+        assert np.array_equal(_moved_luma(a, v, 2, filt), want), v
+        assert np.array_equal(_moved_luma(a, v, 2, filt, padded), want), v
