@@ -194,7 +194,8 @@ def _moved_luma_reference(a: np.ndarray, v: tuple[int, int], filt: str) -> np.nd
     if filt == "cubic":
         ty, tx = CUBIC_TAPS[int(sy[0] & 3)] / 64.0, CUBIC_TAPS[int(sx[0] & 3)] / 64.0
         rows = sum(a[np.clip(iy + k - 1, 0, h - 1)] * ty[k] for k in range(4) if ty[k])
-        return sum(rows[:, np.clip(ix + k - 1, 0, w - 1)] * tx[k] for k in range(4) if tx[k]).astype(np.float32)
+        out = sum(rows[:, np.clip(ix + k - 1, 0, w - 1)] * tx[k] for k in range(4) if tx[k])
+        return out.astype(np.float32)
     fy, fx = (sy & 3) / 4, (sx & 3) / 4
     y0, y1 = np.clip(iy, 0, h - 1), np.clip(iy + 1, 0, h - 1)
     x0, x1 = np.clip(ix, 0, w - 1), np.clip(ix + 1, 0, w - 1)
