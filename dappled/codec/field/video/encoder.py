@@ -63,6 +63,10 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     # a residual (carphone, fast effort, qualities 2-6: 19-23; with a residual on every one: ~10)
     "i_weight": 20.0,
     "skip": 1,  # 1: a predicted frame whose residual does not pay for its bytes is sent without one
+    # scene cuts: a frame whose motion-compensated prediction comes out cut_db below the last
+    # predicted frame's prediction (2 cut_db below the intra frame's picture for the first one) is
+    # coded as an intra frame instead, in the same group (0: never)
+    "cut_db": 8.0,
 }
 # A predicted frame's fit ends at SKIP_PROBE of its iterations when at most one latent in
 # SKIP_LATENTS (per pixel) is non-zero: its residual is heading for nothing (payload 3 sends the
@@ -120,6 +124,8 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
         raise OptionError("field video option i_iterations must be in (0, 10]")
     if video["warm"] not in (0, 1, 2):
         raise OptionError("field video option warm must be 0, 1 or 2")
+    if not video["cut_db"] <= 100:
+        raise OptionError("field video option cut_db must be in 0..100")
     if not 1 <= video["i_weight"] <= 1000:
         raise OptionError("field video option i_weight must be in 1..1000")
     if video["skip"] not in (0, 1):
@@ -210,6 +216,7 @@ class FieldVideoEncoder:
         self.net: QuantNet | None = None
         self.group: GroupBudget | None = None
         self.last_p_bytes = 0.0  # what the last predicted frame's latents and motion cost
+        self.last_pred_psnr: float | None = None  # the last predicted frame's prediction, in dB
         self.stats: list[FrameStats] = []
         self.recon: np.ndarray | None = None
 
@@ -226,7 +233,25 @@ class FieldVideoEncoder:
         intra = self.index % self.gop == 0 or self.state is None
         nvec = 0
         budget = 0.0
-        if intra:
+        coded = None
+        if not intra:
+            if self.group is not None:
+                budget = self.group.per_frame()
+                if self.model is not None:  # a later predicted frame: steer from the last one
+                    self.p_lam = next_p_lambda(self.p_lam, self.last_p_bytes, budget)
+            n_left = self.group.left if self.group is not None else self.gop - self.index % self.gop
+            coded = self._encode_p(frame, n_left)
+            if coded is None:  # a scene cut: an intra frame in the group, on an intra frame's share
+                intra = True
+                if self.group is not None:
+                    g = self.group
+                    w = intra_weight(self.vopts["i_weight"], g, self.w * self.h)
+                    budget = (g.budget - g.spent) * w / (w + g.left - 1)
+                coded = self._encode_i(frame, budget), 0
+                self._start_predicting()
+            ftype = 0 if intra else 1
+            payload, nvec = coded
+        else:
             n = min(self.gop, max(1, frames_left if frames_left is not None else self.gop))
             if self.kbps is not None:
                 self.group = GroupBudget(self.kbps * 125.0 * n / self.fps, n, 0, n)
@@ -236,17 +261,8 @@ class FieldVideoEncoder:
                 weight = intra_weight(self.vopts["i_weight"], self.group, self.w * self.h)
                 budget = intra_target_bytes(self.group, weight, nets)
             payload = self._encode_i(frame, budget)
-            self.model, self.net = None, None
-            self.p_lam = self.lam * self.vopts["p_lambda"]
+            self._start_predicting()
             ftype = 0
-        else:
-            if self.group is not None:
-                budget = self.group.per_frame()
-                if self.model is not None:  # a later predicted frame: steer from the last one
-                    self.p_lam = next_p_lambda(self.p_lam, self.last_p_bytes, budget)
-            n_left = self.group.left if self.group is not None else self.gop - self.index % self.gop
-            payload, nvec = self._encode_p(frame, n_left)
-            ftype = 1
         # the next reference is what the decoder makes of this payload
         self.state = apply_frame(payload, None if intra else self.state, self.w, self.h)
         self.recon = self.state.frame
@@ -259,6 +275,25 @@ class FieldVideoEncoder:
                                      psnr(frame, self.recon), time.perf_counter() - t0, nvec))
         self.index += 1
         return packet
+
+    def _start_predicting(self) -> None:
+        """After an intra frame: no residual networks yet, lambda from the intra frame's."""
+        self.model, self.net = None, None
+        self.p_lam = self.lam * self.vopts["p_lambda"]
+        self.last_pred_psnr = None
+
+    def _is_cut(self, pred: np.ndarray, frame: np.ndarray) -> bool:
+        """Whether the prediction fell so far below the last one's that the frame is new content."""
+        cut = self.vopts["cut_db"]
+        if cut <= 0:
+            return False
+        q = psnr(frame, pred)
+        last = self.last_pred_psnr
+        self.last_pred_psnr = q
+        if last is None:
+            assert self.stats, "a predicted frame follows an intra frame"
+            return q < self.stats[-1].psnr - 2 * cut
+        return q < last - cut
 
     def _encode_i(self, frame: np.ndarray, budget: float) -> bytes:
         """An intra frame's payload: at the quality's lambda, or (budget > 0) at a rate."""
@@ -283,10 +318,11 @@ class FieldVideoEncoder:
             self.lam = enc.lam
         return pack_frame(FRAME_I, field=enc.payload)
 
-    def _encode_p(self, frame: np.ndarray, n_left: int) -> tuple[bytes, int]:
-        """A predicted frame's payload (and its motion vector count). Sent without a residual
-        when the residual's bytes are worth more (at the frame's lambda) than what it adds; a first
-        residual's networks count for the ``n_left`` frames (this one included) that may use them."""
+    def _encode_p(self, frame: np.ndarray, n_left: int) -> tuple[bytes, int] | None:
+        """A predicted frame's payload (and its motion vector count); None at a scene cut
+        (:meth:`_is_cut`). Sent without a residual when the residual's bytes are worth more (at
+        the frame's lambda) than what it adds; a first residual's networks count for the
+        ``n_left`` frames (this one included) that may use them."""
         import torch
 
         from dappled.models.field.fit import FitConfig, fit, image_tensor, rate_cap_for
@@ -304,6 +340,8 @@ class FieldVideoEncoder:
         else:
             motion = estimate_motion(prev, frame, 1 << FRAC_BITS, block)
         pred = compensate(prev, motion, filt=_FILTER)
+        if self._is_cut(pred, frame):
+            return None
         mv = motion_bytes(motion, self.w, self.h)
         skip_payload = pack_frame(FRAME_P_SKIP, motion=mv)
         lam = self.p_lam
