@@ -67,6 +67,9 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     # predicted frame's prediction (2 cut_db below the intra frame's picture for the first one) is
     # coded as an intra frame instead, in the same group (0: never)
     "cut_db": 8.0,
+    # intra refresh: a frame whose prediction fell refresh_db below the group's last intra frame's
+    # picture is coded as an intra frame (0: never)
+    "refresh_db": 0.0,
 }
 # A predicted frame's fit ends at SKIP_PROBE of its iterations when at most one latent in
 # SKIP_LATENTS (per pixel) is non-zero: its residual is heading for nothing (payload 3 sends the
@@ -124,8 +127,8 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
         raise OptionError("field video option i_iterations must be in (0, 10]")
     if video["warm"] not in (0, 1, 2):
         raise OptionError("field video option warm must be 0, 1 or 2")
-    if not video["cut_db"] <= 100:
-        raise OptionError("field video option cut_db must be in 0..100")
+    if not video["cut_db"] <= 100 or not video["refresh_db"] <= 100:
+        raise OptionError("field video options cut_db and refresh_db must be in 0..100")
     if not 1 <= video["i_weight"] <= 1000:
         raise OptionError("field video option i_weight must be in 1..1000")
     if video["skip"] not in (0, 1):
@@ -217,6 +220,7 @@ class FieldVideoEncoder:
         self.group: GroupBudget | None = None
         self.last_p_bytes = 0.0  # what the last predicted frame's latents and motion cost
         self.last_pred_psnr: float | None = None  # the last predicted frame's prediction, in dB
+        self.intra_psnr = 0.0  # the group's last intra frame's picture, in dB
         self.stats: list[FrameStats] = []
         self.recon: np.ndarray | None = None
 
@@ -237,7 +241,8 @@ class FieldVideoEncoder:
         if not intra:
             if self.group is not None:
                 budget = self.group.per_frame()
-                if self.model is not None:  # a later predicted frame: steer from the last one
+                if self.stats and self.stats[-1].type == 1:  # a later predicted frame: steer from
+                    # the last one (with or without a residual; payload 2 always had one)
                     self.p_lam = next_p_lambda(self.p_lam, self.last_p_bytes, budget)
             n_left = self.group.left if self.group is not None else self.gop - self.index % self.gop
             coded = self._encode_p(frame, n_left)
@@ -273,6 +278,8 @@ class FieldVideoEncoder:
             self.group.left -= 1
         self.stats.append(FrameStats(self.index, ftype, nbytes, round(budget),
                                      psnr(frame, self.recon), time.perf_counter() - t0, nvec))
+        if intra:
+            self.intra_psnr = self.stats[-1].psnr
         self.index += 1
         return packet
 
@@ -283,13 +290,19 @@ class FieldVideoEncoder:
         self.last_pred_psnr = None
 
     def _is_cut(self, pred: np.ndarray, frame: np.ndarray) -> bool:
-        """Whether the prediction fell so far below the last one's that the frame is new content."""
+        """Whether the frame is coded intra instead: a scene cut (its prediction fell ``cut_db``
+        below the last one's) or an intra refresh (``refresh_db`` below the group's last intra
+        frame's picture)."""
         cut = self.vopts["cut_db"]
-        if cut <= 0:
+        if cut <= 0 and self.vopts["refresh_db"] <= 0:
             return False
         q = psnr(frame, pred)
         last = self.last_pred_psnr
         self.last_pred_psnr = q
+        if self.vopts["refresh_db"] > 0 and q < self.intra_psnr - self.vopts["refresh_db"]:
+            return True
+        if cut <= 0:
+            return False
         if last is None:
             assert self.stats, "a predicted frame follows an intra frame"
             return q < self.stats[-1].psnr - 2 * cut
@@ -404,7 +417,10 @@ class FieldVideoEncoder:
             n_pix = self.h * self.w
             extra = latents_only + (len(payload) - latents_only) / max(1, n_left) - len(skip_payload)
             gain = (_mse(pred, frame) - _mse(recon, frame)) * 3 * n_pix
-            if gain <= lam * 8.0 * extra * 3:
+            # --kbps: never past what the group has left once its other frames go without one
+            left = (math.inf if self.group is None else self.group.budget - self.group.spent
+                    - (n_left - 1) * (len(skip_payload) + PACKET_HEADER_SIZE))
+            if gain <= lam * 8.0 * extra * 3 or len(payload) + PACKET_HEADER_SIZE > left:
                 self.last_p_bytes = len(skip_payload) + PACKET_HEADER_SIZE
                 return skip_payload, len(motion.vectors)
         if first:
