@@ -63,12 +63,12 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     # a residual (carphone, fast effort, qualities 2-6: 19-23; with a residual on every one: ~10)
     "i_weight": 20.0,
     "skip": 1,  # 1: a predicted frame whose residual does not pay for its bytes is sent without one
-    # scene cuts: a frame whose motion-compensated prediction comes out cut_db below the last
-    # predicted frame's prediction (2 cut_db below the intra frame's picture for the first one) is
-    # coded as an intra frame instead, in the same group (0: never)
+    # scene cuts: a frame whose motion-compensated prediction comes out cut_db below the group's
+    # last intra frame's picture and below the last predicted frame's prediction is also coded as
+    # an intra frame, and the cheaper of the two (at the predicted frames' lambda) kept (0: never)
     "cut_db": 8.0,
     # intra refresh: a frame whose prediction fell refresh_db below the group's last intra frame's
-    # picture is coded as an intra frame (0: never)
+    # picture is also coded as an intra frame, the cheaper kept as at a cut (0: never)
     "refresh_db": 0.0,
 }
 # A predicted frame's fit ends at SKIP_PROBE of its iterations when at most one latent in
@@ -246,14 +246,12 @@ class FieldVideoEncoder:
                     self.p_lam = next_p_lambda(self.p_lam, self.last_p_bytes, budget)
             n_left = self.group.left if self.group is not None else self.gop - self.index % self.gop
             coded = self._encode_p(frame, n_left)
-            if coded is None:  # a scene cut: an intra frame in the group, on an intra frame's share
-                intra = True
+            if coded is None:  # a scene cut? an intra frame in the group, if it beats the residual
                 if self.group is not None:
                     g = self.group
                     w = intra_weight(self.vopts["i_weight"], g, self.w * self.h)
                     budget = (g.budget - g.spent) * w / (w + g.left - 1)
-                coded = self._encode_i(frame, budget), 0
-                self._start_predicting()
+                coded, intra = self._cut(frame, n_left, budget)
             ftype = 0 if intra else 1
             payload, nvec = coded
         else:
@@ -283,6 +281,27 @@ class FieldVideoEncoder:
         self.index += 1
         return packet
 
+    def _cut(self, frame: np.ndarray, n_left: int, budget: float) -> tuple[tuple[bytes, int], bool]:
+        """At a suspected scene cut: the frame coded as a predicted frame and as an intra one, the
+        one with the lower cost at the predicted frames' lambda kept ((payload, vectors), intra).
+        (New content over part of a frame can look like a cut and still be cheaper as a residual.)"""
+        before = (self.model, self.net, self.lam, self.last_p_bytes, self.last_pred_psnr)
+        predicted = self._encode_p(frame, n_left, cuts=False)
+        assert predicted is not None
+        after = (self.model, self.net, self.lam, self.last_p_bytes, self.last_pred_psnr)
+        self.model, self.net, self.lam, self.last_p_bytes, self.last_pred_psnr = before
+        lam = self.p_lam
+        intra = self._encode_i(frame, budget)
+        n_pix = self.h * self.w
+        cost_p = _mse(apply_frame(predicted[0], self.state, self.w, self.h).frame, frame) + \
+            lam * 8.0 * len(predicted[0]) / n_pix
+        cost_i = _mse(apply_frame(intra, None, self.w, self.h).frame, frame) + lam * 8.0 * len(intra) / n_pix
+        if cost_p <= cost_i:
+            self.model, self.net, self.lam, self.last_p_bytes, self.last_pred_psnr = after
+            return predicted, False
+        self._start_predicting()
+        return (intra, 0), True
+
     def _start_predicting(self) -> None:
         """After an intra frame: no residual networks yet, lambda from the intra frame's."""
         self.model, self.net = None, None
@@ -290,9 +309,10 @@ class FieldVideoEncoder:
         self.last_pred_psnr = None
 
     def _is_cut(self, pred: np.ndarray, frame: np.ndarray) -> bool:
-        """Whether the frame is coded intra instead: a scene cut (its prediction fell ``cut_db``
-        below the last one's) or an intra refresh (``refresh_db`` below the group's last intra
-        frame's picture)."""
+        """Whether the frame may be coded intra instead: a scene cut (its prediction fell ``cut_db``
+        below the group's last intra frame's picture and below the last prediction; then
+        :meth:`_cut` decides) or an intra refresh (``refresh_db`` below that intra frame's
+        picture)."""
         cut = self.vopts["cut_db"]
         if cut <= 0 and self.vopts["refresh_db"] <= 0:
             return False
@@ -301,12 +321,9 @@ class FieldVideoEncoder:
         self.last_pred_psnr = q
         if self.vopts["refresh_db"] > 0 and q < self.intra_psnr - self.vopts["refresh_db"]:
             return True
-        if cut <= 0:
+        if cut <= 0 or q >= self.intra_psnr - cut:
             return False
-        if last is None:
-            assert self.stats, "a predicted frame follows an intra frame"
-            return q < self.stats[-1].psnr - 2 * cut
-        return q < last - cut
+        return last is None or q < last - cut
 
     def _encode_i(self, frame: np.ndarray, budget: float) -> bytes:
         """An intra frame's payload: at the quality's lambda, or (budget > 0) at a rate."""
@@ -331,9 +348,9 @@ class FieldVideoEncoder:
             self.lam = enc.lam
         return pack_frame(FRAME_I, field=enc.payload)
 
-    def _encode_p(self, frame: np.ndarray, n_left: int) -> tuple[bytes, int] | None:
-        """A predicted frame's payload (and its motion vector count); None at a scene cut
-        (:meth:`_is_cut`). Sent without a residual when the residual's bytes are worth more (at
+    def _encode_p(self, frame: np.ndarray, n_left: int, cuts: bool = True) -> tuple[bytes, int] | None:
+        """A predicted frame's payload (and its motion vector count); None at a suspected scene cut
+        (:meth:`_is_cut`; ``cuts`` False: never). Sent without a residual when the residual's bytes are worth more (at
         the frame's lambda) than what it adds; a first residual's networks count for the
         ``n_left`` frames (this one included) that may use them."""
         import torch
@@ -353,7 +370,7 @@ class FieldVideoEncoder:
         else:
             motion = estimate_motion(prev, frame, 1 << FRAC_BITS, block)
         pred = compensate(prev, motion, filt=_FILTER)
-        if self._is_cut(pred, frame):
+        if cuts and self._is_cut(pred, frame):
             return None
         mv = motion_bytes(motion, self.w, self.h)
         skip_payload = pack_frame(FRAME_P_SKIP, motion=mv)
