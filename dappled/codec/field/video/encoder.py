@@ -348,7 +348,8 @@ class FieldVideoEncoder:
             self.lam = enc.lam
         return pack_frame(FRAME_I, field=enc.payload)
 
-    def _encode_p(self, frame: np.ndarray, n_left: int, cuts: bool = True) -> tuple[bytes, int] | None:
+    def _encode_p(self, frame: np.ndarray, n_left: int,
+                  cuts: bool = True) -> tuple[bytes, int] | None:
         """A predicted frame's payload (and its motion vector count); None at a suspected scene cut
         (:meth:`_is_cut`; ``cuts`` False: never). Sent without a residual when the residual's bytes are worth more (at
         the frame's lambda) than what it adds; a first residual's networks count for the
