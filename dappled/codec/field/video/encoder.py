@@ -350,10 +350,10 @@ class FieldVideoEncoder:
 
     def _encode_p(self, frame: np.ndarray, n_left: int,
                   cuts: bool = True) -> tuple[bytes, int] | None:
-        """A predicted frame's payload (and its motion vector count); None at a suspected scene cut
-        (:meth:`_is_cut`; ``cuts`` False: never). Sent without a residual when the residual's bytes are worth more (at
-        the frame's lambda) than what it adds; a first residual's networks count for the
-        ``n_left`` frames (this one included) that may use them."""
+        """A predicted frame's payload (and its motion vector count); None at a suspected scene
+        cut (:meth:`_is_cut`; ``cuts`` False: never). Sent without a residual when the residual's
+        bytes are worth more (at the frame's lambda) than what it adds; a first residual's
+        networks count for the ``n_left`` frames (this one included) that may use them."""
         import torch
 
         from dappled.models.field.fit import FitConfig, fit, image_tensor, rate_cap_for
