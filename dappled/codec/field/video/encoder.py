@@ -44,7 +44,7 @@ from dappled.errors import EncodeError, OptionError
 from dappled.models.field.integer import QMAX, QuantNet, encode_latents, tensor_shapes
 from dappled.models.field.layout import PRESETS, grids, steps_for
 from dappled.models.field.rate import LAMBDA_RANGE, RATE_POWER
-from dappled.quality import psnr
+from dappled.quality import mse, psnr
 
 # options of the video form (-O key=value), on top of the image encoder's
 _VIDEO_DEFAULTS: dict[str, float] = {
@@ -221,6 +221,7 @@ class FieldVideoEncoder:
         self.last_p_bytes = 0.0  # what the last predicted frame's latents and motion cost
         self.last_pred_psnr: float | None = None  # the last predicted frame's prediction, in dB
         self.intra_psnr = 0.0  # the group's last intra frame's picture, in dB
+        self._decoded: tuple[bytes, FieldVideoState] | None = None  # a payload already decoded
         self.stats: list[FrameStats] = []
         self.recon: np.ndarray | None = None
 
@@ -266,8 +267,13 @@ class FieldVideoEncoder:
             payload = self._encode_i(frame, budget)
             self._start_predicting()
             ftype = 0
-        # the next reference is what the decoder makes of this payload
-        self.state = apply_frame(payload, None if intra else self.state, self.w, self.h)
+        # the next reference is what the decoder makes of this payload (decoded once: a choice
+        # between codings may have decoded it already)
+        if self._decoded is not None and self._decoded[0] is payload:
+            self.state = self._decoded[1]
+        else:
+            self.state = apply_frame(payload, None if intra else self.state, self.w, self.h)
+        self._decoded = None
         self.recon = self.state.frame
         packet = Packet(PacketType.FRAME, payload, self.index, KEYFRAME if intra else 0)
         nbytes = len(payload) + PACKET_HEADER_SIZE
@@ -293,13 +299,16 @@ class FieldVideoEncoder:
         lam = self.p_lam
         intra = self._encode_i(frame, budget)
         n_pix = self.h * self.w
-        cost_p = _mse(apply_frame(predicted[0], self.state, self.w, self.h).frame, frame) + \
-            lam * 8.0 * len(predicted[0]) / n_pix
-        cost_i = _mse(apply_frame(intra, None, self.w, self.h).frame, frame) + lam * 8.0 * len(intra) / n_pix
+        as_p = apply_frame(predicted[0], self.state, self.w, self.h)
+        as_i = apply_frame(intra, None, self.w, self.h)
+        cost_p = mse(as_p.frame, frame) / 255.0**2 + lam * 8.0 * len(predicted[0]) / n_pix
+        cost_i = mse(as_i.frame, frame) / 255.0**2 + lam * 8.0 * len(intra) / n_pix
         if cost_p <= cost_i:
             self.model, self.net, self.lam, self.last_p_bytes, self.last_pred_psnr = after
+            self._decoded = (predicted[0], as_p)
             return predicted, False
         self._start_predicting()
+        self._decoded = (intra, as_i)
         return (intra, 0), True
 
     def _start_predicting(self) -> None:
@@ -431,10 +440,12 @@ class FieldVideoEncoder:
         # what this frame would cost without the group's networks (the rate control's measure)
         latents_only = len(pack_frame(FRAME_P, motion=mv, lat=lat, esc=esc, n_esc=len(coded.excess)))
         if skip:  # the residual against none, at this lambda (squared error on [0, 1] per pixel)
-            recon = apply_frame(payload, self.state, self.w, self.h).frame
+            decoded = apply_frame(payload, self.state, self.w, self.h)
+            self._decoded = (payload, decoded)
+            recon = decoded.frame
             n_pix = self.h * self.w
             extra = latents_only + (len(payload) - latents_only) / max(1, n_left) - len(skip_payload)
-            gain = (_mse(pred, frame) - _mse(recon, frame)) * 3 * n_pix
+            gain = (mse(pred, frame) / 255.0**2 - mse(recon, frame) / 255.0**2) * 3 * n_pix
             # --kbps: never past what the group has left once its other frames go without one
             left = (math.inf if self.group is None else self.group.budget - self.group.spent
                     - (n_left - 1) * (len(skip_payload) + PACKET_HEADER_SIZE))
@@ -445,9 +456,3 @@ class FieldVideoEncoder:
             self.net, self.model = net, model
         self.last_p_bytes = latents_only + PACKET_HEADER_SIZE
         return payload, len(motion.vectors)
-
-
-def _mse(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean squared error of two uint8 images, on [0, 1]."""
-    d = a.astype(np.float64) - b.astype(np.float64)
-    return float(np.mean(d * d)) / 255.0**2
