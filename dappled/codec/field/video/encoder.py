@@ -87,6 +87,7 @@ P_RATE_POWER = 1.5  # carphone, fast effort, 40-150 kbps: a predicted frame's by
 P_LAMBDA_STEP = 2.0
 I_WEIGHT_KNEE = 0.2  # bits per pixel and frame where the intra frame's weight starts to fall
 I_WEIGHT_POWER = 1.7  # ... as (knee / rate) ** power: 20 -> 8 at 0.34 bpp (carphone, intra_weight)
+P_OVER = 2.0  # --kbps: a predicted frame over this many times its share is fitted again
 I_RETRY = 0.1  # an intra frame that misses its bytes by more than this share is fitted again
 NET_BYTES_PER_WEIGHT = 0.65  # a group's networks, coded (carphone, "low": ~290 bytes for 442 weights)
 # an intra frame's bytes but its field
@@ -246,7 +247,7 @@ class FieldVideoEncoder:
                     # the last one (with or without a residual; payload 2 always had one)
                     self.p_lam = next_p_lambda(self.p_lam, self.last_p_bytes, budget)
             n_left = self.group.left if self.group is not None else self.gop - self.index % self.gop
-            coded = self._encode_p(frame, n_left)
+            coded = self._encode_p(frame, n_left, budget)
             if coded is None:  # a scene cut? an intra frame in the group, if it beats the residual
                 if self.group is not None:
                     g = self.group
@@ -292,7 +293,8 @@ class FieldVideoEncoder:
         one with the lower cost at the predicted frames' lambda kept ((payload, vectors), intra).
         (New content over part of a frame can look like a cut and still be cheaper as a residual.)"""
         before = (self.model, self.net, self.lam, self.last_p_bytes, self.last_pred_psnr)
-        predicted = self._encode_p(frame, n_left, cuts=False)
+        share = self.group.per_frame() if self.group is not None else 0.0
+        predicted = self._encode_p(frame, n_left, share, cuts=False)
         assert predicted is not None
         after = (self.model, self.net, self.lam, self.last_p_bytes, self.last_pred_psnr)
         self.model, self.net, self.lam, self.last_p_bytes, self.last_pred_psnr = before
@@ -357,18 +359,14 @@ class FieldVideoEncoder:
             self.lam = enc.lam
         return pack_frame(FRAME_I, field=enc.payload)
 
-    def _encode_p(self, frame: np.ndarray, n_left: int,
+    def _encode_p(self, frame: np.ndarray, n_left: int, budget: float = 0.0,
                   cuts: bool = True) -> tuple[bytes, int] | None:
         """A predicted frame's payload (and its motion vector count); None at a suspected scene
         cut (:meth:`_is_cut`; ``cuts`` False: never). Sent without a residual when the residual's
         bytes are worth more (at the frame's lambda) than what it adds; a first residual's
-        networks count for the ``n_left`` frames (this one included) that may use them."""
-        import torch
-
-        from dappled.models.field.fit import FitConfig, fit, image_tensor, rate_cap_for
-        from dappled.models.field.model import FieldModel
-        from dappled.models.field.quantize import quantize_network
-
+        networks count for the ``n_left`` frames (this one included) that may use them. With
+        ``budget`` (--kbps, its share of the group) a residual over P_OVER times it is fitted again
+        at a corrected lambda."""
         assert self.state is not None
         prev = self.state.frame
         block = int(self.vopts["block"])
@@ -384,62 +382,30 @@ class FieldVideoEncoder:
             return None
         mv = motion_bytes(motion, self.w, self.h)
         skip_payload = pack_frame(FRAME_P_SKIP, motion=mv)
-        lam = self.p_lam
-        gs = grids(self.h, self.w)
         first = self.model is None
-        with torch_threads(self.device, self.threads):
-            target = image_tensor(frame, self.device)
-            base = image_tensor(pred, self.device)
-            if first:
-                shift, ladder = steps_for(lam)
-                model = FieldModel(self.h, self.w, self.arch, self.device, self.seed, shift, ladder)
-                model.residual_start()
-                model.base = base
-                model.init_from_image(target - base + 0.5)
-                n_it = max(1, round(self.iterations * self.vopts["p_iterations"]))
-                cfg = FitConfig(iterations=n_it, lam=lam, seed=self.seed, step_shift=shift,
-                                step_ladder=ladder, rate_cap=rate_cap_for(lam))
-            else:
-                model = self.model
-                model.base = base
-                if self.vopts["warm"] == 0:
-                    model.init_from_image(target - base + 0.5, arm_scales=False)
-                elif self.vopts["warm"] == 2:  # from no residual at all: the prediction alone
-                    for y in model.latents:
-                        y.data.zero_()
-                n_it = max(1, round(self.iterations * self.vopts["p_refit"]))
-                cfg = FitConfig(iterations=n_it, lam=lam, seed=self.seed, step_shift=model.step_shift,
-                                step_ladder=model.step_ladder, rate_cap=rate_cap_for(lam), freeze_net=True)
-            skip = bool(self.vopts["skip"])
-            stop = None
-            if skip:
-                cfg.probes = (SKIP_PROBE,)
-                limit = max(1, self.h * self.w // SKIP_LATENTS)
-
-                def stop(frac: float, m: FieldModel) -> bool:
-                    return sum(int(torch.count_nonzero(torch.round(y))) for y in m.latents) <= limit
-
-            with FitProgress(self.progress, f"frame {self.index} P") as bar:
-                result = fit(frame, self.arch, cfg, self.device, bar.update, model=model, stop=stop)
-            bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
-            if bad:
-                raise EncodeError(f"the field video fit diverged (non-finite {bad[0]}); try another quality")
-            if result.stopped:
+        warm = None if first else [y.detach().clone() for y in self.model.latents]
+        lam = self.p_lam
+        for attempt in range(2):
+            fitted = self._fit_residual(frame, pred, lam, first, warm)
+            if fitted is None:  # heading for no residual: sent without one
                 self.last_p_bytes = len(skip_payload) + PACKET_HEADER_SIZE
                 return skip_payload, len(motion.vectors)
-            net = quantize_network(model, target, lam) if first else self.net
-            assert net is not None
-            latents = [np.clip(q, -QMAX, QMAX) for q in model.hard_latents()]
-            coded = encode_latents(latents, gs, net)
-        lat = words_to_bytes(coded.words)
-        esc = encode_symbols(coded.excess) if len(coded.excess) else b""
+            model, net, coded = fitted
+            lat = words_to_bytes(coded.words)
+            esc = encode_symbols(coded.excess) if len(coded.excess) else b""
+            latents_only = len(pack_frame(FRAME_P, motion=mv, lat=lat, esc=esc, n_esc=len(coded.excess)))
+            over = (latents_only + PACKET_HEADER_SIZE) / max(budget, 1.0)
+            if attempt or budget <= 0 or over <= P_OVER:
+                break
+            # --kbps: far over its share (lambda still on its way to the group's rate): fitted
+            # again at the lambda that would have hit it, which later frames start from
+            lam = min(max(lam * over ** (1.0 / P_RATE_POWER), LAMBDA_RANGE[0]), LAMBDA_RANGE[1])
+            self.p_lam = lam
         if first:
             payload = pack_frame(FRAME_P_NET, motion=mv, field=pack_payload(net, coded.words, coded.excess))
         else:
             payload = pack_frame(FRAME_P, motion=mv, lat=lat, esc=esc, n_esc=len(coded.excess))
-        # what this frame would cost without the group's networks (the rate control's measure)
-        latents_only = len(pack_frame(FRAME_P, motion=mv, lat=lat, esc=esc, n_esc=len(coded.excess)))
-        if skip:  # the residual against none, at this lambda (squared error on [0, 1] per pixel)
+        if self.vopts["skip"]:  # the residual against none, at this lambda (squared error, [0, 1])
             decoded = apply_frame(payload, self.state, self.w, self.h)
             self._decoded = (payload, decoded)
             recon = decoded.frame
@@ -456,3 +422,61 @@ class FieldVideoEncoder:
             self.net, self.model = net, model
         self.last_p_bytes = latents_only + PACKET_HEADER_SIZE
         return payload, len(motion.vectors)
+
+    def _fit_residual(self, frame: np.ndarray, pred: np.ndarray, lam: float, first: bool,
+                      warm: list[Any] | None) -> tuple[Any, QuantNet, Any] | None:
+        """A predicted frame's residual field fitted at ``lam``: (model, networks, coded latents),
+        or None when its fit ended early heading for no residual. The group's first fits the
+        networks too; a later one starts from ``warm`` (the last frame's latents) with them frozen."""
+        import torch
+
+        from dappled.models.field.fit import FitConfig, fit, image_tensor, rate_cap_for
+        from dappled.models.field.model import FieldModel
+        from dappled.models.field.quantize import quantize_network
+
+        gs = grids(self.h, self.w)
+        with torch_threads(self.device, self.threads):
+            target = image_tensor(frame, self.device)
+            base = image_tensor(pred, self.device)
+            if first:
+                shift, ladder = steps_for(lam)
+                model = FieldModel(self.h, self.w, self.arch, self.device, self.seed, shift, ladder)
+                model.residual_start()
+                model.base = base
+                model.init_from_image(target - base + 0.5)
+                n_it = max(1, round(self.iterations * self.vopts["p_iterations"]))
+                cfg = FitConfig(iterations=n_it, lam=lam, seed=self.seed, step_shift=shift,
+                                step_ladder=ladder, rate_cap=rate_cap_for(lam))
+            else:
+                model = self.model
+                model.base = base
+                assert warm is not None
+                for y, w0 in zip(model.latents, warm, strict=True):
+                    y.data.copy_(w0)
+                if self.vopts["warm"] == 0:
+                    model.init_from_image(target - base + 0.5, arm_scales=False)
+                elif self.vopts["warm"] == 2:  # from no residual at all: the prediction alone
+                    for y in model.latents:
+                        y.data.zero_()
+                n_it = max(1, round(self.iterations * self.vopts["p_refit"]))
+                cfg = FitConfig(iterations=n_it, lam=lam, seed=self.seed, step_shift=model.step_shift,
+                                step_ladder=model.step_ladder, rate_cap=rate_cap_for(lam), freeze_net=True)
+            stop = None
+            if self.vopts["skip"]:
+                cfg.probes = (SKIP_PROBE,)
+                limit = max(1, self.h * self.w // SKIP_LATENTS)
+
+                def stop(frac: float, m: FieldModel) -> bool:
+                    return sum(int(torch.count_nonzero(torch.round(y))) for y in m.latents) <= limit
+
+            with FitProgress(self.progress, f"frame {self.index} P") as bar:
+                result = fit(frame, self.arch, cfg, self.device, bar.update, model=model, stop=stop)
+            bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+            if bad:
+                raise EncodeError(f"the field video fit diverged (non-finite {bad[0]}); try another quality")
+            if result.stopped:
+                return None
+            net = quantize_network(model, target, lam) if first else self.net
+            assert net is not None
+            latents = [np.clip(q, -QMAX, QMAX) for q in model.hard_latents()]
+            return model, net, encode_latents(latents, gs, net)
