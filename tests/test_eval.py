@@ -209,3 +209,27 @@ def test_bench_cli(tmp_path: Path) -> None:
     assert "| jpeg | quality=30 | 96x64 |" in stdout and "| webp | quality=75 |" in stdout
     one_line_error(_invoke("bench", "--codec", "jpeg", "--runs", "0", "--quiet"), "--runs", code=2)
     one_line_error(_invoke("bench", "--codec", "zzz", "--quiet"), "unknown codec", code=2)
+
+
+def test_per_image_bd_is_the_mean_of_each_images_bd() -> None:
+    """Each image's BD-rate on its own curves, then their mean: a series that needs 0.8x the
+    anchor's bits on one image and 1.25x on another is at +2.5 %; an image with one point of
+    the series is left out; the Markdown table shows the column."""
+    from dappled.eval.summary import bd_markdown, per_image_bd
+
+    def row(series: str, image: str, bpp: float, q: float) -> dict:
+        return {"series": series, "codec": series, "params": f"b={bpp}", "image": image,
+                "image_sha1": image, "bpp": bpp, "psnr": q, "ms_ssim": 0.9, "encode_s": 0.0,
+                "decode_s": 0.0}
+
+    anchor = [(0.2, 28.0), (0.4, 31.0), (0.8, 34.0), (1.6, 37.0)]
+    rows = []
+    for image, factor in (("a", 0.8), ("b", 1.25)):
+        rows += [row("ref", image, b, q) for b, q in anchor]
+        rows += [row("test", image, b * factor, q) for b, q in anchor]
+    rows += [row("ref", "c", b, q) for b, q in anchor] + [row("test", "c", 0.5, 30.0)]
+    got = per_image_bd(rows, "ref")
+    assert set(got) == {"test"} and got["test"][1] == 2
+    assert got["test"][0] == pytest.approx((-20.0 + 25.0) / 2, abs=0.05)
+    md = bd_markdown(mean_curves(rows), "ref", rows)
+    assert "per image" in md and "+2.5 % (2)" in md

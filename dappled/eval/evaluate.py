@@ -82,7 +82,7 @@ def evaluate(spec: EvalSpec) -> EvalResult:
     outcome = sweep.run_sweep(series, images, out, jobs=spec.jobs, ray=spec.ray, device=spec.device,
                               seed=spec.seed, dataset=label, progress=spec.progress)
     curves = summary.mean_curves(outcome.rows, n_images=len(images))
-    md = summary.summary_markdown(curves, spec.anchor, label, len(images))
+    md = summary.summary_markdown(curves, spec.anchor, label, len(images), rows=outcome.rows)
     summary_path = summary.write_summary(out, md)
     plot_path = plot.plot_rd(curves, out / plot.RD_PNG, f"{label} ({len(images)} images)",
                              plot.load_published(label))
@@ -90,6 +90,7 @@ def evaluate(spec: EvalSpec) -> EvalResult:
     if spec.report:
         info = report.RunInfo(spec.command or "dappled eval", label, len(images), str(out))
         section = spec.report_section or label
-        body = summary.summary_markdown(curves, spec.anchor, label, len(images), heading=False)
+        body = summary.summary_markdown(curves, spec.anchor, label, len(images), heading=False,
+                                        rows=outcome.rows)
         report_path = report.update_report(spec.report, section, info, body, plot_path)
     return EvalResult(out, summary_path, plot_path, report_path, outcome.ran, outcome.done_before, curves)
