@@ -53,3 +53,31 @@ def test_the_default_codec_is_coded_by_its_video_form(clip: list[np.ndarray]) ->
 def test_a_baseline_refuses_options(clip: list[np.ndarray]) -> None:
     with pytest.raises(OptionError):
         run_point("c", clip, FPS, registry.VIDEO_ANCHORS[0], 300.0, 2, {"i_iterations": "20"})
+
+
+def test_evaluate_video_writes_a_per_frame_plot_and_resumes(clip: list[np.ndarray], tmp_path) -> None:
+    """A whole (tiny) `eval --video` run: our codec and the anchor at two rates each, real encodes;
+    frames.csv has a row per frame and point, frames.png (per-frame PSNR, ours beside the anchor)
+    is a picture, and a second run measures nothing again."""
+    import csv
+
+    from PIL import Image
+
+    from dappled.datasets.video import write_video
+    from dappled.eval.video import VideoEvalSpec, evaluate_video
+
+    src = tmp_path / "c.mkv"
+    write_video(src, clip[:3], 25)
+    ours = "field"
+    spec = VideoEvalSpec(clips=[str(src)], codecs=[ours, registry.VIDEO_ANCHORS[0]],
+                         kbps={"*": [150.0, 400.0]}, gop=3, frames=3, out_dir=str(tmp_path / "out"),
+                         progress=False, options={ours: {"iterations": 10}})
+    res = evaluate_video(spec, log=lambda s: None)
+    assert res.ran == 4 and res.frames_plot == tmp_path / "out" / "frames.png"
+    with open(tmp_path / "out" / "frames.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 * 3 and {r["codec"] for r in rows} == {ours, registry.VIDEO_ANCHORS[0]}
+    with Image.open(res.frames_plot) as im:
+        assert im.format == "PNG" and im.size[0] >= 800
+    again = evaluate_video(spec, log=lambda s: None)
+    assert again.ran == 0 and again.skipped == 4

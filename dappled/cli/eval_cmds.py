@@ -179,6 +179,8 @@ def _eval_video(videos: tuple[str, ...], codecs: tuple[str, ...], kbps: tuple[st
     click.echo(f"results: {result.out_dir}/results.json, {result.out_dir}/frames.csv")
     click.echo(f"summary: {result.summary}")
     click.echo(f"plot:    {result.plot}")
+    if result.frames_plot is not None:
+        click.echo(f"frames:  {result.frames_plot}")
     if result.report is not None:
         click.echo(f"report:  {result.report}")
 

@@ -158,6 +158,7 @@ class VideoEvalResult:
     summary: Path
     plot: Path
     report: Path | None = None
+    frames_plot: Path | None = None  # per-frame PSNR against the anchor (frames.png)
 
 
 def evaluate_video(spec: VideoEvalSpec, log: Callable[[str], None] = print) -> VideoEvalResult:
@@ -201,11 +202,12 @@ def evaluate_video(spec: VideoEvalSpec, log: Callable[[str], None] = print) -> V
     summary = out / "summary.md"
     atomic_write_bytes(summary, summary_md.encode())
     plot = plot_video_rd(results, out / "rd.png")
+    frames_plot = plot_video_frames(results, out / "frames.png", spec.anchor)
     report = None
     if spec.report:
         report = update_video_report(spec.report, spec.report_section or "video", spec.command,
                                      str(out), summary_md, plot)
-    return VideoEvalResult(out, ran, skipped, summary, plot, report)
+    return VideoEvalResult(out, ran, skipped, summary, plot, report, frames_plot)
 
 
 def _write_frames_csv(path: Path, results: Sequence[PointResult]) -> None:
@@ -318,6 +320,44 @@ def plot_video_rd(results: Sequence[PointResult], path: Path) -> Path:
             ax.grid(True, alpha=0.3)
             ax.set_xscale("log")
             ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def plot_video_frames(results: Sequence[PointResult], path: Path,
+                      anchor: str = registry.VIDEO_ANCHORS[0]) -> Path:
+    """Per-frame PSNR, one panel per clip: each rate point of our codecs (solid) beside the
+    anchor's point nearest to it in kbps (dashed, same colour), so drift over a group of pictures
+    and where it falls behind the anchor show frame by frame. Written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clips = sorted({r.clip for r in results}) or ["(none)"]
+    fig, axes = plt.subplots(len(clips), 1, figsize=(13, 4.6 * len(clips)), squeeze=False)
+    palette = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#e377c2")
+    for (ax,), clip in zip(axes, clips, strict=True):
+        ref = _curve(results, clip, anchor)
+        k = 0
+        for c in _codecs_in(results):
+            if not _is_ours(c):
+                continue
+            for r in _curve(results, clip, c):
+                color = palette[k % len(palette)]
+                k += 1
+                ax.plot(r.frame_psnr, color=color, linewidth=1.8, label=f"{label(c)} {r.kbps:.1f} kbps")
+                if ref:
+                    near = min(ref, key=lambda a, r=r: abs(math.log(max(a.kbps, 1e-6) / max(r.kbps, 1e-6))))
+                    ax.plot(near.frame_psnr, color=color, linewidth=1.0, linestyle="--",
+                            label=f"{label(anchor)} {near.kbps:.1f} kbps")
+        ax.set(xlabel="frame", ylabel="PSNR RGB (dB)", title=f"{clip}: per-frame PSNR")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left", ncol=2)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
