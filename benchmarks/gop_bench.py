@@ -2,6 +2,9 @@
 
     .venv/bin/python benchmarks/gop_bench.py --clip ../shared/data/video/bikes.mp4 --frames 100 \
         --gop 25 --kbps 435 --ray 127.0.0.1:6390
+    # the field video codec, two local processes
+    .venv/bin/python benchmarks/gop_bench.py --clip ../shared/data/video/carphone_pristine.mp4 \
+        --frames 20 --gop 10 --kbps 152.1 --codec field -O effort=fast --jobs 2
 
     # quality of coded streams of the same clip: mean PSNR, and PSNR of each group's first frame
     .venv/bin/python benchmarks/gop_bench.py --clip ../shared/data/video/bikes.mp4 --frames 100 \
@@ -29,6 +32,10 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--gop", type=int, default=25)
     ap.add_argument("--kbps", type=float, default=435)
+    ap.add_argument("--codec", default=None, help="the codec (default: the default codec)")
+    ap.add_argument("-O", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                    help="the codec's options, as `dappled encode -O`")
+    ap.add_argument("--jobs", type=int, default=0, help="local processes instead of --ray (0: use --ray)")
     ap.add_argument("--ray", help="address of a running cluster (HOST:PORT) or local")
     ap.add_argument("--psnr", nargs="+", metavar="DPL", help="only report the quality of these streams")
     args = ap.parse_args()
@@ -37,18 +44,22 @@ def main() -> None:
     if args.psnr:
         quality(frames, fps, args.gop, args.psnr)
         return
-    if not args.ray:
-        ap.error("give --ray ADDRESS (or --psnr)")
+    if not args.ray and args.jobs < 2:
+        ap.error("give --ray ADDRESS or --jobs N (or --psnr)")
+    codec = {"codec": args.codec} if args.codec else {}
+    opts = dict(o.split("=", 1) for o in args.options)
     h, w = frames[0].shape[:2]
     print(f"{args.clip}: {len(frames)} frames {w}x{h}, GOP {args.gop}, {args.kbps} kbps, "
-          f"{os.cpu_count()} cores")
+          f"codec {args.codec or 'default'} {opts}, {os.cpu_count()} cores")
     print("| run | wall (s) | sum of group encode times (s) | load average at start | bytes |")
     print("|---|---:|---:|---:|---:|")
     data = {}
-    for label, kwargs in (("one process", {"jobs": 1}), (f"Ray tasks ({args.ray})", {"ray": args.ray})):
+    other = ((f"Ray tasks ({args.ray})", {"ray": args.ray}) if args.ray
+             else (f"{args.jobs} processes", {"jobs": args.jobs}))
+    for label, kwargs in (("one process", {"jobs": 1}), other):
         load = os.getloadavg()[0]
         t0 = time.perf_counter()
-        res = encode_video_gops(frames, fps, kbps=args.kbps, gop=args.gop, **kwargs)
+        res = encode_video_gops(frames, fps, kbps=args.kbps, gop=args.gop, **codec, **kwargs, **opts)
         wall = time.perf_counter() - t0
         busy = sum(s.seconds for s in res.stats)
         data[label] = res.data
