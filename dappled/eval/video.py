@@ -343,6 +343,7 @@ def plot_video_frames(results: Sequence[PointResult], path: Path,
     palette = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#e377c2")
     for (ax,), clip in zip(axes, clips, strict=True):
         ref = _curve(results, clip, anchor)
+        drawn: set[float] = set()  # anchor points already drawn (two of ours may share one)
         k = 0
         for c in _codecs_in(results):
             if not _is_ours(c):
@@ -350,9 +351,14 @@ def plot_video_frames(results: Sequence[PointResult], path: Path,
             for r in _curve(results, clip, c):
                 color = palette[k % len(palette)]
                 k += 1
-                ax.plot(r.frame_psnr, color=color, linewidth=1.8, label=f"{label(c)} {r.kbps:.1f} kbps")
-                if ref:
-                    near = min(ref, key=lambda a, r=r: abs(math.log(max(a.kbps, 1e-6) / max(r.kbps, 1e-6))))
+                name = f"{label(c)} {r.kbps:.1f} kbps"
+                near = (min(ref, key=lambda a, r=r: abs(math.log(max(a.kbps, 1e-6) / max(r.kbps, 1e-6))))
+                        if ref else None)
+                if near is not None and near.kbps in drawn:
+                    name += f" (vs {label(anchor)} {near.kbps:.1f} kbps)"
+                ax.plot(r.frame_psnr, color=color, linewidth=1.8, label=name)
+                if near is not None and near.kbps not in drawn:
+                    drawn.add(near.kbps)
                     ax.plot(near.frame_psnr, color=color, linewidth=1.0, linestyle="--",
                             label=f"{label(anchor)} {near.kbps:.1f} kbps")
         ax.set(xlabel="frame", ylabel="PSNR RGB (dB)", title=f"{clip}: per-frame PSNR")
