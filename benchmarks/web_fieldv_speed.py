@@ -96,6 +96,7 @@ def main() -> None:
                                           "shown",
                                           "dropped", "stalls", "decodeStalls", "measuredFps", "playFps",
                                           "firstFrameMs", "decodeMs", "decoderReadyMs", "firstDecodeMs",
+                                          "headerMs", "firstReadyMs",
                                           "note")}
                 res["decode_ms_per_frame"] = st["decodeMs"] / max(1, st["decoded"])
                 res["decoder_fps"] = 1000 / res["decode_ms_per_frame"]

@@ -73,7 +73,7 @@ class WorkerFrames {
     if (m.gen !== this.gen && m.gen !== -1) return; // from a run the page has given up
     if (m.type === "frame") {
       this.ready.set(m.i, { rgb: m.rgb, latentMs: m.latentMs, synthMs: m.synthMs });
-      if (s.firstDecodeMs === null) s.firstDecodeMs = m.decodeMs;
+      if (s.firstDecodeMs === null) { s.firstDecodeMs = m.decodeMs; s.firstReadyMs = performance.now() - pl.t0; }
       this.expect = m.i + 1;
       s.decoded++;
       s.decodeMs += m.decodeMs;
@@ -148,7 +148,7 @@ class WebPlayer {
     this.state = {
       src, width: 0, height: 0, frameCount: 0, fps: 0, bytes: 0, downloaded: false, playing: true,
       frame: -1, shown: 0, dropped: 0, decoded: 0, stalls: 0, decodeStalls: 0, worker: false, threads: 1, decoderReadyMs: null, firstDecodeMs: null, latentMsSum: 0, synthMsSum: 0, measuredFps: 0, ended: false, error: null,
-      firstFrameMs: null, renderFormat: null, latentMs: null, synthMs: null, synth: null, note: null, playFps: 0, droppedAt: [], decodeTimes: [], decodeMs: 0, drawMs: 0, ticks: 0, tickMs: 0,
+      firstFrameMs: null, headerMs: null, firstReadyMs: null, renderFormat: null, latentMs: null, synthMs: null, synth: null, note: null, playFps: 0, droppedAt: [], decodeTimes: [], decodeMs: 0, drawMs: 0, ticks: 0, tickMs: 0,
     };
     this.t0 = performance.now();
     this.next = 0;
@@ -213,6 +213,7 @@ class WebPlayer {
 
   start(header) {
     this.header = header;
+    this.state.headerMs = performance.now() - this.t0;
     Object.assign(this.state, { width: header.width, height: header.height, frameCount: header.frameCount, fps: header.fps });
     if (header.codecId === FIELDV_CODEC_ID) {
       // field video: decoded in a worker (?worker=0: in the page, between display ticks)
