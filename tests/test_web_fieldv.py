@@ -2,11 +2,12 @@
 fieldv-worker.js), in a real headless Chromium served by a real `dappled serve`: the player shows
 every frame of a field video stream exactly as the Python decoder makes it (tolerance 0 on every
 channel: the motion compensation is integer arithmetic and the residual synthesis exact float64,
-as in Python), for the frozen conformance streams (payload versions 1, 2 and 3), a two-group clip
+as in Python), for the frozen conformance streams (payload versions 1 to 4), a two-group clip
 encoded here (version 3; seeking restarts from an intra frame), a still one (version 3: frames of
 one byte, no motion and no residual), a stream whose motion was rewritten to many fractional
 vectors (cubic interpolation) and one mixing frames without a residual between those with one;
-the integer motion compensation (bilinear and cubic) equals Python's on random motion fields;
+the integer motion compensation (bilinear and cubic) equals Python's on random motion fields, and
+the version 4 prediction filter on random coefficients;
 byte flips in a predicted frame, and in its
 entropy-coded motion alone, are refused by both decoders or decoded to the same pixels (the same
 vectors); a corrupted or cut stream is an error on the page, never a hang. The opt-in WebGL2
@@ -68,13 +69,16 @@ def _rich_motion(width: int, height: int, seed: int) -> Motion:
 
 
 def _repack(payload: bytes, **change: object) -> bytes:
-    """A payload version 3 frame with some of its parts changed (motion, field, lat, esc, n_esc)."""
-    from dappled.codec.field.video.format import pack_frame, parse_frame
+    """A payload version 3 or 4 frame with some of its parts changed (motion, field, lat, esc,
+    n_esc, filt)."""
+    from dappled.codec.field.video.format import pack_filter, pack_frame, parse_frame
 
     f = parse_frame(payload)
-    assert f.version == 3
+    assert f.version in (3, 4)
+    filt = b"" if f.filter is None else pack_filter(f.filter)
     parts = {"motion": f.chunks.get("MOTN", b""), "field": f.chunks.get("FLD ", b""),
-             "lat": f.chunks.get("LAT ", b""), "esc": f.chunks.get("ESC ", b""), "n_esc": f.n_esc, **change}
+             "lat": f.chunks.get("LAT ", b""), "esc": f.chunks.get("ESC ", b""), "n_esc": f.n_esc,
+             "filt": filt, **change}
     return pack_frame(f.ftype, **parts)  # type: ignore[arg-type]
 
 
@@ -94,6 +98,8 @@ def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(CONFORMANCE / "fieldv.dpl", root / "conf.dpl")  # payload version 1
     shutil.copy(CONFORMANCE / "fieldv-v2.dpl", root / "conf2.dpl")  # version 2
     shutil.copy(CONFORMANCE / "fieldv-v3.dpl", root / "conf3.dpl")  # version 3
+    shutil.copy(CONFORMANCE / "fieldv-v4.dpl", root / "conf4.dpl")  # version 4: filters on types 1, 2
+    shutil.copy(CONFORMANCE / "fieldv-v4-skip.dpl", root / "conf4skip.dpl")  # and on a type 3
     # version 3, every predicted frame with a residual (skip=0): I P P | I P
     data = encode_video(_clip(5), 25, "field", quality=4, gop=3, iterations=20, skip=0).data
     (root / "two.dpl").write_bytes(data)
@@ -120,7 +126,7 @@ def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ch = unpack_chunks(_frames(v2)[1].payload)
     ch["VHED"] = bytes([9]) + ch["VHED"][1:]
     (root / "version.dpl").write_bytes(_replace_payloads(v2, {1: pack_chunks(ch)}))
-    (root / "type.dpl").write_bytes(_replace_payloads(data, {1: bytes([0xF9]) + p1.payload[1:]}))
+    (root / "type.dpl").write_bytes(_replace_payloads(data, {1: bytes([0xF5]) + p1.payload[1:]}))
     cut = data.index(frames[2].payload) + 20
     (root / "cut.dpl").write_bytes(data[:cut])  # ends inside frame 2's packet
     # frame 2 (latents only) declares more escapes than it has latents: refused where its
@@ -162,7 +168,8 @@ def _capture(page, i: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(rgb, np.uint8).reshape(shape)
 
 
-STREAMS = ["conf.dpl", "conf2.dpl", "conf3.dpl", "two.dpl", "motion.dpl", "still.dpl", "skipmix.dpl"]
+STREAMS = ["conf.dpl", "conf2.dpl", "conf3.dpl", "conf4.dpl", "conf4skip.dpl", "two.dpl", "motion.dpl",
+           "still.dpl", "skipmix.dpl"]
 
 
 @pytest.mark.slow
@@ -236,6 +243,30 @@ def test_browser_motion_compensation_equals_pythons(browser, server: str) -> Non
                 "labels": labels.ravel().tolist(), "rows": labels.shape[0], "cols": labels.shape[1]}, fn])
             assert np.array_equal(np.array(got, np.uint8).reshape(ref.shape), ref), (w, h, block, filt)
             assert not np.array_equal(ref, prev)
+    page.close()
+
+
+@pytest.mark.slow
+def test_browser_prediction_filter_equals_pythons(browser, server: str) -> None:
+    from dappled.codec.prediction_filter import BIAS_LIMIT, N_COEFS, TAP_LIMIT, apply_filter
+
+    page = browser.new_page()
+    page.goto(f"{server}/player")
+    rng = np.random.default_rng(11)
+    for w, h in ((53, 37), (1, 1), (2, 7), (17, 1)):
+        img = rng.integers(0, 256, (h, w, 3)).astype(np.uint8)
+        for scale in (40, TAP_LIMIT):  # near the identity, and up to the format's limits
+            coefs = rng.integers(-scale, scale + 1, (3, N_COEFS)).astype(np.int64)
+            coefs[:, 4] += 256
+            coefs[:, :5] = np.clip(coefs[:, :5], -TAP_LIMIT, TAP_LIMIT)
+            coefs[:, 5] = rng.integers(-BIAS_LIMIT, BIAS_LIMIT + 1, 3)
+            ref = apply_filter(img, coefs)
+            got = page.evaluate("""async ([img, c, w, h]) => {
+                const v = await import('/web/fieldv.js');
+                const out = new Uint8Array(img.length);
+                return Array.from(v.applyFilter(Uint8Array.from(img), Int32Array.from(c), w, h, out));
+            }""", [img.ravel().tolist(), coefs.ravel().tolist(), w, h])
+            assert np.array_equal(np.array(got, np.uint8).reshape(ref.shape), ref), (w, h, scale)
     page.close()
 
 
@@ -330,8 +361,8 @@ def test_browser_and_python_agree_on_corrupted_motion(browser, server: str, stre
     ("crc.dpl", "CRC", ""),
     ("version.dpl", "unsupported field video payload version 9", ""),
     ("version.dpl", "unsupported field video payload version 9", "&threads=3"),
-    ("type.dpl", "unknown field video frame type 9", ""),
-    ("type.dpl", "unknown field video frame type 9", "&threads=3"),
+    ("type.dpl", "unknown field video frame type 5", ""),
+    ("type.dpl", "unknown field video frame type 5", "&threads=3"),
     ("cut.dpl", "ends", ""),
     ("escapes.dpl", "more escapes than latents", "&threads=1"),
     ("escapes.dpl", "more escapes than latents", "&threads=3"),

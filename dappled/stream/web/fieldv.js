@@ -5,7 +5,8 @@
 // version 3, the compact layout (byte 0 = 0xF0 | type, varint lengths), parsed into the same named
 // parts: an intra frame is a field image payload (FLD, decoded by field.js); a predicted frame is
 // block motion (MOTN) from the previous decoded frame, compensated in integers exactly as Python
-// does (version 3: the cubic interpolation), plus, unless it is a type 3 frame (the prediction
+// does (version 3: the cubic interpolation; version 4: then, where byte 0 has bit 0x08, a 3x3
+// prediction filter in integers), plus, unless it is a type 3 frame (the prediction
 // alone), a residual field whose synthesis output is added to that prediction before the clip
 // (field.js's synthesize with a base). The group's networks come with its first predicted frame (FLD); later
 // ones carry their latents alone (LAT, ESC), coded under those networks. Every step is exact, so
@@ -20,6 +21,7 @@ export const FIELDV_CODEC_ID = 6;
 const READ_VERSIONS = [1, 2]; // in VHED chunks; 2: entropy-coded motion vectors (3: compact layout)
 const FRAME_I = 0, FRAME_P_NET = 1, FRAME_P = 2, FRAME_P_SKIP = 3;
 const V3_MARK = 0xf0;
+const FILTER_FLAG = 0x08; // byte 0 of a version 4 predicted frame with a prediction filter
 const FRAC_BITS = 2; // motion vectors in quarter pixels
 const MAX_VECTORS = 64;
 const MAX_PIXELS = 1 << 24;
@@ -232,10 +234,14 @@ export function frameHead(payload) {
     const [type, nEsc, version] = parseVhed(vhed);
     return { chunks, type, nEsc, version };
   }
-  const type = payload[0] & 0x0f;
-  if (type > FRAME_P_SKIP) throw new BitstreamError(`unknown field video frame type ${type}`);
+  const type = payload[0] & 0x03;
+  if (payload[0] & 0x04) throw new BitstreamError(`unknown field video frame type ${payload[0] & 0x0f}`);
   const parts = new Map();
-  let pos = 1, nEsc = 0, m = 0, n = 0;
+  let pos = 1, nEsc = 0, m = 0, n = 0, filter = null;
+  if (payload[0] & FILTER_FLAG) { // version 4: the prediction filter
+    if (type === FRAME_I) throw new BitstreamError("prediction filter on an intra frame");
+    [filter, pos] = parseFilter(payload, pos);
+  }
   const put = (tag, a, b) => { if (b > a) parts.set(tag, payload.subarray(a, b)); };
   if (type === FRAME_P_NET || type === FRAME_P) {
     [m, pos] = readVarint(payload, pos);
@@ -254,13 +260,46 @@ export function frameHead(payload) {
   } else {
     put("FLD ", pos, payload.length);
   }
-  return { chunks: parts, type, nEsc, version: 3 };
+  return { chunks: parts, type, nEsc, version: filter ? 4 : 3, filter };
+}
+
+// dappled.codec.field.video.format._parse_filter: 18 zigzag varints, each minus the identity's
+const FILTER_IDENTITY = [0, 0, 0, 0, 256, 0];
+function parseFilter(data, pos) {
+  const c = new Int32Array(18);
+  for (let i = 0; i < 18; i++) {
+    let z;
+    [z, pos] = readVarint(data, pos);
+    const v = z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+    c[i] = v + FILTER_IDENTITY[i % 6];
+    if (Math.abs(c[i]) > (i % 6 === 5 ? 65536 : 2048)) throw new BitstreamError("field video prediction filter out of range");
+  }
+  return [c, pos];
+}
+
+// dappled.codec.prediction_filter.apply_filter: per channel, five point-symmetric taps and a bias
+// in 1/256, edges replicated, clip((sum + bias + 128) >> 8) (every sum is below 2**31)
+export function applyFilter(src, c, width, height, out) {
+  for (let ch = 0; ch < 3; ch++) {
+    const o = 6 * ch, w0 = c[o], w1 = c[o + 1], w2 = c[o + 2], w3 = c[o + 3], w4 = c[o + 4], b = c[o + 5] + 128;
+    for (let y = 0; y < height; y++) {
+      const ru = 3 * width * (y > 0 ? y - 1 : 0), r = 3 * width * y, rd = 3 * width * (y < height - 1 ? y + 1 : y);
+      for (let x = 0; x < width; x++) {
+        const xl = 3 * (x > 0 ? x - 1 : 0) + ch, xc = 3 * x + ch, xr = 3 * (x < width - 1 ? x + 1 : x) + ch;
+        const acc = w0 * (src[ru + xl] + src[rd + xr]) + w1 * (src[ru + xc] + src[rd + xc])
+          + w2 * (src[ru + xr] + src[rd + xl]) + w3 * (src[r + xl] + src[r + xr]) + w4 * src[r + xc] + b;
+        const v = acc >> 8;
+        out[r + xc] = v < 0 ? 0 : v > 255 ? 255 : v;
+      }
+    }
+  }
+  return out;
 }
 
 // The prediction of a predicted frame from the state ({ frame, net } or null): the checks that
 // need the state, then the motion, compensated. null for an intra frame. The prediction is read
 // only, and valid until the next call (a buffer kept across frames, or the previous frame).
-let predBuf = null;
+let predBuf = null, filterBuf = null;
 export function predict(head, state, width, height) {
   if (head.type === FRAME_I) return null;
   if (!state) throw new BitstreamError("predicted frame without a preceding intra frame");
@@ -271,6 +310,10 @@ export function predict(head, state, width, height) {
     pred = (head.version >= 3 ? compensateCubic : compensate)(state.frame, motion, width, height, predBuf);
   }
   if (head.type === FRAME_P && !state.net) throw new BitstreamError("predicted frame without its group's networks");
+  if (head.filter) {
+    if (!filterBuf || filterBuf.length !== pred.length) filterBuf = new Uint8Array(pred.length);
+    pred = applyFilter(pred, head.filter, width, height, filterBuf);
+  }
   return pred;
 }
 

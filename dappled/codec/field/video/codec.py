@@ -12,7 +12,14 @@ from dappled.codec.defaults import DEFAULT_GOP
 from dappled.codec.field.encoder import LAMBDAS
 from dappled.codec.field.video.decoder import FieldVideoDecoder
 from dappled.codec.field.video.encoder import FieldVideoEncoder
-from dappled.codec.field.video.format import CODEC_ID, FRAME_I, FRAME_P_NET, FRAME_P_SKIP, parse_frame
+from dappled.codec.field.video.format import (
+    CODEC_ID,
+    FRAME_I,
+    FRAME_P_NET,
+    FRAME_P_SKIP,
+    pack_filter,
+    parse_frame,
+)
 from dappled.codec.registry import Codec, EncodeParams
 from dappled.codec.stream import decode_last
 from dappled.errors import OptionError
@@ -73,7 +80,9 @@ class FieldVideoCodec(Codec):
         field payloads with the group's networks, later predicted frames' latents, the frames'
         own headers), the payload
         version(s) and the motion's bytes per predicted frame, for `dappled info`."""
-        types, sizes = [], {"intra": 0, "motion": 0, "networks+latents": 0, "latents": 0, "framing": 0}
+        types, sizes = [], {"intra": 0, "motion": 0, "networks+latents": 0, "latents": 0, "filters": 0,
+                            "framing": 0}
+        n_filt = 0
         versions: set[int] = set()
         for p in packets:
             if p.type != PacketType.FRAME:
@@ -89,13 +98,16 @@ class FieldVideoCodec(Codec):
             rest = sum(len(v) for k, v in parts.chunks.items() if k != "MOTN")
             key = "networks+latents" if parts.ftype == FRAME_P_NET else "latents"
             sizes[key] += rest
-            sizes["framing"] += len(p.payload) - motion - rest
+            filt = 0 if parts.filter is None else len(pack_filter(parts.filter))
+            n_filt += parts.filter is not None
+            sizes["filters"] += filt
+            sizes["framing"] += len(p.payload) - motion - rest - filt
         n_i = sum(t == FRAME_I for t in types)
         n_pn = sum(t == FRAME_P_NET for t in types)
         n_skip = sum(t == FRAME_P_SKIP for t in types)
         n_p = len(types) - n_i
         out = {"frames": f"{n_i} intra, {n_p} predicted ({n_pn} with the group's networks, "
-                         f"{n_skip} without a residual)",
+                         f"{n_skip} without a residual, {n_filt} with a prediction filter)",
                "bytes": ", ".join(f"{k} {v}" for k, v in sizes.items()),
                "payload": "version " + ", ".join(str(v) for v in sorted(versions))}
         if n_p:

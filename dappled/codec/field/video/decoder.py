@@ -22,6 +22,7 @@ from dappled.codec.field.video.format import (
     parse_frame,
 )
 from dappled.codec.motion import compensate
+from dappled.codec.prediction_filter import apply_filter
 from dappled.codec.stream import check_follows
 from dappled.errors import BitstreamError, LimitError
 from dappled.models.field.integer import QuantNet, decode_latents
@@ -56,6 +57,8 @@ def apply_frame(payload: bytes, state: FieldVideoState | None, width: int, heigh
         raise BitstreamError("predicted frame without a preceding intra frame")
     motion = frame_motion(chunks, width, height, version)
     pred = compensate(state.frame, motion, filt=interpolation(version))
+    if parts.filter is not None:
+        pred = apply_filter(pred, parts.filter)
     if ftype == FRAME_P_SKIP:  # the prediction alone; the group's networks stay
         return FieldVideoState(pred, state.net)
     if ftype == FRAME_P_NET:

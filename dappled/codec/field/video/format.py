@@ -11,6 +11,13 @@ Payload version 3 (written): a compact frame layout. Byte 0 is ``0xF0 | type``; 
 - 3, predicted frame without a residual (new in version 3): the motion, to the end (empty:
   the frame repeats the previous one). The group's networks, if any, stay for later frames.
 
+Version 4 (written) adds a prediction filter to the version 3 layout: in a predicted frame
+(types 1-3), bit 0x08 of byte 0 says that 18 zigzag varints follow it (before the rest of the
+frame): per channel R, G, B, five tap coefficients and a bias, each minus the identity's (taps
+0, 0, 0, 0, 256, bias 0), for :func:`dappled.codec.prediction_filter.apply_filter`, applied to
+the motion-compensated prediction before anything else. A frame without that bit is a version 3
+frame, byte for byte (bit 0x04 is reserved, 0).
+
 Version 3 predictions interpolate with the "cubic" filter of :func:`dappled.codec.motion.compensate`
 (versions 1 and 2: bilinear). The chunks named here are those of versions 1 and 2 (read only):
 
@@ -47,15 +54,17 @@ import numpy as np
 
 from dappled.codec.chunks import FRAME_HEADER, parse_frame_header, require, unpack_chunks
 from dappled.codec.motion import Motion, _grid, no_motion
+from dappled.codec.prediction_filter import IDENTITY, N_COEFS, check_coefs
 from dappled.entropy import decode_symbols, encode_symbols
 from dappled.entropy.binary import BinaryDecoder, BinaryEncoder, Coder, code_signed
 from dappled.errors import BitstreamError
 
 CODEC_ID = 6
-# 3: compact frame layout, frames without a residual, cubic interpolation; 2: motion vectors
-# entropy-coded (1: raw vectors and coded labels)
-PAYLOAD_VERSION = 3
-READ_VERSIONS = (1, 2, 3)
+# 4: a prediction filter; 3: compact frame layout, frames without a residual, cubic interpolation;
+# 2: motion vectors entropy-coded (1: raw vectors and coded labels)
+PAYLOAD_VERSION = 4
+READ_VERSIONS = (1, 2, 3, 4)
+FILTER_FLAG = 0x08  # byte 0 of a version 4 predicted frame with a prediction filter
 FRAME_I, FRAME_P_NET, FRAME_P, FRAME_P_SKIP = 0, 1, 2, 3
 V3_MARK = 0xF0  # byte 0 of a version 3 frame: V3_MARK | type (versions 1-2: a chunk count, < 16)
 FRAC_BITS = 2  # motion vectors in quarter pixels
@@ -88,6 +97,7 @@ class FrameParts:
     ftype: int
     n_esc: int
     chunks: dict[str, bytes]
+    filter: np.ndarray | None = None  # version 4: the prediction filter's coefficients (3, 6)
 
 
 def _varint(n: int) -> bytes:
@@ -114,10 +124,33 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
     raise BitstreamError("field video frame: length over 4 bytes")
 
 
+def pack_filter(coefs: np.ndarray) -> bytes:
+    """A prediction filter's coefficients (3, 6) as version 4 writes them."""
+    out = bytearray()
+    for v in (np.asarray(coefs, np.int64) - IDENTITY).ravel():
+        v = int(v)
+        out += _varint(2 * v if v >= 0 else -2 * v - 1)
+    return bytes(out)
+
+
+def _parse_filter(data: bytes, pos: int) -> tuple[np.ndarray, int]:
+    vals = []
+    for _ in range(3 * N_COEFS):
+        z, pos = _read_varint(data, pos)
+        vals.append(z >> 1 if not z & 1 else -((z + 1) >> 1))
+    coefs = np.array(vals, np.int64).reshape(3, N_COEFS) + IDENTITY
+    if not check_coefs(coefs):
+        raise BitstreamError("field video prediction filter out of range")
+    return coefs, pos
+
+
 def pack_frame(ftype: int, *, motion: bytes = b"", field: bytes = b"", lat: bytes = b"",
-               esc: bytes = b"", n_esc: int = 0) -> bytes:
-    """A version 3 frame payload (layout in the module's docstring)."""
-    head = bytes([V3_MARK | ftype])
+               esc: bytes = b"", n_esc: int = 0, filt: bytes = b"") -> bytes:
+    """A version 4 frame payload (layout in the module's docstring); ``filt``: a predicted frame's
+    prediction filter (:func:`pack_filter`), none when empty (a version 3 frame then)."""
+    if filt and ftype == FRAME_I:
+        raise ValueError("an intra frame has no prediction filter")
+    head = bytes([V3_MARK | (FILTER_FLAG if filt else 0) | ftype]) + filt
     if ftype == FRAME_I:
         return head + field
     if ftype == FRAME_P_NET:
@@ -138,11 +171,16 @@ def parse_frame(payload: bytes) -> FrameParts:
         (vhed,) = require(chunks, "VHED")
         version, ftype, n_esc = parse_vhed(vhed)
         return FrameParts(version, ftype, n_esc, {k: v for k, v in chunks.items() if k != "VHED"})
-    ftype = payload[0] & 0x0F
-    if ftype > FRAME_P_SKIP:
-        raise BitstreamError(f"unknown field video frame type {ftype}")
+    ftype = payload[0] & 0x03
+    if payload[0] & 0x04:
+        raise BitstreamError(f"unknown field video frame type {payload[0] & 0x0F}")
     parts: dict[str, bytes] = {}
     pos, n_esc = 1, 0
+    coefs = None
+    if payload[0] & FILTER_FLAG:
+        if ftype == FRAME_I:
+            raise BitstreamError("prediction filter on an intra frame")
+        coefs, pos = _parse_filter(payload, pos)
     if ftype in (FRAME_P_NET, FRAME_P):
         m, pos = _read_varint(payload, pos)
         if pos + m > len(payload):
@@ -159,7 +197,7 @@ def parse_frame(payload: bytes) -> FrameParts:
         parts["MOTN"] = payload[pos:]
     else:
         parts["FLD "] = payload[pos:]
-    return FrameParts(3, ftype, n_esc, {k: v for k, v in parts.items() if v})
+    return FrameParts(3 if coefs is None else 4, ftype, n_esc, {k: v for k, v in parts.items() if v}, coefs)
 
 
 def frame_type(payload: bytes) -> int:

@@ -1,0 +1,72 @@
+"""An adaptive 3x3 filter on a motion-compensated prediction, codec-agnostic (pure numpy).
+
+Repeated sub-pixel interpolation blurs a chain of predictions (each frame predicted from the
+last); a small filter fitted per frame by least squares against the frame to code sharpens it
+back (and fixes small colour shifts) for a few bytes. Per channel, five point-symmetric taps
+(the centre, and each pair of opposite neighbours shares one coefficient) and a bias, all
+integers in 1/256: pixel = clip((sum_g w_g * S_g + bias + 128) >> 8, 0, 255), S_g the sum of the
+group's pixels (edges replicated). Integer arithmetic throughout, so every decoder agrees.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SHIFT = 8
+ONE = 1 << SHIFT
+# the five groups of offsets (dy, dx): opposite neighbours share a coefficient; the centre last
+GROUPS = (((-1, -1), (1, 1)), ((-1, 0), (1, 0)), ((-1, 1), (1, -1)), ((0, -1), (0, 1)), ((0, 0),))
+N_TAPS = len(GROUPS)
+N_COEFS = N_TAPS + 1  # per channel: the taps, then the bias
+TAP_LIMIT = 2048  # |w| <= 8.0
+BIAS_LIMIT = 1 << 16  # |bias| <= 256 levels
+IDENTITY = np.array([0, 0, 0, 0, ONE, 0], np.int64)
+
+
+def _group_sums(plane: np.ndarray) -> list[np.ndarray]:
+    """S_g for each group of one channel (int64, edges replicated)."""
+    h, w = plane.shape
+    pad = np.pad(plane.astype(np.int64), 1, mode="edge")
+    return [sum(pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in g) for g in GROUPS]
+
+
+def apply_filter(pred: np.ndarray, coefs: np.ndarray) -> np.ndarray:
+    """The filtered prediction (H, W, 3) uint8; ``coefs`` (3, N_COEFS) integers in 1/256."""
+    out = np.empty_like(pred)
+    for c in range(3):
+        w = coefs[c]
+        acc = np.full(pred.shape[:2], int(w[N_TAPS]) + (ONE >> 1), np.int64)
+        for k, s in enumerate(_group_sums(pred[..., c])):
+            acc += int(w[k]) * s
+        out[..., c] = np.clip(acc >> SHIFT, 0, 255)
+    return out
+
+
+def check_coefs(coefs: np.ndarray) -> bool:
+    """Whether every coefficient is within its limit."""
+    taps, bias = np.abs(coefs[:, :N_TAPS]), np.abs(coefs[:, N_TAPS])
+    return bool(np.all(taps <= TAP_LIMIT) and np.all(bias <= BIAS_LIMIT))
+
+
+def fit_filter(pred: np.ndarray, frame: np.ndarray, ridge: float = 1.0) -> np.ndarray | None:
+    """The least-squares filter taking ``pred`` nearest to ``frame`` (ridge-pulled towards the
+    identity), quantized to 1/256: (3, N_COEFS) int64, or None when the fit is degenerate."""
+    n = pred.shape[0] * pred.shape[1]
+    out = np.zeros((3, N_COEFS), np.int64)
+    target = IDENTITY.astype(np.float64) / ONE
+    target[N_TAPS] = 0.0
+    for c in range(3):
+        a = np.stack([s.ravel().astype(np.float64) for s in _group_sums(pred[..., c])] + [np.ones(n)], 1)
+        g = a.T @ a
+        reg = ridge * n * np.eye(N_COEFS)
+        reg[N_TAPS, N_TAPS] = 0.0
+        try:
+            w = np.linalg.solve(g + reg, a.T @ frame[..., c].ravel().astype(np.float64) + reg @ target)
+        except np.linalg.LinAlgError:
+            return None
+        if not np.all(np.isfinite(w)):
+            return None
+        out[c] = np.round(w * ONE)
+    out[:, :N_TAPS] = np.clip(out[:, :N_TAPS], -TAP_LIMIT, TAP_LIMIT)
+    out[:, N_TAPS] = np.clip(out[:, N_TAPS], -BIAS_LIMIT, BIAS_LIMIT)
+    return out
