@@ -10,6 +10,7 @@ group's pixels (edges replicated). Integer arithmetic throughout, so every decod
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 SHIFT = 8
@@ -31,15 +32,27 @@ def _group_sums(plane: np.ndarray) -> list[np.ndarray]:
 
 
 def apply_filter(pred: np.ndarray, coefs: np.ndarray) -> np.ndarray:
-    """The filtered prediction (H, W, 3) uint8; ``coefs`` (3, N_COEFS) integers in 1/256."""
+    """The filtered prediction (H, W, 3) uint8; ``coefs`` (3, N_COEFS) integers in 1/256 (a numba
+    kernel; tests/test_fieldv_filter.py holds it to a per-pixel reference)."""
     out = np.empty_like(pred)
-    for c in range(3):
-        w = coefs[c]
-        acc = np.full(pred.shape[:2], int(w[N_TAPS]) + (ONE >> 1), np.int64)
-        for k, s in enumerate(_group_sums(pred[..., c])):
-            acc += int(w[k]) * s
-        out[..., c] = np.clip(acc >> SHIFT, 0, 255)
+    _filter_kernel(np.ascontiguousarray(pred), np.ascontiguousarray(coefs, dtype=np.int64), out)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _filter_kernel(src: np.ndarray, c: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    h, w = src.shape[0], src.shape[1]
+    for y in range(h):
+        yu, yd = max(y - 1, 0), min(y + 1, h - 1)
+        for x in range(w):
+            xl, xr = max(x - 1, 0), min(x + 1, w - 1)
+            for ch in range(3):
+                acc = (c[ch, 0] * (np.int64(src[yu, xl, ch]) + src[yd, xr, ch])
+                       + c[ch, 1] * (np.int64(src[yu, x, ch]) + src[yd, x, ch])
+                       + c[ch, 2] * (np.int64(src[yu, xr, ch]) + src[yd, xl, ch])
+                       + c[ch, 3] * (np.int64(src[y, xl, ch]) + src[y, xr, ch])
+                       + c[ch, 4] * np.int64(src[y, x, ch]) + c[ch, 5] + (ONE >> 1)) >> SHIFT
+                out[y, x, ch] = min(max(acc, 0), 255)
 
 
 def check_coefs(coefs: np.ndarray) -> bool:
