@@ -74,7 +74,8 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     # picture is also coded as an intra frame, the cheaper kept as at a cut (0: never)
     "refresh_db": 0.0,
     # 1: a predicted frame's prediction gets a fitted 3x3 filter when it pays for its bytes (payload
-    # 4; carphone, 19 predicted frames at 152 kbps: +0.40 dB a frame before any residual)
+    # 4; carphone, 19 predicted frames at 152 kbps: +0.40 dB a frame before any residual); 2: only
+    # a frame sent without a residual; 0: never
     "pfilter": 1,
 }
 # A predicted frame's fit ends at SKIP_PROBE of its iterations when at most one latent in
@@ -140,8 +141,8 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
         raise OptionError("field video option i_weight must be in 1..1000")
     if video["skip"] not in (0, 1):
         raise OptionError("field video option skip must be 0 or 1")
-    if video["pfilter"] not in (0, 1):
-        raise OptionError("field video option pfilter must be 0 or 1")
+    if video["pfilter"] not in (0, 1, 2):
+        raise OptionError("field video option pfilter must be 0, 1 or 2")
     if not 0 < video["p_iterations"] <= 10 or not 0 < video["p_refit"] <= 10:
         raise OptionError("field video options p_iterations and p_refit must be in (0, 10]")
     image.pop("seed", None)
@@ -394,10 +395,15 @@ class FieldVideoEncoder:
         if cuts and self._is_cut(pred, frame):
             return None
         mv = motion_bytes(motion, self.w, self.h)
-        filt = b""
-        if pfilter and self.vopts["pfilter"]:
-            filt, pred = self._prediction_filter(pred, frame)
+        filt, skip_pred = b"", pred  # the prediction filter; the frame without a residual
+        mode = int(self.vopts["pfilter"]) if pfilter else 0
+        if mode:
+            filt, skip_pred = self._prediction_filter(pred, frame)
         skip_payload = pack_frame(FRAME_P_SKIP, motion=mv, filt=filt)
+        if mode == 1:  # the residual on the filtered prediction too
+            pred = skip_pred
+        else:
+            filt = b""
         first = self.model is None
         warm = None if first else [y.detach().clone() for y in self.model.latents]
         lam = self.p_lam
@@ -429,7 +435,7 @@ class FieldVideoEncoder:
             recon = decoded.frame
             n_pix = self.h * self.w
             extra = latents_only + (len(payload) - latents_only) / max(1, n_left) - len(skip_payload)
-            gain = (mse(pred, frame) / 255.0**2 - mse(recon, frame) / 255.0**2) * 3 * n_pix
+            gain = (mse(skip_pred, frame) / 255.0**2 - mse(recon, frame) / 255.0**2) * 3 * n_pix
             # --kbps: never past what the group has left once its other frames go without one
             left = (math.inf if self.group is None else self.group.budget - self.group.spent
                     - (n_left - 1) * (len(skip_payload) + PACKET_HEADER_SIZE))
