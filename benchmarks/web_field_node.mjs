@@ -1,54 +1,47 @@
-// The browser's field decoders (field.js, fieldv.js) run in Node, stage by stage: a quick profile
-// of the JavaScript decode outside the browser (the same V8), and a check against the Python
-// decoder's frames when a reference is given (raw RGB bytes, frame after frame).
+// The browser's field decoder (dappled/stream/web/field.js) timed in node, outside any page: the
+// first (intra) frame of a field image or field video stream, decoded REPEAT times (latents:
+// ARM + rANS; synthesis), cold and warm, optionally after WARMN decodes of another stream (WARM)
+// to see what a JIT warm-up buys. The pixels' hash shows that every run decodes the same.
 //
-//   PYTHONPATH=. .venv/bin/python -c "import sys, numpy as np; from dappled.codec.video import \
-//       decode_video; np.stack(decode_video(open(sys.argv[1], 'rb').read())).tofile(sys.argv[2])" \
-//       STREAM.dpl /tmp/ref.rgb
-//   node --experimental-default-type=module benchmarks/web_field_node.mjs STREAM.dpl [/tmp/ref.rgb] [repeat]
-//
-// (add --cpu-prof before the script for a V8 profile). Prints ms per frame (latents, synthesis; wall clock), the process's CPU ms per frame (less
-// sensitive to the machine's load)
-// and the largest difference from the reference (0: bit-exact).
-
+//   node benchmarks/web_field_node.mjs STREAM.dpl [REPEAT]
+//   WARM=small.dpl WARMN=10 node benchmarks/web_field_node.mjs STREAM.dpl 3
 import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
-import { PACKET, StreamParser } from "../dappled/stream/web/dpl.js";
-import { FIELD_CODEC_ID, FieldDecoder, parseTables } from "../dappled/stream/web/field.js";
-import { FieldVideoDecoder } from "../dappled/stream/web/fieldv.js";
 
-const [stream, refPath, repeatArg] = process.argv.slice(2);
 const web = new URL("../dappled/stream/web/", import.meta.url);
-const tb = parseTables(gunzipSync(readFileSync(new URL("field-tables.bin.gz", web))));
-const parser = new StreamParser();
-parser.push(new Uint8Array(readFileSync(stream)));
-const packets = [];
-for (let p = parser.next(); p; p = parser.next()) if (p.type === PACKET.FRAME) packets.push(p);
-const h = parser.header;
-const ref = refPath && refPath !== "-" ? new Uint8Array(readFileSync(refPath)) : null;
-const n = h.width * h.height * 3;
-const repeat = Number(repeatArg || 1);
-for (let r = 0; r < repeat; r++) {
-  const dec = h.codecId === FIELD_CODEC_ID ? new FieldDecoder(h, tb) : new FieldVideoDecoder(h, tb);
-  let maxDiff = 0, lat = 0, syn = 0, lat0 = 0, syn0 = 0, total = 0;
-  const cpu0 = process.cpuUsage();
-  for (const [i, p] of packets.entries()) {
-    const t = performance.now();
-    const st = dec.decode(p);
-    total += performance.now() - t;
-    if (i === 0) { lat0 = st.latentMs; syn0 = st.synthMs; } else { lat += st.latentMs; syn += st.synthMs; }
-    if (ref) {
-      const a = ref.subarray(i * n, (i + 1) * n);
-      for (let k = 0; k < n; k++) { const d = Math.abs(a[k] - st.rgb[k]); if (d > maxDiff) maxDiff = d; }
-    }
-  }
-  const cpu = process.cpuUsage(cpu0);
-  const m = Math.max(1, packets.length - 1);
-  console.log(JSON.stringify({
-    size: `${h.width}x${h.height}`, frames: packets.length,
-    first: { latentMs: +lat0.toFixed(1), synthMs: +syn0.toFixed(1) },
-    rest: { latentMs: +(lat / m).toFixed(1), synthMs: +(syn / m).toFixed(1) },
-    msPerFrame: +(total / packets.length).toFixed(1),
-    cpuMsPerFrame: +((cpu.user + cpu.system) / 1000 / packets.length).toFixed(1), maxDiff: ref ? maxDiff : null,
-  }));
+const { StreamParser, PACKET } = await import(new URL("dpl.js", web));
+const F = await import(new URL("field.js", web));
+const V = await import(new URL("fieldv.js", web));
+const tb = F.parseTables(gunzipSync(readFileSync(new URL("field-tables.bin.gz", web))).buffer);
+
+// the first frame's field payload, and the frame size
+function firstPayload(path) {
+  const sp = new StreamParser();
+  sp.push(readFileSync(path));
+  let p;
+  while ((p = sp.next()) !== null) if (p.type === PACKET.FRAME) break;
+  if (!p) throw new Error(`${path}: no frame`);
+  let payload = p.payload;
+  if (sp.header.codecId === V.FIELDV_CODEC_ID) payload = V.frameHead(payload).chunks.get("FLD ");
+  return { payload, width: sp.header.width, height: sp.header.height };
 }
+
+if (process.env.WARM) {
+  const t = performance.now();
+  const w = firstPayload(process.env.WARM);
+  for (let k = 0; k < Number(process.env.WARMN || 5); k++) F.decodeFieldPayload(w.payload, w.width, w.height, tb);
+  console.log(`warm-up: ${(performance.now() - t).toFixed(1)} ms`);
+}
+const { payload, width, height } = firstPayload(process.argv[2]);
+const reps = Number(process.argv[3] || 10);
+const lat = [], syn = [];
+let out;
+for (let r = 0; r < reps; r++) {
+  const d = F.decodeFieldPayload(payload, width, height, tb);
+  lat.push(d.latentMs); syn.push(d.synthMs); out = d.rgb;
+}
+let h = 0;
+for (let i = 0; i < out.length; i++) h = (h * 31 + out[i]) >>> 0;
+const med = (a) => a.slice().sort((x, y) => x - y)[a.length >> 1];
+console.log(JSON.stringify({ width, height, first_ms: [lat[0], syn[0]], median_latents_ms: med(lat),
+  median_synth_ms: med(syn), hash: h }));
