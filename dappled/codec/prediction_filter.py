@@ -1,4 +1,4 @@
-"""An adaptive 3x3 filter on a motion-compensated prediction, codec-agnostic (pure numpy).
+"""An adaptive 3x3 filter on a motion-compensated prediction, codec-agnostic (numpy, numba).
 
 Repeated sub-pixel interpolation blurs a chain of predictions (each frame predicted from the
 last); a small filter fitted per frame by least squares against the frame to code sharpens it
@@ -66,8 +66,7 @@ def fit_filter(pred: np.ndarray, frame: np.ndarray, ridge: float = 1.0) -> np.nd
     identity), quantized to 1/256: (3, N_COEFS) int64, or None when the fit is degenerate."""
     n = pred.shape[0] * pred.shape[1]
     out = np.zeros((3, N_COEFS), np.int64)
-    target = IDENTITY.astype(np.float64) / ONE
-    target[N_TAPS] = 0.0
+    target = IDENTITY.astype(np.float64) / ONE  # (its bias is 0)
     for c in range(3):
         a = np.stack([s.ravel().astype(np.float64) for s in _group_sums(pred[..., c])] + [np.ones(n)], 1)
         g = a.T @ a

@@ -82,12 +82,12 @@ _VIDEO_DEFAULTS: dict[str, float] = {
 # SKIP_LATENTS (per pixel) is non-zero: its residual is heading for nothing (payload 3 sends the
 # frame without one; on carphone at quality 4 every predicted frame's fit ended so).
 SKIP_PROBE = 0.3
+SKIP_LATENTS = 1000
 # A prediction filter must take at least this much squared error (levels^2, a pixel's mean) off
 # its frame: its output is rounded to integers once more, which adds ~1/12 level^2 of noise that
 # every later frame of the group inherits (bikes at ~40 dB, where the gains are of that order:
 # -0.45 dB at 435 kbps with filters that paid for their bytes on their own frames)
 FILTER_MIN_GAIN = 4.0 / 12.0
-SKIP_LATENTS = 1000
 
 # A frame's iterations per effort at 768x512 (iterations_for scales them): the counts the video
 # figures and --kbps were measured at. The image's fast effort went to 300 iterations when the
