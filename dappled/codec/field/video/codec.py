@@ -12,14 +12,7 @@ from dappled.codec.defaults import DEFAULT_GOP
 from dappled.codec.field.encoder import LAMBDAS
 from dappled.codec.field.video.decoder import FieldVideoDecoder
 from dappled.codec.field.video.encoder import FieldVideoEncoder
-from dappled.codec.field.video.format import (
-    CODEC_ID,
-    FRAME_I,
-    FRAME_P_NET,
-    FRAME_P_SKIP,
-    pack_filter,
-    parse_frame,
-)
+from dappled.codec.field.video.format import CODEC_ID, FRAME_I, FRAME_P_NET, FRAME_P_SKIP, parse_frame
 from dappled.codec.registry import Codec, EncodeParams
 from dappled.codec.stream import decode_last
 from dappled.errors import OptionError
@@ -98,10 +91,9 @@ class FieldVideoCodec(Codec):
             rest = sum(len(v) for k, v in parts.chunks.items() if k != "MOTN")
             key = "networks+latents" if parts.ftype == FRAME_P_NET else "latents"
             sizes[key] += rest
-            filt = 0 if parts.filter is None else len(pack_filter(parts.filter))
             n_filt += parts.filter is not None
-            sizes["filters"] += filt
-            sizes["framing"] += len(p.payload) - motion - rest - filt
+            sizes["filters"] += parts.filter_bytes
+            sizes["framing"] += len(p.payload) - motion - rest - parts.filter_bytes
         n_i = sum(t == FRAME_I for t in types)
         n_pn = sum(t == FRAME_P_NET for t in types)
         n_skip = sum(t == FRAME_P_SKIP for t in types)

@@ -98,6 +98,7 @@ class FrameParts:
     n_esc: int
     chunks: dict[str, bytes]
     filter: np.ndarray | None = None  # version 4: the prediction filter's coefficients (3, 6)
+    filter_bytes: int = 0  # ... and the bytes they took
 
 
 def _varint(n: int) -> bytes:
@@ -181,6 +182,7 @@ def parse_frame(payload: bytes) -> FrameParts:
         if ftype == FRAME_I:
             raise BitstreamError("prediction filter on an intra frame")
         coefs, pos = _parse_filter(payload, pos)
+    n_filt = pos - 1
     if ftype in (FRAME_P_NET, FRAME_P):
         m, pos = _read_varint(payload, pos)
         if pos + m > len(payload):
@@ -197,7 +199,8 @@ def parse_frame(payload: bytes) -> FrameParts:
         parts["MOTN"] = payload[pos:]
     else:
         parts["FLD "] = payload[pos:]
-    return FrameParts(3 if coefs is None else 4, ftype, n_esc, {k: v for k, v in parts.items() if v}, coefs)
+    return FrameParts(3 if coefs is None else 4, ftype, n_esc, {k: v for k, v in parts.items() if v}, coefs,
+                      n_filt)
 
 
 def frame_type(payload: bytes) -> int:
