@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean web-wasm
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(PY) benchmarks/splat_kodak.py
+
+# The browser field decoder's WebAssembly loops (latents and synthesis) (it ships built; rebuild after editing its source).
+# Needs Node.js and the npm registry (AssemblyScript, pinned); the tests hold the result to the
+# JavaScript and Python decoders, bit for bit.
+web-wasm:
+	npx --yes -p assemblyscript@0.28.20 asc dappled/stream/web/src/field-decoder.ts -O3 --runtime stub \
+	  --noAssert --use abort= -o dappled/stream/web/field-decoder.wasm
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -4,6 +4,8 @@
 // to see what a JIT warm-up buys. The pixels' hash shows that every run decodes the same.
 //
 //   node benchmarks/web_field_node.mjs STREAM.dpl [REPEAT]
+//   SYNTH=js node benchmarks/web_field_node.mjs STREAM.dpl   (the JavaScript loops; default:
+//                                                             field-decoder.wasm, its load timed)
 //   WARM=small.dpl WARMN=10 node benchmarks/web_field_node.mjs STREAM.dpl 3
 import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
@@ -13,6 +15,12 @@ const { StreamParser, PACKET } = await import(new URL("dpl.js", web));
 const F = await import(new URL("field.js", web));
 const V = await import(new URL("fieldv.js", web));
 const tb = F.parseTables(gunzipSync(readFileSync(new URL("field-tables.bin.gz", web))).buffer);
+let wasmMs = null;
+if (process.env.SYNTH !== "js") {
+  const t = performance.now();
+  if (!(await F.loadDecoderWasm(readFileSync(new URL("field-decoder.wasm", web))))) throw new Error("field-decoder.wasm did not load");
+  wasmMs = performance.now() - t;
+}
 
 // the first frame's field payload, and the frame size
 function firstPayload(path) {
@@ -43,5 +51,5 @@ for (let r = 0; r < reps; r++) {
 let h = 0;
 for (let i = 0; i < out.length; i++) h = (h * 31 + out[i]) >>> 0;
 const med = (a) => a.slice().sort((x, y) => x - y)[a.length >> 1];
-console.log(JSON.stringify({ width, height, first_ms: [lat[0], syn[0]], median_latents_ms: med(lat),
+console.log(JSON.stringify({ synth: F.exactBackend(), wasm_load_ms: wasmMs, width, height, first_ms: [lat[0], syn[0]], median_latents_ms: med(lat),
   median_synth_ms: med(syn), hash: h }));

@@ -4,15 +4,16 @@ headless Chromium, served by `dappled serve`, and the size of the browser decode
     PYTHONPATH=. .venv/bin/python benchmarks/web_fieldv_speed.py runs/issue19/bikes-fieldv.dpl \
         --json runs/issue19/web_fieldv.json
 
-Plays the stream in the player page once per mode (--repeat: more plays): `js` (the default:
-the decoder worker, exact JavaScript synthesis, over a helper worker per core but one; on a
-2-core machine none: the worker decodes alone), `js2` (two helper workers: `?threads=2`), `gl`
+Plays the stream in the player page once per mode (--repeat: more plays): `wasm` (the default:
+the decoder worker, exact synthesis in WebAssembly, over a helper worker per core but one; on a
+2-core machine none: the worker decodes alone), `js` (the same with the exact JavaScript
+synthesis: `?synth=js`), `js2` (two helper workers: `?threads=2`), `gl`
 (the worker with the WebGL2 synthesis: `?synth=gl`) and `page` (the exact decoder on the page's
 own thread: `?worker=0`). For each: frames decoded, shown and
 dropped, stalls (and how many waited for the decoder), the rate on the page (`measuredFps`, the
 last 30 shown frames) and over the whole play (`playFps`), time to first frame (from the player
 script's start, and from `page.goto`), and the decoder's own time per frame (ARM + rANS and
-synthesis). Every shown frame of the `js` mode is then captured and checked equal to the Python
+synthesis). Every shown frame of the exact modes is then captured and checked equal to the Python
 decoder's (tolerance 0); `gl` frames are checked within +-(1 + position in the group).
 """
 
@@ -39,13 +40,13 @@ from dappled.codec.container import unpack
 from dappled.codec.video import decode_video
 
 WEB = Path(__file__).resolve().parents[1] / "dappled" / "stream" / "web"
-MODES = {"js": "", "js2": "&threads=2", "gl": "&synth=gl", "page": "&worker=0"}
+MODES = {"wasm": "", "js": "&synth=js", "js2": "&threads=2", "gl": "&synth=gl", "page": "&worker=0"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("stream", type=Path)
-    ap.add_argument("--modes", default="js,js2,gl,page")
+    ap.add_argument("--modes", default="wasm,js,js2,gl,page")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--repeat", type=int, default=1, help="plays per mode")
     args = ap.parse_args()
@@ -54,7 +55,7 @@ def main() -> None:
     keys = [p.keyframe for p in c.frames()]
     ref = decode_video(data)
     names = ("fieldv.js", "fieldv-worker.js", "fieldv-residual-worker.js", "field.js", "field-gl.js",
-             "dpl.js", "field-tables.bin.gz", "player.js")
+             "dpl.js", "field-tables.bin.gz", "field-decoder.wasm", "player.js")
     sizes = {name: (WEB / name).stat().st_size for name in names}
     proc = subprocess.Popen([*dappled_cmd(), "serve", str(args.stream.parent), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -105,26 +105,28 @@ STREAMS = [f"q{q}.dpl" for q in RATES] + ["v1.dpl"]
 def test_browser_latents_equal_pythons_in_every_grid(browser, server: str, stream_dir: Path) -> None:
     page = browser.new_page()
     page.goto(f"{server}/player")
-    for name in STREAMS:
+    for synth, name in [(s, n) for s in ("js", "wasm") for n in STREAMS]:  # JavaScript, WebAssembly
         data = (stream_dir / name).read_bytes()
         w, h = _size(data)
         payload = _payload(data)
         p = unpack_payload(payload, w, h)
         gs = grids(h, w)
         ref = decode_latents(p.words, p.excess, gs, p.net)
-        got = page.evaluate("""async ([b64, w, h]) => {
+        got = page.evaluate("""async ([b64, w, h, synth]) => {
             const f = await import('/web/field.js');
             const tb = await f.loadTables();
+            if (!(await f.loadDecoderWasm())) throw new Error('field-decoder.wasm did not load');
+            if (f.exactBackend(synth) !== synth) throw new Error('not ' + synth);
             const p = f.parsePayload(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), w, h);
             const grids = f.decodeLatents(p, tb).map((g) => Array.from(g));
             return { version: p.version, escapes: p.excess.length, grids };
-        }""", [base64.b64encode(payload).decode(), w, h])
+        }""", [base64.b64encode(payload).decode(), w, h, synth])
         assert got["version"] == (1 if name == "v1.dpl" else 2)
         assert got["escapes"] == len(p.excess)
         assert len(got["grids"]) == len(gs) == 19
         for k, (g, q) in enumerate(zip(gs, ref, strict=True)):
             js = np.array(got["grids"][k], np.int64).reshape(g.height, g.width)
-            assert np.array_equal(js, q), (name, k)
+            assert np.array_equal(js, q), (synth, name, k)
         assert any(np.abs(q).max() > 0 for q in ref), name  # not all zero: the comparison bites
     page.close()
 
@@ -140,13 +142,16 @@ def _open(browser, server: str, name: str, query: str = ""):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", STREAMS)
+@pytest.mark.parametrize(("name", "synth"), [(n, "wasm") for n in STREAMS] + [(STREAMS[0], "js")])
 def test_browser_player_shows_the_python_decoders_pixels(browser, server: str, stream_dir: Path,
-                                                         name: str) -> None:
+                                                         name: str, synth: str) -> None:
+    """The player's default synthesis is the WebAssembly one; ?synth=js the JavaScript one: the
+    same pixels, the Python decoder's."""
     ref = decode_image((stream_dir / name).read_bytes())
-    page, errors = _open(browser, server, name)
+    page, errors = _open(browser, server, name, "&synth=js" if synth == "js" else "")
     st = page.evaluate("window.dappled.state")
     assert not errors and st["error"] is None, (errors, st)
+    assert st["synth"] == synth and st["note"] is None, st
     assert st["ended"] and st["shown"] == 1 and st["frameCount"] == 1
     assert st["latentMs"] > 0 and st["synthMs"] > 0
     assert st["worker"] is True  # decoded in the worker (fieldv-worker.js), not on the page
@@ -218,15 +223,18 @@ def test_browser_decodes_a_wide_synthetic_payload_like_python(browser, server: s
     assert len(np.unique(ref)) > 150 and ((ref > 0) & (ref < 255)).mean() > 0.8  # varied, unclipped
     page = browser.new_page()
     page.goto(f"{server}/player")
-    got = page.evaluate("""async ([b64, w, h]) => {
-        const f = await import('/web/field.js');
-        const tb = await f.loadTables();
-        const r = f.decodeFieldPayload(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), w, h, tb);
-        return { rgb: Array.from(r.rgb), grids: r.latents.map((g) => Array.from(g)) };
-    }""", [base64.b64encode(payload).decode(), w, h])
-    for k, q in enumerate(ref_latents):
-        assert np.array_equal(np.array(got["grids"][k], np.int64).reshape(q.shape), q), k
-    assert np.array_equal(np.array(got["rgb"], np.uint8).reshape(ref.shape), ref)
+    for synth in ("js", "wasm"):  # both exact syntheses: JavaScript and WebAssembly
+        got = page.evaluate("""async ([b64, w, h, synth]) => {
+            const f = await import('/web/field.js');
+            const tb = await f.loadTables();
+            if (!(await f.loadDecoderWasm())) throw new Error('field-decoder.wasm did not load');
+            if (f.exactBackend(synth) !== synth) throw new Error('not ' + synth);
+            const r = f.decodeFieldPayload(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), w, h, tb);
+            return { rgb: Array.from(r.rgb), grids: r.latents.map((g) => Array.from(g)) };
+        }""", [base64.b64encode(payload).decode(), w, h, synth])
+        for k, q in enumerate(ref_latents):
+            assert np.array_equal(np.array(got["grids"][k], np.int64).reshape(q.shape), q), k
+        assert np.array_equal(np.array(got["rgb"], np.uint8).reshape(ref.shape), ref), synth
     page.close()
 
 
@@ -284,15 +292,18 @@ def test_browser_decodes_sparse_payloads_like_python_one_after_another(browser, 
     cases.append(cases[0])
     page = browser.new_page()
     page.goto(f"{server}/player")
-    for h, w, payload in cases:
+    # JavaScript, then WebAssembly (its buffers too are remade when the size or network changes)
+    for synth, (h, w, payload) in [("js", c) for c in cases] + [("wasm", c) for c in cases]:
         ref = decode_payload(payload, w, h)
-        got = page.evaluate("""async ([b64, w, h]) => {
+        got = page.evaluate("""async ([b64, w, h, synth]) => {
             const f = await import('/web/field.js');
             const tb = await f.loadTables();
+            if (!(await f.loadDecoderWasm())) throw new Error('field-decoder.wasm did not load');
+            if (f.exactBackend(synth) !== synth) throw new Error('not ' + synth);
             const r = f.decodeFieldPayload(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), w, h, tb);
             return Array.from(r.rgb);
-        }""", [base64.b64encode(payload).decode(), w, h])
-        assert np.array_equal(np.array(got, np.uint8).reshape(ref.shape), ref), (h, w)
+        }""", [base64.b64encode(payload).decode(), w, h, synth])
+        assert np.array_equal(np.array(got, np.uint8).reshape(ref.shape), ref), (synth, h, w)
         # the case bites: flat parts and varied parts (not all one colour, not clipped)
         colours, counts = np.unique(ref.reshape(-1, 3), axis=0, return_counts=True)
         assert len(colours) > 20 and ((ref > 0) & (ref < 255)).mean() > 0.8, (h, w)
@@ -320,13 +331,41 @@ def test_without_webgl_a_field_image_still_shows_and_a_splat_stream_says_why_not
         page, errors = _open(b, server, "q4.dpl", "&synth=gl")  # asks for WebGL2: told, falls back
         st = page.evaluate("window.dappled.state")
         assert not errors and st["error"] is None and st["ended"] and st["shown"] == 1
-        assert st["synth"] == "js" and "WebGL2 synthesis unavailable" in page.inner_text("#message")
+        assert st["synth"] == "wasm" and "WebGL2 synthesis unavailable" in page.inner_text("#message")
         ref = decode_image((stream_dir / "q4.dpl").read_bytes())
         rgb = base64.b64decode(page.evaluate("window.dappled.captureFrame(0)"))
         assert np.array_equal(np.frombuffer(rgb, np.uint8).reshape(ref.shape), ref)
         page.close()
     finally:
         b.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("query", ["", "&worker=0"])
+def test_without_the_webassembly_module_the_javascript_synthesis_shows_the_same_pixels(
+        browser, stream_dir: Path, server: str, query: str) -> None:
+    """Graceful fallback: where field-decoder.wasm cannot be had (here: the server answers 404) the
+    player uses the JavaScript synthesis, says so on the page, and shows the same pixels."""
+    ctx = browser.new_context()
+    asked: list[str] = []
+
+    def refuse(route) -> None:
+        asked.append(route.request.url)
+        route.fulfill(status=404, body="no")
+
+    ctx.route("**/field-decoder.wasm", refuse)
+    try:
+        page, errors = _open(ctx, server, "q4.dpl", query)
+        st = page.evaluate("window.dappled.state")
+        assert asked, "the player never asked for field-decoder.wasm"
+        assert not errors and st["error"] is None and st["ended"] and st["shown"] == 1, (errors, st)
+        assert st["synth"] == "js" and "WebAssembly decoder unavailable" in page.inner_text("#message"), st
+        ref = decode_image((stream_dir / "q4.dpl").read_bytes())
+        rgb = base64.b64decode(page.evaluate("window.dappled.captureFrame(0)"))
+        assert np.array_equal(np.frombuffer(rgb, np.uint8).reshape(ref.shape), ref)
+        page.close()
+    finally:
+        ctx.close()
 
 
 @pytest.mark.slow
@@ -390,14 +429,17 @@ def test_browser_and_python_agree_on_corrupted_payloads(browser, server: str, st
             ref = decode_payload(bytes(bad), w, h)
         except BitstreamError:
             ref = None
-        got = page.evaluate("""async ([b64, w, h]) => {
-            const f = await import('/web/field.js');
-            const tb = await f.loadTables();
-            try {
-                const r = f.decodeFieldPayload(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), w, h, tb);
-                return { rgb: Array.from(r.rgb) };
-            } catch (e) { return { error: e.name + ': ' + e.message }; }
-        }""", [base64.b64encode(bytes(bad)).decode(), w, h])
-        outcomes[same_outcome(got, ref)] += 1
+        for synth in ("js", "wasm"):  # the JavaScript and the WebAssembly loops alike
+            got = page.evaluate("""async ([b64, w, h, synth]) => {
+                const f = await import('/web/field.js');
+                const tb = await f.loadTables();
+                if (!(await f.loadDecoderWasm())) throw new Error('field-decoder.wasm did not load');
+                if (f.exactBackend(synth) !== synth) throw new Error('not ' + synth);
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                try {
+                    return { rgb: Array.from(f.decodeFieldPayload(bytes, w, h, tb).rgb) };
+                } catch (e) { return { error: e.name + ': ' + e.message }; }
+            }""", [base64.b64encode(bytes(bad)).decode(), w, h, synth])
+            outcomes[same_outcome(got, ref)] += 1
     assert outcomes["refused"] > 0 and outcomes["decoded"] > 0, outcomes  # both paths taken
     page.close()

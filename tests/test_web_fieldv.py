@@ -184,6 +184,7 @@ def test_browser_player_shows_every_frame_of_the_python_decoder(browser, server:
     st = page.evaluate("window.dappled.state")
     assert not errors and st["error"] is None, (errors, st)
     assert st["ended"] and st["worker"] and st["frameCount"] == len(ref)
+    assert st["synth"] == "wasm" and st["note"] is None, st  # the default: WebAssembly synthesis
     # a helper per core but one (left to the page)
     assert st["threads"] == page.evaluate("Math.max(1, navigator.hardwareConcurrency - 1)")
     # every frame decoded and shown, or dropped when a display tick came late (a loaded machine)
@@ -206,11 +207,14 @@ def test_seeking_restarts_from_the_intra_frame_before(browser, server: str, stre
     data = (stream_dir / "two.dpl").read_bytes()
     assert [p.keyframe for p in _frames(data)] == [True, False, False, True, False]
     ref = decode_video(data)
-    # a sequencer worker over 3 helpers, the worker alone, and the page's own thread
-    for query, threads in (("&threads=3", 3), ("&threads=1", 1), ("&worker=0", 1)):
+    # a sequencer worker over 3 helpers, the worker alone, and the page's own thread (with the
+    # WebAssembly synthesis), and the helpers with the JavaScript one
+    plays = (("&threads=3", 3), ("&threads=1", 1), ("&worker=0", 1), ("&threads=3&synth=js", 3))
+    for query, threads in plays:
         page, errors = _open(browser, server, "two.dpl", query)
         st = page.evaluate("window.dappled.state")
         assert st["worker"] == (query != "&worker=0") and st["threads"] == threads, st
+        assert st["synth"] == ("js" if "synth=js" in query else "wasm") and st["note"] is None, (query, st)
         for i in (4, 1, 3, 2, 0, 4):  # backwards, into the other group, and forwards again
             assert np.array_equal(_capture(page, i, ref[i].shape), ref[i]), (query, i)
         page.evaluate("window.dappled.seek(3); window.dappled.state.playing = true")

@@ -111,7 +111,7 @@ async def _web(request: web.Request) -> web.FileResponse:
     path = WEB_DIR / name
     if "/" in name or name.startswith(".") or not path.is_file():
         raise web.HTTPNotFound()
-    types = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
+    types = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".wasm": "application/wasm"}
     return web.FileResponse(path, headers={"Content-Type": types.get(path.suffix, "application/octet-stream"),
                                            "Cache-Control": "no-cache"})
 

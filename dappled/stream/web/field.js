@@ -229,6 +229,10 @@ function latentWorkspace(gs) {
 // loop nest is a function of its own, so that the JIT optimises each as soon as it runs hot
 // (one large function is deoptimised each time the execution reaches a loop it has not run yet).
 export function decodeLatents(p, tb) {
+  if (wasmOn(p.gs[0].width, p.gs[0].height)) {
+    const r = decodeLatentsWasm(p, tb);
+    if (r) return r;
+  }
   const { arch, gs, words, excess } = p;
   const c = arch.ctx, h = arch.armHidden, two = arch.armLayers === 2;
   const [w1, b1] = p.arm, [w2, b2] = two ? p.arm.slice(2, 4) : [null, null];
@@ -540,10 +544,43 @@ function convConst(xc, C, k, ko, b) {
   return rnd(t, ACT_S, ACT_LIMIT);
 }
 
+// the hidden values where the accumulator and the level-0 latent are 0 (into hid)
+function hiddenConstants(S, G, wa, ba, hid) {
+  for (let s = 0; s < S; s++) {
+    let v = 0 * 0.75 + 0 * 0.25 + wa[s * G] * (0 * 1);
+    v = rnd(v, ACC_S, ACC_LIMIT);
+    v = Math.floor((v + ba[s]) * ACT_S + 0.5) * INV_ACT;
+    hid[s] = v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0;
+  }
+}
+
+// the RGB layer's output for those hidden values
+function rgbConstants(S, wb, bb, hid) {
+  const rgbC = new Float64Array(3);
+  for (let c = 0; c < 3; c++) {
+    let tc = bb[c];
+    for (let s = 0; s < S; s++) tc += wb[c * S + s] * hid[s];
+    rgbC[c] = rnd(tc, ACT_S, ACT_LIMIT);
+  }
+  return rgbC;
+}
+
+// the residual block's hidden values and output pixels where all its inputs are the constants
+function residualConstants(R, rgbC, ka, kba, kb, kbb) {
+  const tC = new Float64Array(R), outC = new Float64Array(3);
+  for (let o = 0; o < R; o++) { const v = convConst(rgbC, 3, ka, o * 27, kba[o]); tC[o] = v > 0 ? v : 0; }
+  for (let c = 0; c < 3; c++) outC[c] = Math.floor(rnd(rgbC[c] + convConst(tC, R, kb, c * 9 * R, kbb[c]), ACT_S, ACT_LIMIT) * 255 + 0.5);
+  return { tC, outC };
+}
+
 // The synthesis output before the clip: round(255 v) per channel (Int32Array, (H, W, 3) order).
 // A field video's residual is this, added to a prediction that may be another thread's.
 // out: where to write it (a new array if none).
 export function synthesizeRounded(p, latents, width, height, out = null) {
+  if (wasmOn(width, height)) {
+    const r = synthesizeRoundedWasm(p, latents, width, height, out);
+    if (r) return r;
+  }
   const { gs, arch } = p;
   const S = arch.synthHidden, R = arch.resHidden, G = gs.length;
   const [wa, ba, wb, bb, ka, kba, kb, kbb] = synthValues(p);
@@ -551,20 +588,9 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
   const ws = getWorkspace(width, height, S, R);
   const { hid, pw, pn, c0, c1, c2, ctmp } = ws;
   const plane = ah * aw;
-  // the constants: hidden values where the accumulator and the level-0 latent are 0
-  for (let s = 0; s < S; s++) {
-    let v = 0 * 0.75 + 0 * 0.25 + wa[s * G] * (0 * 1);
-    v = rnd(v, ACC_S, ACC_LIMIT);
-    v = Math.floor((v + ba[s]) * ACT_S + 0.5) * INV_ACT;
-    hid[s] = v > ACT_LIMIT ? ACT_LIMIT : v > 0 ? v : 0;
-  }
+  hiddenConstants(S, G, wa, ba, hid);
   constCells(acc, plane, S, ba, hid, ws.m1, ws.z1);
-  const rgbC = new Float64Array(3);
-  for (let c = 0; c < 3; c++) {
-    let tc = bb[c];
-    for (let s = 0; s < S; s++) tc += wb[c * S + s] * hid[s];
-    rgbC[c] = rnd(tc, ACT_S, ACT_LIMIT);
-  }
+  const rgbC = rgbConstants(S, wb, bb, hid);
   const wa0 = ws.wa0;
   for (let s = 0; s < S; s++) wa0[s] = wa[s * G];
   fullSize(acc, ah, aw, latents[0], step(0, p.shift, p.ladder), wa0, ba, wb, bb, rgbC, ws, width, height, S);
@@ -577,9 +603,7 @@ export function synthesizeRounded(p, latents, width, height, out = null) {
   // the residual block: t = relu(round(conv(rgb))) where its inputs are not all constants, then
   // res = round(conv(t)) and the output where those are not
   erode(c0, c1, ctmp, width, height, pw);
-  const tC = new Float64Array(R), outC = new Float64Array(3);
-  for (let o = 0; o < R; o++) { const v = convConst(rgbC, 3, ka, o * 27, kba[o]); tC[o] = v > 0 ? v : 0; }
-  for (let c = 0; c < 3; c++) outC[c] = Math.floor(rnd(rgbC[c] + convConst(tC, R, kb, c * 9 * R, kbb[c]), ACT_S, ACT_LIMIT) * 255 + 0.5);
+  const { tC, outC } = residualConstants(R, rgbC, ka, kba, kb, kbb);
   firstConv(ws.rgb, ws.t, c1, tC, ka, kba, R, pw, pn, width, height, ws.tr);
   erode(c1, c2, ctmp, width, height, pw);
   secondConv(ws.rgb, ws.t, c0, c2, outC, kb, kbb, R, pw, pn, width, height, ws.tr, out);
@@ -718,6 +742,194 @@ function secondConv(rgb, t, c0, c2, outC, kb, kbb, R, pw, pn, width, height, tr,
       i = i1;
     }
   }
+}
+
+// ------------------------------------------------------------------ the decoder in WebAssembly
+
+// field-decoder.wasm (built from src/field-decoder.ts): the latents' and the synthesis's loops
+// above compiled ahead of time, the same arithmetic in the same order (the same latents and
+// pixels), without the JavaScript engine's warm-up, which made a page's first frame 3-5x slower
+// than the next ones. Used, once loaded (loadDecoderWasm), for frames up to KEEP_PIXELS; the
+// JavaScript loops otherwise.
+let wasmX = null; // the module's exports
+let useWasm = true;
+let wasmSpace = null; // the layout of the buffers in its memory, for one size and network shape
+let wasmLoading = null;
+let wasmTables = null; // the tables copied into it (the layout's first region)
+const WASM_BASE = 65536; // the module keeps no data: the buffers start after its first page
+
+async function instantiateDecoder(bytes) {
+  const { instance } = await WebAssembly.instantiate(bytes, {});
+  wasmX = instance.exports;
+  wasmSpace = null;
+  return true;
+}
+
+// Load field-decoder.wasm (fetched next to this module, or from bytes); resolves true once the
+// WebAssembly loops are in use, false where WebAssembly is missing or the module cannot load
+// (the JavaScript loops stay, with the same latents and pixels).
+export function loadDecoderWasm(bytes = null) {
+  if (typeof WebAssembly === "undefined") return Promise.resolve(false);
+  if (bytes) return instantiateDecoder(bytes).catch(() => false);
+  if (!wasmLoading) {
+    wasmLoading = fetch(new URL("./field-decoder.wasm", import.meta.url)).then((r) => {
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      return r.arrayBuffer();
+    }).then(instantiateDecoder).catch(() => { wasmLoading = null; return false; });
+  }
+  return wasmLoading;
+}
+
+// Choose the decoder's loops: "wasm" (once loaded) or "js"; returns the ones now in use.
+export function exactBackend(name = null) {
+  if (name !== null) useWasm = name !== "js";
+  return wasmX && useWasm ? "wasm" : "js";
+}
+
+const wasmOn = (width, height) => wasmX !== null && useWasm && width * height <= KEEP_PIXELS;
+
+// The buffers of a frame size and network (p) in the module's memory (remade, zeroed, when they
+// change): the tables (tb, or those copied before), the latents' and the synthesis's workspaces.
+function wasmWorkspace(p, width, height, tb = null) {
+  const { gs, arch } = p;
+  const S = arch.synthHidden, R = arch.resHidden, G = gs.length, c = arch.ctx, h = arch.armHidden;
+  if (tb && tb !== wasmTables) wasmSpace = null;
+  const key = `${width}x${height}:${S}:${R}:${c}:${h}:${G}`;
+  if (wasmSpace && wasmSpace.key === key) return wasmSpace;
+  wasmSpace = null;
+  tb = tb || wasmTables;
+  let off = WASM_BASE;
+  const take = (bytes) => { const o = off; off += (bytes + 7) & ~7; return o; };
+  const L = { key, levels: [], taps: [] };
+  if (tb) L.tables = [tb.cdf, tb.start, tb.nsym, tb.lo].map((t) => take(4 * t.length));
+  for (let lv = 1; lv < LEVELS; lv++) {
+    const rows = Math.ceil(height / 2 ** lv), cols = Math.ceil(width / 2 ** lv);
+    L.levels[lv] = { rows, cols, acc: take(8 * S * rows * cols), cm: take(4 * cols), cp: take(4 * cols) };
+    L.taps.push([L.levels[lv], upTaps(Math.ceil(width / 2 ** (lv + 1)), cols)]);
+  }
+  const a1 = L.levels[1], plane = a1.rows * a1.cols;
+  L.pw = width + 2;
+  L.pn = L.pw * (height + 2);
+  let nLat = 0;
+  for (const g of gs) nLat += g.height * g.width;
+  Object.assign(L, {
+    vr: take(8 * S * a1.cols), z1: take(plane), rowZ: take(a1.cols), m1: take(4 * plane), rowM: take(4 * a1.cols),
+    hid: take(8 * S), wa0: take(8 * S), cm: take(4 * width), cp: take(4 * width),
+    rgb: take(8 * 3 * L.pn), t: take(8 * Math.max(R, 1) * L.pn), tr: take(8 * width),
+    c0: take(L.pn), c1: take(L.pn), c2: take(L.pn), ctmp: take(L.pn), out: take(4 * 3 * width * height),
+    q: gs.map((g) => take(4 * g.height * g.width)),
+    rgbC: take(24), tC: take(8 * Math.max(R, 1)), outC: take(24),
+    // the latents: padded grids, their rows' spans, the ARM, the words and escape values
+    bufs: gs.map((g) => take(4 * (g.height + PAD) * (g.width + 2 * PAD))),
+    rowLo: gs.map((g) => take(4 * (g.height + PAD))), rowHi: gs.map((g) => take(4 * (g.height + PAD))),
+    rel: take(4 * c), a1: take(8 * h), a2: take(8 * h), ctx: take(8 * c),
+    arm: [h * c, h, h * h, h, 2 * (h + c), 2 * G].map((n) => take(4 * n)), // W1, B1, W2, B2, WO, BO
+    words: take(4 * (nLat + 2)), excess: take(4 * nLat), nLat,
+  });
+  L.w = [S * G, S, 3 * S, 3, 27 * R, R, 27 * R, 3].map((n) => take(8 * n)); // wa, ba, wb, bb, ka, kba, kb, kbb
+  const mem = wasmX.memory, need = Math.ceil(off / 65536) - mem.buffer.byteLength / 65536;
+  if (need > 0) mem.grow(need); // (a RangeError where the memory cannot grow: the caller falls back)
+  const buf = mem.buffer;
+  new Uint8Array(buf, WASM_BASE, off - WASM_BASE).fill(0); // zero borders and padding
+  for (const [lvl, t] of L.taps) { new Int32Array(buf, lvl.cm, lvl.cols).set(t.cm); new Int32Array(buf, lvl.cp, lvl.cols).set(t.cp); }
+  const full = upTaps(a1.cols, width);
+  new Int32Array(buf, L.cm, width).set(full.cm);
+  new Int32Array(buf, L.cp, width).set(full.cp);
+  gs.forEach((g, k) => {
+    new Int32Array(buf, L.rowLo[k], g.height + PAD).fill(BIG);
+    new Int32Array(buf, L.rowHi[k], g.height + PAD).fill(-BIG);
+  });
+  if (tb) {
+    [tb.cdf, tb.start, tb.nsym, tb.lo].forEach((t, k) => new Int32Array(buf, L.tables[k], t.length).set(t));
+    wasmX.tablesSet(...L.tables);
+    wasmTables = tb;
+  }
+  wasmSpace = L;
+  return L;
+}
+
+// decodeLatents in the WebAssembly module (null where its memory cannot hold the frame)
+function decodeLatentsWasm(p, tb) {
+  const { arch, gs, words, excess } = p;
+  const width = gs[0].width, height = gs[0].height;
+  let L;
+  try { L = wasmWorkspace(p, width, height, tb); } catch (e) { if (e instanceof RangeError) return null; throw e; }
+  const X = wasmX, buf = X.memory.buffer;
+  const c = arch.ctx, h = arch.armHidden, two = arch.armLayers === 2;
+  const [w1, b1] = p.arm, [w2, b2] = two ? p.arm.slice(2, 4) : [null, null];
+  const [wo, bo] = p.arm.slice(-2);
+  const ints = [w1, b1, w2, b2, wo, bo];
+  ints.forEach((t, k) => { if (t) new Int32Array(buf, L.arm[k], t.ints.length).set(t.ints); });
+  X.armSet(c, h, two ? 1 : 0, w1.k, two ? w2.k : 0, wo.k, ...L.arm, L.a1, L.a2, L.ctx);
+  const nw = words.length;
+  if (nw > L.nLat + 2 || excess.length > L.nLat) throw new BitstreamError("field latents: more words than latents"); // (parseLatents refuses these)
+  new Uint32Array(buf, L.words, nw).set(words);
+  new Int32Array(buf, L.excess, excess.length).set(excess);
+  X.ransInit(nw > 0 ? words[0] : 0, nw > 1 ? words[1] : 0);
+  const nb = NEIGHBOURS.slice(0, c), rel = new Int32Array(buf, L.rel, c);
+  const ws = latentWorkspace(gs);
+  for (let g = 0; g < gs.length; g++) {
+    const H = gs[g].height, Wd = gs[g].width, stride = Wd + 2 * PAD;
+    for (let i = 0; i < c; i++) rel[i] = nb[i][0] * stride + nb[i][1];
+    const r = X.decodeGrid(g, L.bufs[g], L.rowLo[g], L.rowHi[g], H, Wd, L.rel, L.words, nw, L.excess, excess.length);
+    if (r === 1) throw new BitstreamError("field latents: more escapes than escape values");
+    if (r === 2) throw new BitstreamError("field latents: latent out of range");
+    const grid = ws.grids[g], padded = new Int32Array(buf, L.bufs[g], (H + PAD) * stride);
+    for (let y = 0; y < H; y++) grid.set(padded.subarray((PAD + y) * stride + PAD, (PAD + y) * stride + PAD + Wd), y * Wd);
+  }
+  if (X.escapesUsed() !== excess.length) throw new BitstreamError("field latents: escape values left over");
+  return ws.grids;
+}
+
+// synthesizeRounded on the WebAssembly module (null where its memory cannot hold the frame)
+function synthesizeRoundedWasm(p, latents, width, height, out) {
+  const { gs, arch } = p;
+  const S = arch.synthHidden, R = arch.resHidden, G = gs.length;
+  let L;
+  try { L = wasmWorkspace(p, width, height); } catch (e) { if (e instanceof RangeError) return null; throw e; }
+  const X = wasmX, buf = X.memory.buffer;
+  const f64 = (o, n) => new Float64Array(buf, o, n);
+  const vals = synthValues(p);
+  vals.forEach((v, k) => f64(L.w[k], v.length).set(v));
+  const [wa, ba, wb, bb, ka, kba, kb, kbb] = vals;
+  const [pwa, pba, pwb, pbb, pka, pkba, pkb, pkbb] = L.w;
+  gs.forEach((g, k) => new Int32Array(buf, L.q[k], g.height * g.width).set(latents[k]));
+  // the level accumulators, level 6 to level 1 (coarseAccumulator)
+  let prev = null;
+  for (let lv = LEVELS - 1; lv >= 1; lv--) {
+    const Lv = L.levels[lv], n = Lv.rows * Lv.cols;
+    if (prev === null) f64(Lv.acc, S * n).fill(0);
+    else X.upsample(prev.acc, prev.rows, prev.cols, Lv.acc, Lv.rows, Lv.cols, Lv.cm, Lv.cp, S);
+    let g0 = -1, g1 = -1, g2 = -1;
+    for (let g = 0; g < G; g++) if (gs[g].level === lv) { if (g0 < 0) g0 = g; else if (g1 < 0) g1 = g; else g2 = g; }
+    X.mixLevel(Lv.acc, n, S, G, pwa, g0, Math.max(g1, 0), Math.max(g2, 0), L.q[g0], g1 >= 0 ? L.q[g1] : 0,
+      g2 >= 0 ? L.q[g2] : 0, step(lv, p.shift, p.ladder));
+    prev = Lv;
+  }
+  const acc = prev.acc, ah = prev.rows, aw = prev.cols;
+  const hid = f64(L.hid, S);
+  hiddenConstants(S, G, wa, ba, hid);
+  X.constCells(acc, ah * aw, S, pba, L.hid, L.m1, L.z1);
+  const rgbC = rgbConstants(S, wb, bb, hid);
+  f64(L.rgbC, 3).set(rgbC);
+  const wa0 = f64(L.wa0, S);
+  for (let s = 0; s < S; s++) wa0[s] = wa[s * G];
+  const { pw, pn } = L;
+  X.fullSize(acc, ah, aw, L.q[0], step(0, p.shift, p.ladder), L.wa0, pba, pwb, pbb, L.rgbC, width, height, S,
+    L.vr, L.z1, L.rowZ, L.m1, L.rowM, L.hid, pw, pn, L.rgb, L.c0, L.cm, L.cp);
+  if (!R) X.toPixels(L.rgb, pw, pn, L.out, width, height);
+  else {
+    X.erode(L.c0, L.c1, L.ctmp, width, height, pw);
+    const { tC, outC } = residualConstants(R, rgbC, ka, kba, kb, kbb);
+    f64(L.tC, R).set(tC);
+    f64(L.outC, 3).set(outC);
+    X.firstConv(L.rgb, L.t, L.c1, L.tC, pka, pkba, R, pw, pn, width, height, L.tr);
+    X.erode(L.c1, L.c2, L.ctmp, width, height, pw);
+    X.secondConv(L.rgb, L.t, L.c0, L.c2, L.outC, pkb, pkbb, R, pw, pn, width, height, L.tr, L.out);
+  }
+  if (!out) out = new Int32Array(3 * width * height);
+  out.set(new Int32Array(buf, L.out, 3 * width * height));
+  return out;
 }
 
 // ------------------------------------------------------------------ the decoder

@@ -3,20 +3,24 @@
 // and its synthesis output round(255 v), for the frames the sequencer hands out. The sequencer
 // adds the motion-compensated prediction and clips, in frame order.
 //
-// in:  { type: "job", gen, i, payload, groupFld }  groupFld: the FLD chunk of the group's first
+// in:  { type: "size", width, height, synth }        synth: the sequencer's ("wasm" or "js")
+//      { type: "job", gen, i, payload, groupFld }  groupFld: the FLD chunk of the group's first
 //                                                  predicted frame (its networks), for type 2
 //      { type: "gen", gen }                        jobs of older generations are dropped
 // out: { type: "done", gen, i, rounded, latentMs, synthMs } or { type: "failed", gen, i, name, message }
 
-import { loadTables, parsePayload } from "./field.js";
+import { loadDecoderWasm, loadTables, parsePayload, exactBackend } from "./field.js";
 import { frameHead, residualOf } from "./fieldv.js";
 
 const queue = [];
 let gen = 0, queued = false, width = 0, height = 0, tables = null;
+// the tables, and the WebAssembly decoder loops unless the sequencer says "js" (its size message)
+let synthAsked = null;
+const wasmReady = loadDecoderWasm();
 const tablesReady = loadTables().then((tb) => { tables = tb; });
 
 function schedule() {
-  if (!queued && tables) { queued = true; setTimeout(run, 0); }
+  if (!queued && tables && synthAsked) { queued = true; setTimeout(run, 0); }
 }
 
 function run() {
@@ -41,6 +45,7 @@ self.onmessage = (e) => {
   if (m.type === "size") {
     width = m.width;
     height = m.height;
+    wasmReady.then(() => { synthAsked = exactBackend(m.synth === "wasm" ? "wasm" : "js"); schedule(); });
   } else if (m.type === "job") {
     if (m.gen >= gen) { gen = m.gen; queue.push(m); }
     schedule();

@@ -12,7 +12,8 @@
 // Same pixels and the same errors, in the same order, as the one-thread decoder (fieldv.js
 // applyFrame). With one thread, or the WebGL2 synthesis, it decodes frame after frame itself.
 //
-// page -> worker: { type: "init", header, synth, threads }   synth: "js" or "gl"
+// page -> worker: { type: "init", header, synth, threads }   synth: "wasm" (the exact synthesis
+//                                                             in WebAssembly, else in JavaScript), "js" or "gl"
 //                 { type: "packet", frame, keyframe, payload }
 //                 { type: "start", gen, from, limit }  reset, decode frames from..limit
 //                 { type: "limit", gen, limit }        decode on up to frame limit
@@ -21,7 +22,7 @@
 //                 { type: "error", gen, i, name, message }
 
 import { FieldSynthGL } from "./field-gl.js";
-import { FIELD_CODEC_ID, FieldDecoder, addClip, loadTables } from "./field.js";
+import { FIELD_CODEC_ID, FieldDecoder, addClip, loadDecoderWasm, loadTables, exactBackend } from "./field.js";
 import { FieldVideoDecoder, frameHead, predict } from "./fieldv.js";
 
 const packets = [];
@@ -126,14 +127,17 @@ self.onmessage = async (e) => {
   if (m.type === "init") {
     try {
       header = m.header;
-      const tables = await loadTables();
-      let gl = null, note = null, synth = "js";
+      const exact = m.synth === "js" ? "js" : "wasm";
+      const [tables] = await Promise.all([loadTables(), exact === "wasm" ? loadDecoderWasm() : null]);
+      let note = null;
+      if (exactBackend(exact) !== exact) note = "WebAssembly decoder unavailable: using the JavaScript one";
+      let gl = null, synth = exactBackend();
       if (m.synth === "gl") {
         try {
           gl = new FieldSynthGL();
           synth = "gl";
         } catch (err) {
-          note = `WebGL2 synthesis unavailable (${err.message}): using the JavaScript one`;
+          note = `WebGL2 synthesis unavailable (${err.message}): using the exact one (${synth})`;
         }
       }
       const image = m.header.codecId === FIELD_CODEC_ID;
@@ -146,7 +150,7 @@ self.onmessage = async (e) => {
           const h = { worker: new Worker(new URL("./fieldv-residual-worker.js", import.meta.url), { type: "module" }), load: 0 };
           h.worker.onmessage = (ev) => onHelper(h, ev.data);
           h.worker.onerror = (ev) => { ev.preventDefault(); fail(-1, { name: "Error", message: `a decoder helper failed (${ev.message || "cannot load it"})` }); };
-          h.worker.postMessage({ type: "size", width: m.header.width, height: m.header.height });
+          h.worker.postMessage({ type: "size", width: m.header.width, height: m.header.height, synth });
           helpers.push(h);
         }
       }

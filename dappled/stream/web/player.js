@@ -4,12 +4,13 @@
 // one period late is decoded but not drawn (dropped). window.dappled exposes the state.
 
 import { BitstreamError, PACKET, SplatVideoDecoder, StreamParser, gaussianInstances } from "./dpl.js";
-import { FIELD_CODEC_ID, FieldDecoder, loadTables } from "./field.js";
+import { FIELD_CODEC_ID, FieldDecoder, loadDecoderWasm, loadTables, exactBackend } from "./field.js";
 import { FieldSynthGL } from "./field-gl.js";
 import { FIELDV_CODEC_ID, FieldVideoDecoder } from "./fieldv.js";
 import { SplatRenderer } from "./gl.js";
 
-// Field images are synthesized in exact float64 JavaScript (field.js), in the decoder worker
+// Field images are synthesized in exact float64 arithmetic (field.js; in WebAssembly, field-decoder.wasm,
+// where the browser has it, ?synth=js: in JavaScript), in the decoder worker
 // (fieldv-worker.js; ?worker=0: on the page), and shown on a 2D canvas: no WebGL needed. ?synth=gl asks for the WebGL2 synthesis (field-gl.js, within +-1 of exact);
 // without WebGL2 or float render targets the page says so and the JavaScript one runs.
 class CanvasRenderer {
@@ -219,7 +220,7 @@ class WebPlayer {
       // field video: decoded in a worker (?worker=0: in the page, between display ticks)
       this.field = true;
       this.renderer = new CanvasRenderer(this.canvas, header.width, header.height);
-      const synth = params.get("synth") === "gl" ? "gl" : "js";
+      const synth = askedSynth();
       this.state.synth = synth;
       if (typeof Worker !== "undefined" && params.get("worker") !== "0") {
         this.frameSource = new WorkerFrames(this, header, synth);
@@ -229,39 +230,46 @@ class WebPlayer {
         let gl = null;
         if (synth === "gl") {
           try { gl = new FieldSynthGL(); } catch (e) {
-            this.state.synth = "js";
-            this.state.note = `WebGL2 synthesis unavailable (${e.message}): using the JavaScript one`;
+            this.state.note = `WebGL2 synthesis unavailable (${e.message}): using the exact one`;
             this.ui.message.textContent = this.state.note;
           }
         }
-        loadTables().then((tb) => { this.decoder = new FieldVideoDecoder(header, tb, gl); this.state.decoderReadyMs = performance.now() - this.t0; })
+        exactSynth(synth).then(([tb, exact, note]) => {
+          if (!gl) this.state.synth = exact;
+          if (note && !gl) { this.state.note = note; this.ui.message.textContent = note; }
+          this.decoder = new FieldVideoDecoder(header, tb, gl);
+          this.state.decoderReadyMs = performance.now() - this.t0;
+        })
           .catch((e) => { this.fail(`${this.src}: ${e.message}`); this.state.playing = false; });
         this.state.worker = false;
       }
     } else if (header.codecId === FIELD_CODEC_ID && params.get("synth") !== "gl" && typeof Worker !== "undefined"
                && params.get("worker") !== "0") {
-      // field image, exact JavaScript synthesis: decoded in the worker too (the page stays live)
+      // field image, exact synthesis: decoded in the worker too (the page stays live)
       this.field = true;
       this.renderer = new CanvasRenderer(this.canvas, header.width, header.height);
-      this.state.synth = "js";
-      this.frameSource = new WorkerFrames(this, header, "js");
+      this.state.synth = askedSynth();
+      this.frameSource = new WorkerFrames(this, header, this.state.synth);
       this.decoder = this.frameSource;
       this.state.worker = true;
     } else if (header.codecId === FIELD_CODEC_ID) {
       this.field = true;
       this.renderer = new CanvasRenderer(this.canvas, header.width, header.height);
       let gl = null;
-      this.state.synth = "js";
       if (params.get("synth") === "gl") {
         try {
           gl = new FieldSynthGL();
           this.state.synth = "gl";
         } catch (e) {
-          this.state.note = `WebGL2 synthesis unavailable (${e.message}): using the JavaScript one`;
+          this.state.note = `WebGL2 synthesis unavailable (${e.message}): using the exact one`;
           this.ui.message.textContent = this.state.note;
         }
       }
-      loadTables().then((tb) => { this.decoder = new FieldDecoder(header, tb, gl); })
+      exactSynth(askedSynth()).then(([tb, exact, note]) => {
+        if (!gl) this.state.synth = exact;
+        if (note && !gl) { this.state.note = note; this.ui.message.textContent = note; }
+        this.decoder = new FieldDecoder(header, tb, gl);
+      })
         .catch((e) => { this.fail(`${this.src}: ${e.message}`); this.state.playing = false; });
     } else {
       this.decoder = new SplatVideoDecoder(header);
@@ -463,6 +471,22 @@ class WebPlayer {
 }
 
 const params = new URLSearchParams(location.search);
+
+// the field synthesis asked for (?synth=): "gl" (WebGL2, within +-1), "js" (exact, JavaScript),
+// else "wasm" (exact, WebAssembly where the browser has it: the fastest from the first frame)
+function askedSynth() {
+  const s = params.get("synth");
+  return s === "gl" || s === "js" ? s : "wasm";
+}
+
+// the tables, and the exact synthesis in use once "wasm" (if it loads) or "js" is set up
+function exactSynth(asked) {
+  const exact = asked === "js" ? "js" : "wasm";
+  return Promise.all([loadTables(), exact === "wasm" ? loadDecoderWasm() : null]).then(([tb]) => {
+    const got = exactBackend(exact);
+    return [tb, got, got === exact ? null : "WebAssembly decoder unavailable: using the JavaScript one"];
+  });
+}
 const src = params.get("src");
 const ui = {
   play: document.getElementById("play"), seek: document.getElementById("seek"),
