@@ -6,9 +6,12 @@
 Serves the stream's folder with `dappled serve --port 0`, opens the player page on it (the
 player decodes and shows the image: its own timing is the first run), then decodes the same
 payload `--runs` more times in the page (after one untimed decode there: the player decodes in
-its worker, so the page's own field.js starts cold) with field.js's JavaScript synthesis (checked equal to
-the Python decoder's pixels) and `--runs` times with the WebGL2 synthesis (field-gl.js, checked
-within +-1), alternating. Prints one line per run and a JSON summary (also written with --json).
+its worker, so the page's own field.js starts cold) with each of field.js's exact decoders, its
+JavaScript loops (`js`) and its WebAssembly ones (`wasm`, field-decoder.wasm), both checked equal
+to the Python decoder's pixels, and `--runs` times with the WebGL2 synthesis (`gl`, field-gl.js,
+latents in WebAssembly; checked within +-1), in turn. The player's own decode (the default:
+WebAssembly, in its worker, cold) is the first line. Prints one line per run and a JSON summary
+(also written with --json).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def main() -> None:
     data = args.stream.read_bytes()
     w, h = _size(data)
     ref = decode_image(data)
-    names = ("field.js", "field-gl.js", "dpl.js", "field-tables.bin.gz", "player.js")
+    names = ("field.js", "field-gl.js", "dpl.js", "field-tables.bin.gz", "field-decoder.wasm", "player.js")
     sizes = {name: (WEB / name).stat().st_size for name in names}
     proc = subprocess.Popen([*dappled_cmd(), "serve", str(args.stream.parent), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -73,24 +76,28 @@ def main() -> None:
             rgb = np.frombuffer(base64.b64decode(page.evaluate("window.dappled.captureFrame(0)")), np.uint8)
             if not np.array_equal(rgb.reshape(ref.shape), ref):
                 raise SystemExit("the player's image differs from the Python decoder's")
-            print(f"player page: ARM+rANS {st['latentMs']:.0f} ms, synthesis {st['synthMs']:.0f} ms, "
-                  f"open to image shown {page_ms:.0f} ms, first frame at {st['firstFrameMs']:.0f} ms")
+            print(f"player page ({st['synth']}): ARM+rANS {st['latentMs']:.0f} ms, "
+                  f"synthesis {st['synthMs']:.0f} ms, open to image shown {page_ms:.0f} ms, "
+                  f"first frame at {st['firstFrameMs']:.0f} ms")
             b64 = base64.b64encode(_payload(data)).decode()
-            for i in range(-1, 2 * args.runs):  # run -1: a JavaScript decode on the page, untimed
-                synth = "gl" if i >= 0 and i % 2 else "js"  # (the player decodes in its worker: the page's
-                # own field.js is cold until then)
-                r = page.evaluate("""async ([b64, w, h, useGl]) => {
+            modes = ("js", "wasm", "gl")
+            for i in range(-1, len(modes) * args.runs):  # run -1: a JavaScript decode on the page, untimed
+                synth = "js" if i < 0 else modes[i % len(modes)]  # (the player decodes in its worker:
+                # the page's own field.js is cold until then)
+                r = page.evaluate("""async ([b64, w, h, synth]) => {
                     const f = await import('/web/field.js');
                     const { FieldSynthGL } = await import('/web/field-gl.js');
                     const tb = await f.loadTables();
+                    if (!(await f.loadDecoderWasm())) throw new Error('field-decoder.wasm did not load');
+                    f.exactBackend(synth === 'js' ? 'js' : 'wasm');
                     const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-                    const gl = useGl ? (window.fieldGl ||= new FieldSynthGL()) : null;
+                    const gl = synth === 'gl' ? (window.fieldGl ||= new FieldSynthGL()) : null;
                     const r = f.decodeFieldPayload(bytes, w, h, tb, gl);
                     let bin = '';
                     for (let j = 0; j < r.rgb.length; j += 0x8000)
                         bin += String.fromCharCode.apply(null, r.rgb.subarray(j, j + 0x8000));
                     return { latentMs: r.latentMs, synthMs: r.synthMs, rgb: btoa(bin) };
-                }""", [b64, w, h, synth == "gl"])
+                }""", [b64, w, h, synth])
                 got = np.frombuffer(base64.b64decode(r["rgb"]), np.uint8).reshape(ref.shape)
                 diff = int(np.abs(got.astype(np.int64) - ref).max())
                 if diff > (1 if synth == "gl" else 0):
@@ -108,10 +115,12 @@ def main() -> None:
         proc.wait(30)
     summary = {
         "stream": str(args.stream), "bytes": len(data), "size": f"{w}x{h}", "chromium": version,
-        "player_latent_ms": st["latentMs"], "player_synth_ms": st["synthMs"],
+        "player_synth": st["synth"], "player_latent_ms": st["latentMs"], "player_synth_ms": st["synthMs"],
         "player_open_to_shown_ms": page_ms,
-        "median_latent_ms": statistics.median(r["latent_ms"] for r in runs),
+        "median_latent_js_ms": statistics.median(r["latent_ms"] for r in runs if r["synth"] == "js"),
+        "median_latent_wasm_ms": statistics.median(r["latent_ms"] for r in runs if r["synth"] == "wasm"),
         "median_synth_js_ms": statistics.median(r["synth_ms"] for r in runs if r["synth"] == "js"),
+        "median_synth_wasm_ms": statistics.median(r["synth_ms"] for r in runs if r["synth"] == "wasm"),
         "median_synth_gl_ms": statistics.median(r["synth_ms"] for r in runs if r["synth"] == "gl"),
         "gl_max_diff": max(r["max_diff"] for r in runs if r["synth"] == "gl"),
         "runs": runs, "decoder_bytes": sizes,

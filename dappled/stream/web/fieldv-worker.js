@@ -25,6 +25,11 @@ import { FieldSynthGL } from "./field-gl.js";
 import { FIELD_CODEC_ID, FieldDecoder, addClip, loadDecoderWasm, loadTables, exactBackend } from "./field.js";
 import { FieldVideoDecoder, frameHead, predict } from "./fieldv.js";
 
+// loaded as soon as the worker starts (the player may start it before the stream's header is in)
+const tablesReady = loadTables();
+const wasmReady = loadDecoderWasm();
+tablesReady.catch(() => {}); // (an error is reported at init)
+
 const packets = [];
 const types = []; // frame type of each packet's VHED (-1: unreadable), for the helpers' networks
 let decoder = null, gen = 0, next = -1, limit = -1, queued = false;
@@ -128,7 +133,7 @@ self.onmessage = async (e) => {
     try {
       header = m.header;
       const exact = m.synth === "js" ? "js" : "wasm";
-      const [tables] = await Promise.all([loadTables(), exact === "wasm" ? loadDecoderWasm() : null]);
+      const [tables] = await Promise.all([tablesReady, wasmReady]);
       let note = null;
       if (exactBackend(exact) !== exact) note = "WebAssembly decoder unavailable: using the JavaScript one";
       let gl = null, synth = exactBackend();

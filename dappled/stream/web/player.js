@@ -39,8 +39,17 @@ class CanvasRenderer {
 // current run will not reach i); frames are dropped from the page once shown.
 const DECODE_AHEAD = 3; // frames the worker may decode beyond the one on screen
 
+// A decoder worker started before the stream's header is known (WebPlayer's constructor), so that
+// its module, tables and WebAssembly load while the stream downloads; taken by the first
+// WorkerFrames, ended for a stream that needs none. Its load error waits for the taker.
+function spawnDecoder() {
+  const spare = { worker: new Worker(new URL("./fieldv-worker.js", import.meta.url), { type: "module" }), error: null };
+  spare.worker.onerror = (e) => { e.preventDefault(); spare.error = e.message || "cannot load it"; };
+  return spare;
+}
+
 class WorkerFrames {
-  constructor(player, header, synth) {
+  constructor(player, header, synth, spare = null) {
     this.player = player;
     this.ready = new Map();
     this.gen = 0;
@@ -48,9 +57,10 @@ class WorkerFrames {
     this.limit = -1;
     this.waiters = [];
     this.loaded = false;
-    this.worker = new Worker(new URL("./fieldv-worker.js", import.meta.url), { type: "module" });
+    this.worker = spare ? spare.worker : new Worker(new URL("./fieldv-worker.js", import.meta.url), { type: "module" });
     this.worker.onmessage = (e) => this.onMessage(e.data);
     this.worker.onerror = (e) => { e.preventDefault(); this.onMessage({ type: "error", gen: this.gen, i: -1, message: `the decoder worker failed (${e.message || "cannot load it"})` }); };
+    if (spare && spare.error) this.onMessage({ type: "error", gen: this.gen, i: -1, message: `the decoder worker failed (${spare.error})` });
     const { width, height, codecId, frameCount, fpsNum, fpsDen } = header;
     // ?threads=N: helper workers decoding frames at once (1: none, the worker decodes alone);
     // default: one per core but one, left to the page and the compositor
@@ -152,11 +162,20 @@ class WebPlayer {
       firstFrameMs: null, headerMs: null, firstReadyMs: null, renderFormat: null, latentMs: null, synthMs: null, synth: null, note: null, playFps: 0, droppedAt: [], decodeTimes: [], decodeMs: 0, drawMs: 0, ticks: 0, tickMs: 0,
     };
     this.t0 = performance.now();
+    // field streams decode in a worker: started now, while the stream downloads
+    this.spare = typeof Worker !== "undefined" && params.get("worker") !== "0" ? spawnDecoder() : null;
     this.next = 0;
     this.origin = null;
     this.base = 0;
     this.stalled = false;
     this.shownTimes = [];
+  }
+
+  // the worker started in the constructor (null once taken or ended)
+  takeSpare() {
+    const s = this.spare;
+    this.spare = null;
+    return s;
   }
 
   fail(msg) { // the first error stays on the page: later ones follow from it
@@ -204,7 +223,13 @@ class WebPlayer {
   }
 
   onPacket(parser, p) {
-    if (!this.renderer) this.start(parser.header);
+    if (!this.renderer) {
+      try {
+        this.start(parser.header);
+      } finally { // a stream that decodes without the worker started for it (splat, ?synth=gl images)
+        if (this.spare) { this.spare.worker.terminate(); this.spare = null; }
+      }
+    }
     if (p.type !== PACKET.FRAME) return;
     if (p.frame !== this.frames.length) throw new BitstreamError(`frame ${p.frame} where frame ${this.frames.length} was expected`);
     this.frames.push(p);
@@ -223,7 +248,7 @@ class WebPlayer {
       const synth = askedSynth();
       this.state.synth = synth;
       if (typeof Worker !== "undefined" && params.get("worker") !== "0") {
-        this.frameSource = new WorkerFrames(this, header, synth);
+        this.frameSource = new WorkerFrames(this, header, synth, this.takeSpare());
         this.decoder = this.frameSource;
         this.state.worker = true;
       } else {
@@ -249,7 +274,7 @@ class WebPlayer {
       this.field = true;
       this.renderer = new CanvasRenderer(this.canvas, header.width, header.height);
       this.state.synth = askedSynth();
-      this.frameSource = new WorkerFrames(this, header, this.state.synth);
+      this.frameSource = new WorkerFrames(this, header, this.state.synth, this.takeSpare());
       this.decoder = this.frameSource;
       this.state.worker = true;
     } else if (header.codecId === FIELD_CODEC_ID) {

@@ -77,6 +77,10 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     # 4; carphone, 19 predicted frames at 152 kbps: +0.40 dB a frame before any residual); 2: only
     # a frame sent without a residual; 0: never
     "pfilter": 1,
+    # networks: 0 fitted once a group (with its first residual), frozen for the later frames; K > 0:
+    # fitted again (and sent again) with a later residual whose share of the group's bytes is at
+    # least K times the networks' (without --kbps: every residual)
+    "renet": 0,
 }
 # A predicted frame's fit ends at SKIP_PROBE of its iterations when at most one latent in
 # SKIP_LATENTS (per pixel) is non-zero: its residual is heading for nothing (payload 3 sends the
@@ -409,7 +413,7 @@ class FieldVideoEncoder:
             pred = skip_pred
         else:
             filt = b""
-        first = self.model is None
+        first = self.model is None or self._renet(budget)
         warm = None if first else [y.detach().clone() for y in self.model.latents]
         lam = self.p_lam
         for attempt in range(2):
@@ -451,6 +455,13 @@ class FieldVideoEncoder:
             self.net, self.model = net, model
         self.last_p_bytes = latents_only + PACKET_HEADER_SIZE
         return payload, len(motion.vectors)
+
+    def _renet(self, budget: float) -> bool:
+        """Whether a later residual fits (and sends) the networks again (option renet)."""
+        k = self.vopts["renet"]
+        if not k:
+            return False
+        return budget <= 0 or budget >= k * NET_BYTES_PER_WEIGHT * self.n_weights
 
     def _prediction_filter(self, pred: np.ndarray, frame: np.ndarray) -> tuple[bytes, np.ndarray]:
         """(the coded filter, the filtered prediction) when a fitted prediction filter's squared
