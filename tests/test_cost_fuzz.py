@@ -168,7 +168,7 @@ def test_rat_frames_over_the_pixel_cap_are_refused_before_anything_is_allocated(
     c = unpack(stream)
     tracemalloc.start()
     try:
-        with pytest.raises(LimitError, match="over the decoder's limit"):  # its work: 335 GMAC
+        with pytest.raises(LimitError, match="over the rat codec's limit"):  # by the codec's cap
             api.decode_image(stream)
         with pytest.raises(LimitError, match=f"over the rat codec's limit of {MAX_PIXELS} pixels"):
             RatCodec().decode_image(c.header, c.packets)
@@ -183,7 +183,7 @@ def test_rat_frames_over_the_pixel_cap_are_refused_before_anything_is_allocated(
     src = tmp_path / "big.dpl"
     src.write_bytes(stream)
     res = run_dappled("decode", str(src), "-o", str(tmp_path / "out.png"))
-    one_line_error(res, "over the decoder's limit")
+    one_line_error(res, "over the rat codec's limit of")
     assert not (tmp_path / "out.png").exists()
 
 
@@ -200,6 +200,31 @@ def test_every_rat_frame_within_the_cap_fits_the_decode_budget(shape: tuple[int,
     codec = registry.by_id(c.header.codec_id)
     b = codec.check_budget(c.header, c.packets)  # no LimitError: the encoder's largest decodes
     assert 0.3e9 < b.bytes < 0.55e9
+
+
+def test_the_rat_work_counts_the_strips_halos_and_every_legitimate_shape_fits_the_limit() -> None:
+    """The declared MACs follow the strips (halos and the centers' pass counted, issue 18's
+    leftover: they were those of one whole-frame pass); the widest and tallest legitimate frames,
+    which the strips cost most, still fit the codec's work limit."""
+    from dappled.codec.rat.codec import (
+        BUDGET_MACS_PER_PIXEL,
+        MAX_PIXELS,
+        RatCodec,
+        strip_rows,
+        synthesis_macs,
+    )
+
+    assert synthesis_macs(1024, 1024) == BUDGET_MACS_PER_PIXEL * 1024 * 1024  # one strip: the frame
+    worst = 0
+    for w in range(64, 16384 + 1, 64):
+        top = MAX_PIXELS // w // 64 * 64
+        for h in {64, 1024, top - 64, top}:
+            if 64 <= h and h * w <= MAX_PIXELS:
+                m = synthesis_macs(h, w)
+                if strip_rows(h, w)[0] < h // 16:  # in strips: more than one pass over the frame
+                    assert m > BUDGET_MACS_PER_PIXEL * h * w, (h, w)
+                worst = max(worst, m)
+    assert worst <= RatCodec.decode_max_macs < 1.05 * worst
 
 
 def test_rat_images_over_the_pixel_cap_are_refused_before_encoding() -> None:

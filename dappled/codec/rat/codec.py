@@ -16,6 +16,7 @@ height follows from the frame size alone (strip_rows; docs/format.md, "rat strip
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Any, ClassVar
 
@@ -76,7 +77,11 @@ def _padded_string(s: bytes, n_symbols: int) -> bytes:
 
 
 BUDGET_N = 64  # the transforms' channels in the shipped models (rat.pt, rat-noregion.pt)
-BUDGET_MACS_PER_PIXEL = round(25 * BUDGET_N**2 * (1 / 64 + 1 / 16 + 1 / 4) + 25 * 3 * BUDGET_N / 4)
+BUDGET_MACS_FIRST = round(25 * BUDGET_N**2 * (1 / 64 + 1 / 16))
+"""MACs per output pixel of the synthesis's first half (g_s1: 1/16 to 1/4 scale)."""
+BUDGET_MACS_SECOND = round(25 * BUDGET_N**2 / 4 + 25 * 3 * BUDGET_N / 4)
+"""... and of its second half (g_s2: 1/4 scale to the image)."""
+BUDGET_MACS_PER_PIXEL = BUDGET_MACS_FIRST + BUDGET_MACS_SECOND
 BUDGET_BYTES_PER_PIXEL = 3 * BUDGET_N + 8
 """Peak memory of the synthesis per pixel of its strip (of the frame, below one strip): three
 float32 N-channel planes at half scale (a layer's input and output and a temporary) and the RGB
@@ -130,6 +135,25 @@ def strip_pixels(height: int, width: int) -> int:
     return (tallest + 1) * wy * 256
 
 
+def synthesis_macs(height: int, width: int) -> int:
+    """The synthesis's MACs on a padded ``height`` x ``width`` frame as its strips compute it
+    (RatModel.synthesis_strips, the full decoder, the heavier): one strip, the frame; several,
+    each strip's first half over its rows and SYNTHESIS_HALO more each side, twice (the RAT's
+    region centers are summed in a pass of their own), and its second half over its rows and the
+    3 rows at 1/4 scale around them that it reads."""
+    from dappled.models.rat.model import SYNTHESIS_HALO, strip_bounds
+
+    hy, wy = height // 16, width // 16
+    rows = strip_rows(height, width)[0]
+    if rows >= hy:
+        return BUDGET_MACS_PER_PIXEL * height * width
+    first = second = 0.0  # latent rows (16 pixel rows each) through each half
+    for r0, r1 in strip_bounds(hy, rows):
+        first += 2 * (min(hy, r1 + SYNTHESIS_HALO) - max(0, r0 - SYNTHESIS_HALO))
+        second += (min(4 * hy, 4 * r1 + 2) - max(0, 4 * r0 - 1)) / 4
+    return math.ceil(256 * wy * (BUDGET_MACS_FIRST * first + BUDGET_MACS_SECOND * second))
+
+
 def check_frame_size(width: int, height: int, error: type[Exception] = LimitError) -> None:
     """`error` (LimitError for a stream, InputError for an image) when a frame's padded size is
     over MAX_PIXELS."""
@@ -144,22 +168,25 @@ class RatCodec(Codec):
 
     decoders: ClassVar[dict[str, str]] = {"cpu": "torch (CPU)", "cuda": "torch synthesis (CUDA)"}
 
-    decode_max_macs = BUDGET_MACS_PER_PIXEL * MAX_PIXELS
-    """Its synthesis is fixed: the work is set by the padded pixels (MAX_PIXELS), memory is the
-    limit."""
+    decode_max_macs = 660_000_000_000
+    """Its synthesis is fixed: the work is set by the padded frame (at most MAX_PIXELS) and its
+    strips (synthesis_macs): 328 GMAC for MAX_PIXELS in one strip, 455-465 GMAC at 3072x3072 and
+    4096x2304, up to 652 GMAC for the widest frames (16384 wide: strips of 4 latent rows, each
+    with 6 of halo); tests/test_decode_budget.py holds every legitimate shape under this. Memory
+    is the limit."""
 
     def decode_budget(self, header: StreamHeader, packets: list[Packet]) -> Budget:
         """The synthesis (four 5x5 transposed convolutions of N channels from 1/16 scale) on the
-        padded frame: its MACs (of the whole frame; the strips' recomputed first half and
-        halos took 10-17 % more CPU, docs/results.md); BUDGET_BYTES_PER_PIXEL per pixel of its
+        padded frame: its MACs as its strips compute them (synthesis_macs: halos and the
+        centers' pass included); BUDGET_BYTES_PER_PIXEL per pixel of its
         tallest strip, torch's fixed working set, the RGB output, the latents and CompressAI's
-        padded strings. A frame over MAX_PIXELS is over decode_max_macs, and refused by
-        decode_image too."""
+        padded strings. A frame over MAX_PIXELS is refused by decode_image (its pixel cap)
+        before anything is allocated."""
         ph, pw = padded_size(header.height, header.width)
         px = ph * pw
         latents = 96 * px // 256 + BUDGET_N * px // 4096
         coded = sum(len(p.payload) for p in packets)
-        return Budget(BUDGET_MACS_PER_PIXEL * px,
+        return Budget(synthesis_macs(ph, pw),
                       BUDGET_BYTES_PER_PIXEL * strip_pixels(ph, pw) + BUDGET_FIXED_BYTES
                       + 3 * header.height * header.width + 12 * latents + 17 * coded)
 
