@@ -444,7 +444,10 @@ class FieldVideoEncoder:
             self._decoded = (payload, decoded)
             recon = decoded.frame
             n_pix = self.h * self.w
-            extra = latents_only + (len(payload) - latents_only) / max(1, n_left) - len(skip_payload)
+            # a first residual's networks serve the frames left (with renet, those until the next
+            # refit: this one alone at the rates where every residual refits them)
+            serve = 1 if self._renet(budget) else max(1, n_left)
+            extra = latents_only + (len(payload) - latents_only) / serve - len(skip_payload)
             gain = (mse(skip_pred, frame) / 255.0**2 - mse(recon, frame) / 255.0**2) * 3 * n_pix
             # --kbps: never past what the group has left once its other frames go without one
             left = (math.inf if self.group is None else self.group.budget - self.group.spent
