@@ -116,6 +116,11 @@ def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
            pack_frame(FRAME_P_SKIP), new[2], pack_frame(FRAME_P_SKIP, motion=rich[2])]
     (root / "skipmix.dpl").write_bytes(_with_frames(data, mix))
     assert [parse_frame(p).ftype for p in mix] == [0, 3, 1, 3, 2, 3]
+    # networks sent again with every residual (renet): types 0 1 1 1 1, each with its own networks
+    renet = encode_video(_clip(5), 25, "field", quality=6, gop=5, iterations=20, skip=0, cut_db=0,
+                         renet=1).data
+    assert [parse_frame(p.payload).ftype for p in _frames(renet)] == [0, 1, 1, 1, 1]
+    (root / "renet.dpl").write_bytes(renet)
     # corruptions: a packet CRC, a payload the field video parser refuses (CRC valid), a cut
     p1 = frames[1]
     flipped = bytearray(data)
@@ -169,7 +174,7 @@ def _capture(page, i: int, shape: tuple[int, ...]) -> np.ndarray:
 
 
 STREAMS = ["conf.dpl", "conf2.dpl", "conf3.dpl", "conf4.dpl", "conf4skip.dpl", "two.dpl", "motion.dpl",
-           "still.dpl", "skipmix.dpl"]
+           "still.dpl", "skipmix.dpl", "renet.dpl"]
 
 
 @pytest.mark.slow

@@ -82,6 +82,7 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     # fitted again (and sent again) with a later residual whose share of the group's bytes is at
     # least K times the networks' (without --kbps: every residual)
     "renet": 0,
+    "renet_warm": 0,  # 1: such a refit starts from the group's networks and the last latents
 }
 # A predicted frame's fit ends at SKIP_PROBE of its iterations when at most one latent in
 # SKIP_LATENTS (per pixel) is non-zero: its residual is heading for nothing (payload 3 sends the
@@ -151,6 +152,10 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
         raise OptionError("field video option i_weight must be in 1..1000")
     if video["skip"] not in (0, 1):
         raise OptionError("field video option skip must be 0 or 1")
+    if video["renet_warm"] not in (0, 1):
+        raise OptionError("field video option renet_warm must be 0 or 1")
+    if not video["renet"] <= 1000:
+        raise OptionError("field video option renet must be in 0..1000")
     if video["pfilter"] not in (0, 1, 2):
         raise OptionError("field video option pfilter must be 0, 1 or 2")
     if not 0 < video["p_iterations"] <= 10 or not 0 < video["p_refit"] <= 10:
@@ -415,6 +420,7 @@ class FieldVideoEncoder:
         else:
             filt = b""
         first = self.model is None or self._renet(budget)
+        refit = first and self.model is not None  # networks sent again: they serve this frame
         warm = None if first else [y.detach().clone() for y in self.model.latents]
         lam = self.p_lam
         for attempt in range(2):
@@ -427,7 +433,11 @@ class FieldVideoEncoder:
             esc = encode_symbols(coded.excess) if len(coded.excess) else b""
             latents_only = len(pack_frame(FRAME_P, motion=mv, lat=lat, esc=esc, n_esc=len(coded.excess),
                                           filt=filt))
-            over = (latents_only + PACKET_HEADER_SIZE) / max(budget, 1.0)
+            # what --kbps steers by: a group's first networks are shared by its frames, a refit's
+            # are this frame's
+            counted = latents_only if not refit else len(pack_frame(
+                FRAME_P_NET, motion=mv, field=pack_payload(net, coded.words, coded.excess), filt=filt))
+            over = (counted + PACKET_HEADER_SIZE) / max(budget, 1.0)
             if attempt or budget <= 0 or over <= P_OVER:
                 break
             # --kbps: far over its share (lambda still on its way to the group's rate): fitted
@@ -457,7 +467,7 @@ class FieldVideoEncoder:
                 return skip_payload, len(motion.vectors)
         if first:
             self.net, self.model = net, model
-        self.last_p_bytes = latents_only + PACKET_HEADER_SIZE
+        self.last_p_bytes = counted + PACKET_HEADER_SIZE
         return payload, len(motion.vectors)
 
     def _renet(self, budget: float) -> bool:
@@ -496,7 +506,15 @@ class FieldVideoEncoder:
         with torch_threads(self.device, self.threads):
             target = image_tensor(frame, self.device)
             base = image_tensor(pred, self.device)
-            if first:
+            if first and self.model is not None and self.vopts["renet_warm"]:
+                import copy
+
+                model = copy.deepcopy(self.model)  # the group's networks, the last frame's latents
+                model.base = base
+                n_it = max(1, round(self.iterations * self.vopts["p_refit"]))
+                cfg = FitConfig(iterations=n_it, lam=lam, seed=self.seed, step_shift=model.step_shift,
+                                step_ladder=model.step_ladder, rate_cap=rate_cap_for(lam))
+            elif first:
                 shift, ladder = steps_for(lam)
                 model = FieldModel(self.h, self.w, self.arch, self.device, self.seed, shift, ladder)
                 model.residual_start()
