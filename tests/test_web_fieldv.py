@@ -118,7 +118,7 @@ def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert [parse_frame(p).ftype for p in mix] == [0, 3, 1, 3, 2, 3]
     # networks sent again with every residual (renet): types 0 1 1 1 1, each with its own networks
     renet = encode_video(_clip(5), 25, "field", quality=6, gop=5, iterations=20, skip=0, cut_db=0,
-                         renet=1).data
+                         renet=0.01).data
     assert [parse_frame(p.payload).ftype for p in _frames(renet)] == [0, 1, 1, 1, 1]
     (root / "renet.dpl").write_bytes(renet)
     # corruptions: a packet CRC, a payload the field video parser refuses (CRC valid), a cut
