@@ -101,6 +101,21 @@ def test_shipped_tables_equal_pythons() -> None:
 STREAMS = [f"q{q}.dpl" for q in RATES] + ["v1.dpl"]
 
 
+_FIELD_JS = """const f = await import('/web/field.js');
+    const tb = await f.loadTables();
+    if (!(await f.loadDecoderWasm())) throw new Error('field-decoder.wasm did not load');
+    if (f.exactBackend(synth) !== synth) throw new Error('not ' + synth);
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+"""
+
+
+def _in_page(page, body: str, payload: bytes, w: int, h: int, synth: str):
+    """Run ``body`` in the page with field.js as ``f``, its tables ``tb``, the exact loops
+    ``synth`` ("js" or "wasm") in use and the payload as ``bytes``; its result."""
+    return page.evaluate("async ([b64, w, h, synth]) => {" + _FIELD_JS + body + "}",
+                         [base64.b64encode(payload).decode(), w, h, synth])
+
+
 @pytest.mark.slow
 def test_browser_latents_equal_pythons_in_every_grid(browser, server: str, stream_dir: Path) -> None:
     page = browser.new_page()
@@ -112,15 +127,9 @@ def test_browser_latents_equal_pythons_in_every_grid(browser, server: str, strea
         p = unpack_payload(payload, w, h)
         gs = grids(h, w)
         ref = decode_latents(p.words, p.excess, gs, p.net)
-        got = page.evaluate("""async ([b64, w, h, synth]) => {
-            const f = await import('/web/field.js');
-            const tb = await f.loadTables();
-            if (!(await f.loadDecoderWasm())) throw new Error('field-decoder.wasm did not load');
-            if (f.exactBackend(synth) !== synth) throw new Error('not ' + synth);
-            const p = f.parsePayload(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), w, h);
+        got = _in_page(page, """const p = f.parsePayload(bytes, w, h);
             const grids = f.decodeLatents(p, tb).map((g) => Array.from(g));
-            return { version: p.version, escapes: p.excess.length, grids };
-        }""", [base64.b64encode(payload).decode(), w, h, synth])
+            return { version: p.version, escapes: p.excess.length, grids };""", payload, w, h, synth)
         assert got["version"] == (1 if name == "v1.dpl" else 2)
         assert got["escapes"] == len(p.excess)
         assert len(got["grids"]) == len(gs) == 19
@@ -224,14 +233,9 @@ def test_browser_decodes_a_wide_synthetic_payload_like_python(browser, server: s
     page = browser.new_page()
     page.goto(f"{server}/player")
     for synth in ("js", "wasm"):  # both exact syntheses: JavaScript and WebAssembly
-        got = page.evaluate("""async ([b64, w, h, synth]) => {
-            const f = await import('/web/field.js');
-            const tb = await f.loadTables();
-            if (!(await f.loadDecoderWasm())) throw new Error('field-decoder.wasm did not load');
-            if (f.exactBackend(synth) !== synth) throw new Error('not ' + synth);
-            const r = f.decodeFieldPayload(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), w, h, tb);
-            return { rgb: Array.from(r.rgb), grids: r.latents.map((g) => Array.from(g)) };
-        }""", [base64.b64encode(payload).decode(), w, h, synth])
+        got = _in_page(page, """const r = f.decodeFieldPayload(bytes, w, h, tb);
+            return { rgb: Array.from(r.rgb), grids: r.latents.map((g) => Array.from(g)) };""",
+                       payload, w, h, synth)
         for k, q in enumerate(ref_latents):
             assert np.array_equal(np.array(got["grids"][k], np.int64).reshape(q.shape), q), k
         assert np.array_equal(np.array(got["rgb"], np.uint8).reshape(ref.shape), ref), synth
@@ -295,14 +299,8 @@ def test_browser_decodes_sparse_payloads_like_python_one_after_another(browser, 
     # JavaScript, then WebAssembly (its buffers too are remade when the size or network changes)
     for synth, (h, w, payload) in [("js", c) for c in cases] + [("wasm", c) for c in cases]:
         ref = decode_payload(payload, w, h)
-        got = page.evaluate("""async ([b64, w, h, synth]) => {
-            const f = await import('/web/field.js');
-            const tb = await f.loadTables();
-            if (!(await f.loadDecoderWasm())) throw new Error('field-decoder.wasm did not load');
-            if (f.exactBackend(synth) !== synth) throw new Error('not ' + synth);
-            const r = f.decodeFieldPayload(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), w, h, tb);
-            return Array.from(r.rgb);
-        }""", [base64.b64encode(payload).decode(), w, h, synth])
+        got = _in_page(page, "return Array.from(f.decodeFieldPayload(bytes, w, h, tb).rgb);",
+                       payload, w, h, synth)
         assert np.array_equal(np.array(got, np.uint8).reshape(ref.shape), ref), (synth, h, w)
         # the case bites: flat parts and varied parts (not all one colour, not clipped)
         colours, counts = np.unique(ref.reshape(-1, 3), axis=0, return_counts=True)
@@ -430,16 +428,9 @@ def test_browser_and_python_agree_on_corrupted_payloads(browser, server: str, st
         except BitstreamError:
             ref = None
         for synth in ("js", "wasm"):  # the JavaScript and the WebAssembly loops alike
-            got = page.evaluate("""async ([b64, w, h, synth]) => {
-                const f = await import('/web/field.js');
-                const tb = await f.loadTables();
-                if (!(await f.loadDecoderWasm())) throw new Error('field-decoder.wasm did not load');
-                if (f.exactBackend(synth) !== synth) throw new Error('not ' + synth);
-                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-                try {
+            got = _in_page(page, """try {
                     return { rgb: Array.from(f.decodeFieldPayload(bytes, w, h, tb).rgb) };
-                } catch (e) { return { error: e.name + ': ' + e.message }; }
-            }""", [base64.b64encode(bytes(bad)).decode(), w, h, synth])
+                } catch (e) { return { error: e.name + ': ' + e.message }; }""", bytes(bad), w, h, synth)
             outcomes[same_outcome(got, ref)] += 1
     assert outcomes["refused"] > 0 and outcomes["decoded"] > 0, outcomes  # both paths taken
     page.close()
