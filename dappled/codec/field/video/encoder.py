@@ -81,8 +81,9 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     # networks: 0 fitted once a group (with its first residual), frozen for the later frames; K > 0:
     # fitted again (and sent again) with a later residual whose share of the group's bytes (without
     # --kbps: the last predicted frame's bytes) is at least K times the networks' (bikes, 30
-    # frames, fast effort: +2.5 dB at 435 kbps, +2.6 dB at 1,741 kbps with 20 % fewer bytes)
-    "renet": 3,
+    # frames, fast effort, K=3: +3.6 dB at 435 kbps, +2.6 dB at 1,741 kbps with 20 % fewer bytes;
+    # carphone, 60 frames, K=1 against 3: +0.39 dB at 76 kbps, +0.23 dB at 152 kbps)
+    "renet": 1,
     "renet_warm": 0,  # 1: such a refit starts from the group's networks and the last latents
 }
 # A predicted frame's fit ends at SKIP_PROBE of its iterations when at most one latent in
