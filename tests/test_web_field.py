@@ -116,6 +116,13 @@ def _in_page(page, body: str, payload: bytes, w: int, h: int, synth: str):
                          [base64.b64encode(payload).decode(), w, h, synth])
 
 
+
+def _shows_pythons_pixels(page, stream: Path) -> None:
+    """The player's frame 0 is the Python decoder's image of ``stream``, bit for bit."""
+    ref = decode_image(stream.read_bytes())
+    rgb = base64.b64decode(page.evaluate("window.dappled.captureFrame(0)"))
+    assert np.array_equal(np.frombuffer(rgb, np.uint8).reshape(ref.shape), ref)
+
 @pytest.mark.slow
 def test_browser_latents_equal_pythons_in_every_grid(browser, server: str, stream_dir: Path) -> None:
     page = browser.new_page()
@@ -330,9 +337,7 @@ def test_without_webgl_a_field_image_still_shows_and_a_splat_stream_says_why_not
         st = page.evaluate("window.dappled.state")
         assert not errors and st["error"] is None and st["ended"] and st["shown"] == 1
         assert st["synth"] == "wasm" and "WebGL2 synthesis unavailable" in page.inner_text("#message")
-        ref = decode_image((stream_dir / "q4.dpl").read_bytes())
-        rgb = base64.b64decode(page.evaluate("window.dappled.captureFrame(0)"))
-        assert np.array_equal(np.frombuffer(rgb, np.uint8).reshape(ref.shape), ref)
+        _shows_pythons_pixels(page, stream_dir / "q4.dpl")
         page.close()
     finally:
         b.close()
@@ -358,9 +363,7 @@ def test_without_the_webassembly_module_the_javascript_synthesis_shows_the_same_
         assert asked, "the player never asked for field-decoder.wasm"
         assert not errors and st["error"] is None and st["ended"] and st["shown"] == 1, (errors, st)
         assert st["synth"] == "js" and "WebAssembly decoder unavailable" in page.inner_text("#message"), st
-        ref = decode_image((stream_dir / "q4.dpl").read_bytes())
-        rgb = base64.b64decode(page.evaluate("window.dappled.captureFrame(0)"))
-        assert np.array_equal(np.frombuffer(rgb, np.uint8).reshape(ref.shape), ref)
+        _shows_pythons_pixels(page, stream_dir / "q4.dpl")
         page.close()
     finally:
         ctx.close()

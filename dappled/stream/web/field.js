@@ -444,6 +444,14 @@ function erode(src, dst, tmp, w, h, pw) {
   }
 }
 
+// the indices of the (one to three) grids of level lv, -1 for those it lacks
+function levelGrids(gs, lv) {
+  const out = [-1, -1, -1];
+  let n = 0;
+  for (let g = 0; g < gs.length; g++) if (gs[g].level === lv) out[n++] = g;
+  return out;
+}
+
 // The level accumulator at level 1 (S planes of ah x aw), exact: acc_l = rho24(up2(acc_(l+1)) +
 // z_l) from level 6 to level 1. Shared by the JavaScript and the WebGL2 synthesis. The planes are
 // the workspace's (valid until the next call).
@@ -474,8 +482,7 @@ export function coarseAccumulator(p, latents, width, height) {
       }
     }
     const st = step(lv, p.shift, p.ladder);
-    let g0 = -1, g1 = -1, g2 = -1; // the (one to three) grids of this level
-    for (let g = 0; g < G; g++) if (gs[g].level === lv) { if (g0 < 0) g0 = g; else if (g1 < 0) g1 = g; else g2 = g; }
+    const [g0, g1, g2] = levelGrids(gs, lv);
     const q0 = latents[g0], q1 = g1 >= 0 ? latents[g1] : null, q2 = g2 >= 0 ? latents[g2] : null;
     for (let i = 0; i < n; i++) {
       // the mix of the latents (0 where they all are: then it adds nothing)
@@ -900,8 +907,7 @@ function synthesizeRoundedWasm(p, latents, width, height, out) {
     const Lv = L.levels[lv], n = Lv.rows * Lv.cols;
     if (prev === null) f64(Lv.acc, S * n).fill(0);
     else X.upsample(prev.acc, prev.rows, prev.cols, Lv.acc, Lv.rows, Lv.cols, Lv.cm, Lv.cp, S);
-    let g0 = -1, g1 = -1, g2 = -1;
-    for (let g = 0; g < G; g++) if (gs[g].level === lv) { if (g0 < 0) g0 = g; else if (g1 < 0) g1 = g; else g2 = g; }
+    const [g0, g1, g2] = levelGrids(gs, lv);
     X.mixLevel(Lv.acc, n, S, G, pwa, g0, Math.max(g1, 0), Math.max(g2, 0), L.q[g0], g1 >= 0 ? L.q[g1] : 0,
       g2 >= 0 ? L.q[g2] : 0, step(lv, p.shift, p.ladder));
     prev = Lv;
