@@ -10,8 +10,8 @@ produce exactly those pixels.
 Every image stream codes a 48x32 crop of the bundled sample (saved as source.png, which the
 classical codecs' checks compare against); the splatv stream codes a 3-frame 48x32 synthetic
 clip (tests/_clips.py), the fieldv streams too (`fieldv.dpl` payload version 1, `fieldv-v2.dpl`
-version 2, `fieldv-v3*.dpl` version 3, `fieldv-v4*.dpl` version 4). Entries of versions the current code
-cannot write (field version 1, fieldv versions 1 to 3)
+version 2, `fieldv-v3*.dpl` version 3, `fieldv-v4*.dpl` version 4, `fieldv-v5*.dpl` version 5).
+Entries of versions the current code does not write (field version 1, fieldv versions 1 to 4)
 are kept from the existing manifest unless --field-v1-tree points at a checkout of the code
 that wrote them: that code then encodes the crop and decodes it, and its pixels are the
 reference (the current decoder must reproduce them exactly).
@@ -56,12 +56,18 @@ VIDEO_STREAMS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("fieldv-v4", "field", "fieldv", {"quality": 7, "gop": 3, "iterations": 30, "block": 8, "mv_cost": 0.05,
                                       "skip": 0}),
     ("fieldv-v4-skip", "field", "fieldv", {"quality": 4, "gop": 3, "iterations": 30}),
+    # payload version 5 (the 8-tap interpolation): the same two settings
+    ("fieldv-v5", "field", "fieldv", {"quality": 7, "gop": 3, "iterations": 30, "block": 8, "mv_cost": 0.05,
+                                      "skip": 0}),
+    ("fieldv-v5-skip", "field", "fieldv", {"quality": 4, "gop": 3, "iterations": 30}),
 )
 # streams of payload versions the current code no longer writes: kept from the manifest
 WRITTEN_BEFORE = {"fieldv": "field video payload version 1, written before version 2 (at 5f3ca08)",
                   "fieldv-v2": "field video payload version 2, written before version 3 (at 3a35d95)",
                   "fieldv-v3": "field video payload version 3, written before version 4 (at 61b319c)",
-                  "fieldv-v3-skip": "field video payload version 3, written before version 4 (at 61b319c)"}
+                  "fieldv-v3-skip": "field video payload version 3, written before version 4 (at 61b319c)",
+                  "fieldv-v4": "field video payload version 4, written before version 5 (at 95c301a)",
+                  "fieldv-v4-skip": "field video payload version 4, written before version 5 (at 95c301a)"}
 CLASSICAL = ("jpeg", "webp", "avif", "jp2", "hevc", "jxl")
 # (file stem, codec, encode kwargs): the fitted codecs with short fits (a stream is a stream)
 IMAGE_STREAMS: list[tuple[str, str, dict[str, Any]]] = [

@@ -2,7 +2,7 @@
 fieldv-worker.js), in a real headless Chromium served by a real `dappled serve`: the player shows
 every frame of a field video stream exactly as the Python decoder makes it (tolerance 0 on every
 channel: the motion compensation is integer arithmetic and the residual synthesis exact float64,
-as in Python), for the frozen conformance streams (payload versions 1 to 4), a two-group clip
+as in Python), for the frozen conformance streams (payload versions 1 to 5), a two-group clip
 encoded here (version 3; seeking restarts from an intra frame), a still one (version 3: frames of
 one byte, no motion and no residual), a stream whose motion was rewritten to many fractional
 vectors (cubic interpolation) and one mixing frames without a residual between those with one;
@@ -69,16 +69,16 @@ def _rich_motion(width: int, height: int, seed: int) -> Motion:
 
 
 def _repack(payload: bytes, **change: object) -> bytes:
-    """A payload version 3 or 4 frame with some of its parts changed (motion, field, lat, esc,
-    n_esc, filt)."""
+    """A payload version 3, 4 or 5 frame with some of its parts changed (motion, field, lat, esc,
+    n_esc, filt), its interpolation kept."""
     from dappled.codec.field.video.format import pack_filter, pack_frame, parse_frame
 
     f = parse_frame(payload)
-    assert f.version in (3, 4)
+    assert f.version in (3, 4, 5)
     filt = b"" if f.filter is None else pack_filter(f.filter)
     parts = {"motion": f.chunks.get("MOTN", b""), "field": f.chunks.get("FLD ", b""),
              "lat": f.chunks.get("LAT ", b""), "esc": f.chunks.get("ESC ", b""), "n_esc": f.n_esc,
-             "filt": filt, **change}
+             "filt": filt, "sharp8": f.version == 5, **change}
     return pack_frame(f.ftype, **parts)  # type: ignore[arg-type]
 
 
@@ -100,6 +100,8 @@ def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(CONFORMANCE / "fieldv-v3.dpl", root / "conf3.dpl")  # version 3
     shutil.copy(CONFORMANCE / "fieldv-v4.dpl", root / "conf4.dpl")  # version 4: filters on types 1, 2
     shutil.copy(CONFORMANCE / "fieldv-v4-skip.dpl", root / "conf4skip.dpl")  # and on a type 3
+    shutil.copy(CONFORMANCE / "fieldv-v5.dpl", root / "conf5.dpl")  # version 5: the 8-tap interpolation
+    shutil.copy(CONFORMANCE / "fieldv-v5-skip.dpl", root / "conf5skip.dpl")
     # version 3, every predicted frame with a residual (skip=0): I P P | I P
     data = encode_video(_clip(5), 25, "field", quality=4, gop=3, iterations=20, skip=0).data
     (root / "two.dpl").write_bytes(data)
@@ -110,6 +112,10 @@ def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     new = {p.frame: _repack(p.payload, motion=pack_motion(_rich_motion(48, 32, p.frame), 48, 32))
            for p in frames if not p.keyframe}
     (root / "motion.dpl").write_bytes(_replace_payloads(data, new))
+    # the interpolation chosen frame by frame (-O sharp8=2): I, 8 taps, cubic | I, cubic
+    mixed = {k: _repack(v, sharp8=k == 1) for k, v in new.items()}
+    assert [parse_frame(mixed[k]).version for k in (1, 2, 4)] == [5, 3, 3]
+    (root / "mixinterp.dpl").write_bytes(_replace_payloads(data, mixed))
     # frames without a residual between those with one: I, 3 (moving), 1, 3 (still), 2, 3 (moving)
     rich = [pack_motion(_rich_motion(48, 32, k), 48, 32) for k in range(3)]
     mix = [frames[0].payload, pack_frame(FRAME_P_SKIP, motion=rich[0]), new[1],
@@ -131,7 +137,7 @@ def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ch = unpack_chunks(_frames(v2)[1].payload)
     ch["VHED"] = bytes([9]) + ch["VHED"][1:]
     (root / "version.dpl").write_bytes(_replace_payloads(v2, {1: pack_chunks(ch)}))
-    (root / "type.dpl").write_bytes(_replace_payloads(data, {1: bytes([0xF5]) + p1.payload[1:]}))
+    (root / "type.dpl").write_bytes(_replace_payloads(data, {1: bytes([0xF4]) + p1.payload[1:]}))
     cut = data.index(frames[2].payload) + 20
     (root / "cut.dpl").write_bytes(data[:cut])  # ends inside frame 2's packet
     # frame 2 (latents only) declares more escapes than it has latents: refused where its
@@ -173,7 +179,8 @@ def _capture(page, i: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(rgb, np.uint8).reshape(shape)
 
 
-STREAMS = ["conf.dpl", "conf2.dpl", "conf3.dpl", "conf4.dpl", "conf4skip.dpl", "two.dpl", "motion.dpl",
+STREAMS = ["conf.dpl", "conf2.dpl", "conf3.dpl", "conf4.dpl", "conf4skip.dpl", "conf5.dpl", "conf5skip.dpl",
+           "two.dpl", "motion.dpl", "mixinterp.dpl",
            "still.dpl", "skipmix.dpl", "renet.dpl"]
 
 
@@ -240,7 +247,8 @@ def test_browser_motion_compensation_equals_pythons(browser, server: str) -> Non
         vecs[1] = (3, -1)  # fractional in both directions
         labels = rng.integers(0, 5, (-(-h // block), -(-w // block))).astype(np.int64)
         m = Motion(block, vecs, labels)
-        for filt, fn in (("bilinear", "compensate"), ("cubic", "compensateCubic")):
+        for filt, fn in (("bilinear", "compensate"), ("cubic", "compensateCubic"),
+                         ("sharp8", "compensateSharp8")):
             ref = compensate(prev, m, filt=filt)
             got = page.evaluate("""async ([prev, w, h, m, fn]) => {
                 const v = await import('/web/fieldv.js');
@@ -370,8 +378,8 @@ def test_browser_and_python_agree_on_corrupted_motion(browser, server: str, stre
     ("crc.dpl", "CRC", ""),
     ("version.dpl", "unsupported field video payload version 9", ""),
     ("version.dpl", "unsupported field video payload version 9", "&threads=3"),
-    ("type.dpl", "unknown field video frame type 5", ""),
-    ("type.dpl", "unknown field video frame type 5", "&threads=3"),
+    ("type.dpl", "unknown field video frame type 4", ""),
+    ("type.dpl", "unknown field video frame type 4", "&threads=3"),
     ("cut.dpl", "ends", ""),
     ("escapes.dpl", "more escapes than latents", "&threads=1"),
     ("escapes.dpl", "more escapes than latents", "&threads=3"),

@@ -6,7 +6,7 @@
 // parts: an intra frame is a field image payload (FLD, decoded by field.js); a predicted frame is
 // block motion (MOTN) from the previous decoded frame, compensated in integers exactly as Python
 // does (version 3: the cubic interpolation; version 4: then, where byte 0 has bit 0x08, a 3x3
-// prediction filter in integers), plus, unless it is a type 3 frame (the prediction
+// prediction filter in integers; version 5, bit 0x04: the 8-tap interpolation), plus, unless it is a type 3 frame (the prediction
 // alone), a residual field whose synthesis output is added to that prediction before the clip
 // (field.js's synthesize with a base). The group's networks come with its first predicted frame (FLD); later
 // ones carry their latents alone (LAT, ESC), coded under those networks. Every step is exact, so
@@ -22,6 +22,7 @@ const READ_VERSIONS = [1, 2]; // in VHED chunks; 2: entropy-coded motion vectors
 const FRAME_I = 0, FRAME_P_NET = 1, FRAME_P = 2, FRAME_P_SKIP = 3;
 const V3_MARK = 0xf0;
 const FILTER_FLAG = 0x08; // byte 0 of a version 4 predicted frame with a prediction filter
+const SHARP8_FLAG = 0x04; // byte 0 of a version 5 predicted frame: the 8-tap interpolation
 const FRAC_BITS = 2; // motion vectors in quarter pixels
 const MAX_VECTORS = 64;
 const MAX_PIXELS = 1 << 24;
@@ -175,6 +176,59 @@ export function compensateCubic(prev, m, width, height, out = null) {
   return out;
 }
 
+// the "sharp8" interpolation's taps (dappled.codec.motion.SHARP8_TAPS), at -3 .. +4 pixels
+const SHARP8_TAPS = [[0, 0, 0, 64, 0, 0, 0, 0], [-1, 4, -10, 58, 17, -5, 1, 0],
+  [-1, 4, -11, 40, 40, -11, 4, -1], [0, 1, -5, 17, 58, -10, 4, -1]];
+
+// dappled.codec.motion.compensate with filt="sharp8" (payload version 5): compensateCubic with
+// the 8x8 taps around p - v (at most 255 * 112 * 112 before the shift: inside 32 bits)
+export function compensateSharp8(prev, m, width, height, out = null) {
+  let zero = true;
+  for (const l of m.labels) if (m.vx[l] !== 0 || m.vy[l] !== 0) { zero = false; break; }
+  if (zero) return prev;
+  if (!out || out.length !== prev.length) out = new Uint8Array(prev.length);
+  const B = m.block, H1 = height - 1, W1 = width - 1, mask = (1 << FRAC_BITS) - 1;
+  const hs = new Int32Array((B + 7) * B * 3), cols = new Int32Array(8 * B);
+  for (let by = 0; by < m.rows; by++) {
+    const ya = by * B, yb = Math.min(height, ya + B), nh = yb - ya;
+    for (let bx = 0; bx < m.cols; bx++) {
+      const xa = bx * B, xb = Math.min(width, xa + B), nw = xb - xa;
+      const l = m.labels[by * m.cols + bx];
+      const ty = SHARP8_TAPS[-m.vy[l] & mask], tx = SHARP8_TAPS[-m.vx[l] & mask];
+      const dy = ((-m.vy[l]) >> FRAC_BITS) - 3, dx = ((-m.vx[l]) >> FRAC_BITS) - 3;
+      const t0 = tx[0], t1 = tx[1], t2 = tx[2], t3 = tx[3], t4 = tx[4], t5 = tx[5], t6 = tx[6], t7 = tx[7];
+      for (let j = 0; j < nw; j++) {
+        for (let b = 0; b < 8; b++) {
+          const c = xa + j + dx + b;
+          cols[8 * j + b] = 3 * (c < 0 ? 0 : c > W1 ? W1 : c);
+        }
+      }
+      for (let a = 0; a < nh + 7; a++) {  // the rows the block reads, filtered across
+        const r = ya + dy + a, row = 3 * width * (r < 0 ? 0 : r > H1 ? H1 : r);
+        for (let j = 0, o = 3 * a * B; j < nw; j++, o += 3) {
+          const k = 8 * j;
+          for (let ch = 0; ch < 3; ch++) {
+            const q = row + ch;
+            hs[o + ch] = t0 * prev[q + cols[k]] + t1 * prev[q + cols[k + 1]] + t2 * prev[q + cols[k + 2]]
+              + t3 * prev[q + cols[k + 3]] + t4 * prev[q + cols[k + 4]] + t5 * prev[q + cols[k + 5]]
+              + t6 * prev[q + cols[k + 6]] + t7 * prev[q + cols[k + 7]];
+          }
+        }
+      }
+      const u0 = ty[0], u1 = ty[1], u2 = ty[2], u3 = ty[3], u4 = ty[4], u5 = ty[5], u6 = ty[6], u7 = ty[7];
+      const st = 3 * B;
+      for (let y = 0; y < nh; y++) {
+        for (let j = 0, h = 3 * y * B, o = 3 * ((ya + y) * width + xa); j < 3 * nw; j++, h++, o++) {
+          const s = (u0 * hs[h] + u1 * hs[h + st] + u2 * hs[h + 2 * st] + u3 * hs[h + 3 * st] + u4 * hs[h + 4 * st]
+            + u5 * hs[h + 5 * st] + u6 * hs[h + 6 * st] + u7 * hs[h + 7 * st] + 2048) >> 12;
+          out[o] = s < 0 ? 0 : s > 255 ? 255 : s;
+        }
+      }
+    }
+  }
+  return out;
+}
+
 // dappled.codec.motion.compensate: every pixel p of a block takes prev(p - v), bilinear between
 // the four nearest pixels (edges replicated), in integers (all well inside 32 bits). A block's
 // vector is one, so its bilinear weights are too: they are set once a block. out: where to write
@@ -235,7 +289,8 @@ export function frameHead(payload) {
     return { chunks, type, nEsc, version };
   }
   const type = payload[0] & 0x03;
-  if (payload[0] & 0x04) throw new BitstreamError(`unknown field video frame type ${payload[0] & 0x0f}`);
+  const sharp8 = (payload[0] & SHARP8_FLAG) !== 0;
+  if (sharp8 && type === FRAME_I) throw new BitstreamError(`unknown field video frame type ${payload[0] & 0x0f}`);
   const parts = new Map();
   let pos = 1, nEsc = 0, m = 0, n = 0, filter = null;
   if (payload[0] & FILTER_FLAG) { // version 4: the prediction filter
@@ -260,7 +315,7 @@ export function frameHead(payload) {
   } else {
     put("FLD ", pos, payload.length);
   }
-  return { chunks: parts, type, nEsc, version: filter ? 4 : 3, filter };
+  return { chunks: parts, type, nEsc, version: sharp8 ? 5 : filter ? 4 : 3, filter };
 }
 
 // dappled.codec.field.video.format._parse_filter: 18 zigzag varints, each minus the identity's
@@ -325,7 +380,8 @@ export function predict(head, state, width, height) {
   if (head.version === 1 || head.chunks.has("MOTN")) {
     const motion = parseMotion(require(head.chunks, "MOTN")[0], width, height, head.version);
     if (!predBuf || predBuf.length !== state.frame.length) predBuf = new Uint8Array(state.frame.length);
-    pred = (head.version >= 3 ? compensateCubic : compensate)(state.frame, motion, width, height, predBuf);
+    const comp = head.version >= 5 ? compensateSharp8 : head.version >= 3 ? compensateCubic : compensate;
+    pred = comp(state.frame, motion, width, height, predBuf);
   }
   if (head.type === FRAME_P && !state.net) throw new BitstreamError("predicted frame without its group's networks");
   if (head.filter) {

@@ -29,8 +29,6 @@ from dappled.codec.field.video.format import (
     FRAME_P_SKIP,
     MAX_GOP,
     MAX_VECTORS,
-    PAYLOAD_VERSION,
-    interpolation,
     motion_bytes,
     pack_filter,
     pack_frame,
@@ -85,6 +83,9 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     # carphone, 60 frames, K=1 against 3: +0.39 dB at 76 kbps, +0.23 dB at 152 kbps)
     "renet": 1,
     "renet_warm": 0,  # 1: such a refit starts from the group's networks and the last latents
+    # 1: predicted frames interpolate with the 8-tap "sharp8" filter (payload 5); 0: the cubic one
+    # (payload 4), as before; 2: per frame, whichever predicts it better with the same vectors
+    "sharp8": 1,
 }
 # A predicted frame's fit ends at SKIP_PROBE of its iterations when at most one latent in
 # SKIP_LATENTS (per pixel) is non-zero: its residual is heading for nothing (payload 3 sends the
@@ -112,7 +113,6 @@ I_RETRY = 0.1  # an intra frame that misses its bytes by more than this share is
 NET_BYTES_PER_WEIGHT = 0.65  # a group's networks, coded (carphone, "low": ~290 bytes for 442 weights)
 # an intra frame's bytes but its field
 _I_OVERHEAD = len(pack_frame(FRAME_I))
-_FILTER = interpolation(PAYLOAD_VERSION)
 
 
 @dataclass
@@ -146,6 +146,8 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
         raise OptionError("field video option subpel must be 0, 1 or 2")
     if not 0 < video["i_iterations"] <= 10:
         raise OptionError("field video option i_iterations must be in (0, 10]")
+    if video["sharp8"] not in (0, 1, 2):
+        raise OptionError("field video option sharp8 must be 0, 1 or 2")
     if video["warm"] not in (0, 1, 2):
         raise OptionError("field video option warm must be 0, 1 or 2")
     if not video["cut_db"] <= 100 or not video["refresh_db"] <= 100:
@@ -227,6 +229,8 @@ class FieldVideoEncoder:
             raise OptionError(f"--kbps must be a positive number, got {kbps}")
         self.w, self.h, self.fps, self.gop, self.kbps = width, height, fps, gop, kbps
         image_opts, self.vopts = video_options(params.options)
+        self.interp = "sharp8" if self.vopts["sharp8"] else "cubic"  # the motion search's
+        self.frame_interp = self.interp  # the frame's being coded
         self.effort, complexity, iterations, self.threads, lam_opt = _options(image_opts)
         self.iterations = iterations or iterations_for(self.effort, height, width, VIDEO_EFFORTS)
         i_opts = {**image_opts, "iterations": max(1, round(self.iterations * self.vopts["i_iterations"]))}
@@ -251,6 +255,10 @@ class FieldVideoEncoder:
         self._decoded: tuple[bytes, FieldVideoState] | None = None  # a payload already decoded
         self.stats: list[FrameStats] = []
         self.recon: np.ndarray | None = None
+
+    def _pack(self, ftype: int, **parts: Any) -> bytes:
+        """A predicted frame's payload, flagged with the interpolation this encoder predicts with."""
+        return pack_frame(ftype, sharp8=self.frame_interp == "sharp8", **parts)
 
     def config(self) -> bytes | None:
         """No CONFIG packet: every group carries what it needs."""
@@ -405,10 +413,15 @@ class FieldVideoEncoder:
             motion = search_motion(prev, frame, block, self.vopts["mv_cost"] * self.p_lam,
                                    search=int(self.vopts["search"]), frac_bits=FRAC_BITS,
                                    max_vectors=MAX_VECTORS, subpel=int(self.vopts["subpel"]),
-                                   filt=_FILTER)
+                                   filt=self.interp)
         else:
             motion = estimate_motion(prev, frame, 1 << FRAC_BITS, block)
-        pred = compensate(prev, motion, filt=_FILTER)
+        pred = compensate(prev, motion, filt=self.interp)
+        self.frame_interp = self.interp
+        if self.vopts["sharp8"] == 2:  # the cubic interpolation where it predicts better
+            other = compensate(prev, motion, filt="cubic")
+            if mse(other, frame) < mse(pred, frame):
+                pred, self.frame_interp = other, "cubic"
         if cuts and self._is_cut(pred, frame):
             return None
         mv = motion_bytes(motion, self.w, self.h)
@@ -416,7 +429,7 @@ class FieldVideoEncoder:
         mode = int(self.vopts["pfilter"]) if pfilter else 0
         if mode:
             filt, skip_pred = self._prediction_filter(pred, frame)
-        skip_payload = pack_frame(FRAME_P_SKIP, motion=mv, filt=filt)
+        skip_payload = self._pack(FRAME_P_SKIP, motion=mv, filt=filt)
         if mode == 1:  # the residual on the filtered prediction too
             pred = skip_pred
         else:
@@ -433,11 +446,11 @@ class FieldVideoEncoder:
             model, net, coded = fitted
             lat = words_to_bytes(coded.words)
             esc = encode_symbols(coded.excess) if len(coded.excess) else b""
-            latents_only = len(pack_frame(FRAME_P, motion=mv, lat=lat, esc=esc, n_esc=len(coded.excess),
+            latents_only = len(self._pack(FRAME_P, motion=mv, lat=lat, esc=esc, n_esc=len(coded.excess),
                                           filt=filt))
             # what --kbps steers by: a group's first networks are shared by its frames, a refit's
             # are this frame's
-            counted = latents_only if not refit else len(pack_frame(
+            counted = latents_only if not refit else len(self._pack(
                 FRAME_P_NET, motion=mv, field=pack_payload(net, coded.words, coded.excess), filt=filt))
             over = (counted + PACKET_HEADER_SIZE) / max(budget, 1.0)
             if attempt or budget <= 0 or over <= P_OVER:
@@ -447,10 +460,10 @@ class FieldVideoEncoder:
             lam = min(max(lam * over ** (1.0 / P_RATE_POWER), LAMBDA_RANGE[0]), LAMBDA_RANGE[1])
             self.p_lam = lam
         if first:
-            payload = pack_frame(FRAME_P_NET, motion=mv, field=pack_payload(net, coded.words, coded.excess),
+            payload = self._pack(FRAME_P_NET, motion=mv, field=pack_payload(net, coded.words, coded.excess),
                                  filt=filt)
         else:
-            payload = pack_frame(FRAME_P, motion=mv, lat=lat, esc=esc, n_esc=len(coded.excess), filt=filt)
+            payload = self._pack(FRAME_P, motion=mv, lat=lat, esc=esc, n_esc=len(coded.excess), filt=filt)
         if self.vopts["skip"]:  # the residual against none, at this lambda (squared error, [0, 1])
             decoded = apply_frame(payload, self.state, self.w, self.h)
             self._decoded = (payload, decoded)

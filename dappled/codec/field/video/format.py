@@ -16,7 +16,13 @@ Version 4 (written) adds a prediction filter to the version 3 layout: in a predi
 frame): per channel R, G, B, five tap coefficients and a bias, each minus the identity's (taps
 0, 0, 0, 0, 256, bias 0), for :func:`dappled.codec.prediction_filter.apply_filter`, applied to
 the motion-compensated prediction before anything else. A frame without that bit is a version 3
-frame, byte for byte (bit 0x04 is reserved, 0).
+frame, byte for byte.
+
+Version 5 (written): bit 0x04 of byte 0 of a predicted frame says that its prediction
+interpolates with the 8-tap "sharp8" filter of :func:`dappled.codec.motion.compensate` (taps at
+-3 .. +4 pixels, :data:`dappled.codec.motion.SHARP8_TAPS`) instead of the cubic one; the layout
+is that of version 4. The encoder sets it on every predicted frame (an intra frame with it is
+refused).
 
 Version 3 predictions interpolate with the "cubic" filter of :func:`dappled.codec.motion.compensate`
 (versions 1 and 2: bilinear). The chunks named here are those of versions 1 and 2 (read only):
@@ -60,11 +66,12 @@ from dappled.entropy.binary import BinaryDecoder, BinaryEncoder, Coder, code_sig
 from dappled.errors import BitstreamError
 
 CODEC_ID = 6
-# 4: a prediction filter; 3: compact frame layout, frames without a residual, cubic interpolation;
-# 2: motion vectors entropy-coded (1: raw vectors and coded labels)
-PAYLOAD_VERSION = 4
-READ_VERSIONS = (1, 2, 3, 4)
+# 5: the 8-tap interpolation; 4: a prediction filter; 3: compact frame layout, frames without a
+# residual, cubic interpolation; 2: motion vectors entropy-coded (1: raw vectors and coded labels)
+PAYLOAD_VERSION = 5
+READ_VERSIONS = (1, 2, 3, 4, 5)
 FILTER_FLAG = 0x08  # byte 0 of a version 4 predicted frame with a prediction filter
+SHARP8_FLAG = 0x04  # byte 0 of a version 5 predicted frame: the "sharp8" interpolation
 FRAME_I, FRAME_P_NET, FRAME_P, FRAME_P_SKIP = 0, 1, 2, 3
 V3_MARK = 0xF0  # byte 0 of a version 3 frame: V3_MARK | type (versions 1-2: a chunk count, < 16)
 FRAC_BITS = 2  # motion vectors in quarter pixels
@@ -146,12 +153,14 @@ def _parse_filter(data: bytes, pos: int) -> tuple[np.ndarray, int]:
 
 
 def pack_frame(ftype: int, *, motion: bytes = b"", field: bytes = b"", lat: bytes = b"",
-               esc: bytes = b"", n_esc: int = 0, filt: bytes = b"") -> bytes:
-    """A version 4 frame payload (layout in the module's docstring); ``filt``: a predicted frame's
-    prediction filter (:func:`pack_filter`), none when empty (a version 3 frame then)."""
+               esc: bytes = b"", n_esc: int = 0, filt: bytes = b"", sharp8: bool = True) -> bytes:
+    """A version 5 frame payload (layout in the module's docstring); ``filt``: a predicted frame's
+    prediction filter (:func:`pack_filter`), none when empty; ``sharp8`` False: a predicted frame
+    of version 4 (with a filter) or 3 (without), the cubic interpolation (only for tests)."""
     if filt and ftype == FRAME_I:
         raise ValueError("an intra frame has no prediction filter")
-    head = bytes([V3_MARK | (FILTER_FLAG if filt else 0) | ftype]) + filt
+    flags = (FILTER_FLAG if filt else 0) | (SHARP8_FLAG if sharp8 and ftype != FRAME_I else 0)
+    head = bytes([V3_MARK | flags | ftype]) + filt
     if ftype == FRAME_I:
         return head + field
     if ftype == FRAME_P_NET:
@@ -173,7 +182,8 @@ def parse_frame(payload: bytes) -> FrameParts:
         version, ftype, n_esc = parse_vhed(vhed)
         return FrameParts(version, ftype, n_esc, {k: v for k, v in chunks.items() if k != "VHED"})
     ftype = payload[0] & 0x03
-    if payload[0] & 0x04:
+    sharp8 = bool(payload[0] & SHARP8_FLAG)
+    if sharp8 and ftype == FRAME_I:
         raise BitstreamError(f"unknown field video frame type {payload[0] & 0x0F}")
     parts: dict[str, bytes] = {}
     pos, n_esc = 1, 0
@@ -199,8 +209,8 @@ def parse_frame(payload: bytes) -> FrameParts:
         parts["MOTN"] = payload[pos:]
     else:
         parts["FLD "] = payload[pos:]
-    return FrameParts(3 if coefs is None else 4, ftype, n_esc, {k: v for k, v in parts.items() if v}, coefs,
-                      n_filt)
+    version = 5 if sharp8 else 3 if coefs is None else 4
+    return FrameParts(version, ftype, n_esc, {k: v for k, v in parts.items() if v}, coefs, n_filt)
 
 
 def frame_type(payload: bytes) -> int:
@@ -210,7 +220,7 @@ def frame_type(payload: bytes) -> int:
 
 def interpolation(version: int) -> str:
     """The sub-pixel interpolation of a payload version's predictions."""
-    return "cubic" if version >= 3 else "bilinear"
+    return "sharp8" if version >= 5 else "cubic" if version >= 3 else "bilinear"
 
 
 def pack_motion(m: Motion, width: int, height: int, version: int = PAYLOAD_VERSION) -> bytes:
