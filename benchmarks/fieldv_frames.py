@@ -13,11 +13,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
 
 import numpy as np
 
-import dappled.codec.field.video.encoder as video_encoder
 from dappled.codec.video import decode_video, encode_video
 from dappled.datasets.video import load_clip
 from dappled.quality import psnr
@@ -31,26 +29,13 @@ def main() -> None:
     for k, v in args.items():
         kw[k] = float(v) if k == "kbps" else int(v) if k in ("quality", "gop") else v
     clip = load_clip(clip_path, 0, n)
-    preds: list[np.ndarray] = []
-    compensate = video_encoder.compensate
-
-    def recording(prev: np.ndarray, motion: Any, **options: Any) -> np.ndarray:
-        preds.append(compensate(prev, motion, **options))
-        return preds[-1]
-
-    video_encoder.compensate = recording  # type: ignore[assignment]
     c0 = time.process_time()
     res = encode_video(clip, 30, "field", **kw)  # type: ignore[arg-type]
     cpu = time.process_time() - c0
     out = decode_video(res.data)
     ps = [psnr(a, b) for a, b in zip(clip, out, strict=True)]
-    k = 0
     for s, p in zip(res.stats, ps, strict=True):
-        pred = ""
-        if s.type == 1:  # one compensation per predicted frame (at a suspected scene cut the
-            # encoder compensates twice, or codes the frame intra: the column is off from there)
-            pred = f"prediction {psnr(clip[s.frame], preds[k]):.2f}"
-            k += 1
+        pred = f"prediction {s.prediction_psnr:.2f} {s.interpolation}" if s.type == 1 else ""
         print(s.frame, "IP"[s.type], s.bytes, s.budget, f"{p:.2f}", f"{s.seconds:.1f}", pred)
     kbps = 8 * len(res.data) / 1000 / (n / 30)
     print(json.dumps({"args": args, "kbps": round(kbps, 2), "psnr_mean": round(float(np.mean(ps)), 3),
