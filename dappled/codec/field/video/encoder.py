@@ -83,9 +83,12 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     # carphone, 60 frames, K=1 against 3: +0.39 dB at 76 kbps, +0.23 dB at 152 kbps)
     "renet": 1,
     "renet_warm": 0,  # 1: such a refit starts from the group's networks and the last latents
-    # 1: predicted frames interpolate with the 8-tap "sharp8" filter (payload 5); 0: the cubic one
-    # (payload 4), as before; 2: per frame, whichever predicts it better (each searched)
-    "sharp8": 1,
+    # the interpolation of predicted frames: 1 the 8-tap "sharp8" filter (payload 5), 0 the cubic one
+    # (payload 4), 2 per frame whichever predicts it better, each with the vectors searched for it
+    # (fieldv_frames, fast effort, against 0: carphone 60 frames at 152 kbps +0.53 dB (1: +0.54),
+    # bikes 30 frames at 435 kbps +0.05 dB at +0.9 % rate (1: -0.41 dB: 8 taps carry a noisy
+    # reference's noise on, the cubic filter smooths it))
+    "sharp8": 2,
 }
 # A predicted frame's fit ends at SKIP_PROBE of its iterations when at most one latent in
 # SKIP_LATENTS (per pixel) is non-zero: its residual is heading for nothing (payload 3 sends the
