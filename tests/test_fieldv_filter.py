@@ -85,10 +85,12 @@ def test_filter_round_trips_in_every_predicted_frame_type() -> None:
     filt = pack_filter(coefs)
     for ftype, kw in ((FRAME_P_SKIP, {"motion": b"\x08\x01"}), (FRAME_P, {"lat": b"abcd", "n_esc": 2}),
                       (FRAME_P_NET, {"field": b"xyz"})):
-        f = parse_frame(pack_frame(ftype, filt=filt, **kw))
+        f = parse_frame(pack_frame(ftype, filt=filt, sharp8=False, **kw))
         assert (f.version, f.ftype) == (4, ftype) and np.array_equal(f.filter, coefs)
-        g = parse_frame(pack_frame(ftype, **kw))  # without: version 3, no filter
+        g = parse_frame(pack_frame(ftype, sharp8=False, **kw))  # without: version 3, no filter
         assert (g.version, g.filter) == (3, None) and g.chunks == f.chunks
+        e = parse_frame(pack_frame(ftype, filt=filt, **kw))  # version 5: the 8-tap flag as well
+        assert (e.version, e.ftype) == (5, ftype) and np.array_equal(e.filter, coefs) and e.chunks == f.chunks
     assert pack_filter(np.tile(IDENTITY, (3, 1))) == bytes(3 * N_COEFS)  # the identity: 18 zeros
     with pytest.raises(ValueError):
         pack_frame(FRAME_I, field=b"x", filt=filt)
@@ -97,8 +99,9 @@ def test_filter_round_trips_in_every_predicted_frame_type() -> None:
 def test_bad_filters_and_flags_are_refused() -> None:
     with pytest.raises(BitstreamError, match="intra"):
         parse_frame(bytes([0xF8]) + bytes(18) + b"x")
-    with pytest.raises(BitstreamError, match="type 7"):
-        parse_frame(bytes([0xF7]))
+    with pytest.raises(BitstreamError, match="type 4"):  # version 5's flag on an intra frame
+        parse_frame(bytes([0xF4]))
+    assert parse_frame(bytes([0xF7])).version == 5  # a frame of type 3 with it: nothing moves
     big = np.tile(IDENTITY, (3, 1))
     big[1, 0] = TAP_LIMIT + 1
     with pytest.raises(BitstreamError, match="out of range"):
