@@ -181,7 +181,10 @@ const SHARP8_TAPS = [[0, 0, 0, 64, 0, 0, 0, 0], [-1, 4, -10, 58, 17, -5, 1, 0],
   [-1, 4, -11, 40, 40, -11, 4, -1], [0, 1, -5, 17, 58, -10, 4, -1]];
 
 // dappled.codec.motion.compensate with filt="sharp8" (payload version 5): compensateCubic with
-// the 8x8 taps around p - v (at most 255 * 112 * 112 before the shift: inside 32 bits)
+// the 8x8 taps around p - v (at most 255 * 112 * 112 before the shift: inside 32 bits). Kept
+// apart from the 4-tap one: cubic frames run through this one (their taps padded with zeros)
+// took a 640x272 predicted frame from 18-19 to 20-25 ms and stalled the player
+// (docs/data/web-s9/bikes25-speed-merged-taps.txt).
 export function compensateSharp8(prev, m, width, height, out = null) {
   let zero = true;
   for (const l of m.labels) if (m.vx[l] !== 0 || m.vy[l] !== 0) { zero = false; break; }
