@@ -234,8 +234,9 @@ class FieldVideoEncoder:
             raise OptionError(f"--kbps must be a positive number, got {kbps}")
         self.w, self.h, self.fps, self.gop, self.kbps = width, height, fps, gop, kbps
         image_opts, self.vopts = video_options(params.options)
-        self.interp = "sharp8" if self.vopts["sharp8"] else "cubic"  # the motion search's
-        self.frame_interp = self.interp  # the frame's being coded
+        # the interpolations a predicted frame tries (-O sharp8), and the one of the frame being coded
+        self.interps = {0: ("cubic",), 1: ("sharp8",), 2: ("sharp8", "cubic")}[int(self.vopts["sharp8"])]
+        self.frame_interp = self.interps[0]
         self._prediction = (0.0, "")  # the last predicted frame's prediction: PSNR, interpolation
         self.effort, complexity, iterations, self.threads, lam_opt = _options(image_opts)
         self.iterations = iterations or iterations_for(self.effort, height, width, VIDEO_EFFORTS)
@@ -425,11 +426,7 @@ class FieldVideoEncoder:
         assert self.state is not None
         prev = self.state.frame
         best: tuple[float, Any, np.ndarray, str] | None = None
-        # -O sharp8=2: both interpolations, each with the vectors searched for it; the frame takes
-        # the better prediction (8 taps keep the detail of a blurred reference, the cubic filter
-        # smooths a noisy one: bikes at 435 kbps, frame 10 from a reference with noise of sd 3:
-        # 40.45 dB with cubic, 38.79 with 8 taps)
-        for interp in (("sharp8", "cubic") if self.vopts["sharp8"] == 2 else (self.interp,)):
+        for interp in self.interps:  # each with the vectors searched for it: the better prediction
             motion = self._motion(prev, frame, interp)
             pred = compensate(prev, motion, filt=interp)
             err = mse(pred, frame)
