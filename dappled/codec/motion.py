@@ -183,7 +183,8 @@ def _moved_luma(prev_luma: np.ndarray, v: tuple[int, int], frac_bits: int,
     one = 1 << frac_bits
     oy, ox = (-v[1]) >> frac_bits, (-v[0]) >> frac_bits  # source row = y + oy (+ tap offsets)
     py, px = (-v[1]) & (one - 1), (-v[0]) & (one - 1)
-    reach = 4 if filt == "sharp8" else 2  # the farthest tap, in pixels
+    # the farthest tap, in pixels (bilinear: 1, within the same margin as the cubic filter)
+    reach = max(-TAPS[filt][1], TAPS[filt][0].shape[1] - 1 + TAPS[filt][1]) if filt in TAPS else 2
     if padded is None or max(abs(oy), abs(ox)) + reach > padded[1]:
         p = max(abs(oy), abs(ox)) + reach
         padded = (np.pad(prev_luma, p, mode="edge"), p)

@@ -21,8 +21,8 @@ frame, byte for byte.
 Version 5 (written): bit 0x04 of byte 0 of a predicted frame says that its prediction
 interpolates with the 8-tap "sharp8" filter of :func:`dappled.codec.motion.compensate` (taps at
 -3 .. +4 pixels, :data:`dappled.codec.motion.SHARP8_TAPS`) instead of the cubic one; the layout
-is that of version 4. The encoder sets it on every predicted frame (an intra frame with it is
-refused).
+is that of version 4. The encoder sets it on the predicted frames that 8 taps predict better
+(``-O sharp8``); an intra frame with it is refused.
 
 Version 3 predictions interpolate with the "cubic" filter of :func:`dappled.codec.motion.compensate`
 (versions 1 and 2: bilinear). The chunks named here are those of versions 1 and 2 (read only):
@@ -156,7 +156,7 @@ def pack_frame(ftype: int, *, motion: bytes = b"", field: bytes = b"", lat: byte
                esc: bytes = b"", n_esc: int = 0, filt: bytes = b"", sharp8: bool = True) -> bytes:
     """A version 5 frame payload (layout in the module's docstring); ``filt``: a predicted frame's
     prediction filter (:func:`pack_filter`), none when empty; ``sharp8`` False: a predicted frame
-    of version 4 (with a filter) or 3 (without), the cubic interpolation (only for tests)."""
+    of version 4 (with a filter) or 3 (without), which predicts with the cubic interpolation."""
     if filt and ftype == FRAME_I:
         raise ValueError("an intra frame has no prediction filter")
     flags = (FILTER_FLAG if filt else 0) | (SHARP8_FLAG if sharp8 and ftype != FRAME_I else 0)
