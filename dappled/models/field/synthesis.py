@@ -84,41 +84,61 @@ def _rnd(v: float, scale: float, limit: float) -> float:
     return r
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _up2_cols(vert: np.ndarray, half: int, ww: int, out: np.ndarray) -> None:
+    """out[:ww] = the horizontal 2x upsampling of a row (:func:`_up2_index`'s taps): column x
+    takes 3/4 of source column x // 2 and 1/4 of column x // 2 - 1 (x even) or x // 2 + 1 (x
+    odd), clamped to the row. vert[1 + j] holds source column j, vert[0] and vert[-1] repeat
+    the edge columns (the clamp); half = ww // 2. Plain strided loops, no index gather."""
+    for j in range(half):
+        out[2 * j] = vert[j + 1] * 0.75 + vert[j] * 0.25
+        out[2 * j + 1] = vert[j + 1] * 0.75 + vert[j + 2] * 0.25
+    if ww % 2:
+        out[ww - 1] = vert[half + 1] * 0.75 + vert[half] * 0.25
+
+
 @numba.njit(cache=True, nogil=True)
 def _full_size(acc: np.ndarray, q0: np.ndarray, wa0: np.ndarray, ba: np.ndarray, wb: np.ndarray,
-               bb: np.ndarray, step0: float, y0: int, s0: int, h1: int, cm: np.ndarray,
-               cp: np.ndarray, rgb: np.ndarray) -> None:
+               bb: np.ndarray, step0: float, y0: int, s0: int, h1: int, rgb: np.ndarray) -> None:
     """Full-size stage per pixel: 2x-upsampled accumulator + level-0 mix, ReLU layer, RGB layer.
 
-    A strip: rgb and q0 hold image rows y0.., acc holds level-1 rows s0.. of the h1 there are;
-    cm, cp: each output column's main and partner source column (:func:`_up2_index`). Row by
-    row, with the loops over a row innermost (vectorized); every sum is exact, so the order of
-    the terms does not change a value."""
+    A strip: rgb and q0 (the level-0 latents, integers) hold image rows y0.., acc holds level-1
+    rows s0.. of the h1 there are; the columns are upsampled by :func:`_up2_cols`. Row by row,
+    with the loops over a row innermost (vectorized); every sum is exact, so the order of the
+    terms does not change a value."""
     s_dim, _, w1 = acc.shape
     _, hh, ww = rgb.shape
     acc_s = float(1 << ACC_BITS)
     act_s = float(1 << ACT_BITS)
     inv_acc = 1.0 / acc_s
     inv_act = 1.0 / act_s
-    vert = np.empty(w1)
+    vert = np.empty(w1 + 2)  # vert[1 + j]: column j; the edge columns repeated at both ends
+    up = np.empty(ww)
     hid = np.empty((s_dim, ww))
     out = np.empty(ww)
+    qs = np.empty(ww)
+    half = ww // 2
     for y in range(hh):
         yy = y0 + y
         k = yy // 2
         ym = min(k, h1 - 1) - s0
         yp = (max(k - 1, 0) if yy % 2 == 0 else min(k + 1, h1 - 1)) - s0
         qrow = q0[y]
+        for x in range(ww):  # the level-0 latents times their step, once per row
+            qs[x] = qrow[x] * step0
         for s in range(s_dim):
             am = acc[s, ym]
             ap = acc[s, yp]
             for j in range(w1):
-                vert[j] = am[j] * 0.75 + ap[j] * 0.25
+                vert[1 + j] = am[j] * 0.75 + ap[j] * 0.25
+            vert[0] = vert[1]
+            vert[w1 + 1] = vert[w1]
+            _up2_cols(vert, half, ww, up)
             h = hid[s]
             w0 = wa0[s]
             bs = ba[s]
             for x in range(ww):
-                v = vert[cm[x]] * 0.75 + vert[cp[x]] * 0.25 + w0 * (qrow[x] * step0)
+                v = up[x] + w0 * qs[x]
                 v = min(max(np.floor(v * acc_s + 0.5) * inv_acc, -ACC_LIMIT), ACC_LIMIT)
                 v = min(max(np.floor((v + bs) * act_s + 0.5) * inv_act, -ACT_LIMIT), ACT_LIMIT)
                 h[x] = v if v > 0 else 0.0
@@ -159,23 +179,71 @@ def conv3x3_row(x: np.ndarray, k: np.ndarray, o: int, y: int, t: np.ndarray) -> 
                 t[xx] += k2 * src[xx + 1]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _conv_row3(src: np.ndarray, k: np.ndarray, o: int, ci: int, dy: int, t: np.ndarray, o2: int,
+               t2: np.ndarray) -> None:
+    """t[x] += k0 * src[x - 1] + k1 * src[x] + k2 * src[x + 1] (zero beyond the row), the taps
+    k[o, ci, dy], and the same into t2 with output channel o2's taps when o2 >= 0: a kernel
+    row's three taps for two output channels in one pass over the row (:func:`conv3x3_row`
+    makes three passes per channel)."""
+    ww = t.size
+    k0, k1, k2 = k[o, ci, dy, 0], k[o, ci, dy, 1], k[o, ci, dy, 2]
+    if o2 < 0:
+        if ww == 1:
+            t[0] += k1 * src[0]
+            return
+        t[0] += k1 * src[0] + k2 * src[1]
+        for xx in range(1, ww - 1):
+            t[xx] += k0 * src[xx - 1] + k1 * src[xx] + k2 * src[xx + 1]
+        t[ww - 1] += k0 * src[ww - 2] + k1 * src[ww - 1]
+        return
+    m0, m1, m2 = k[o2, ci, dy, 0], k[o2, ci, dy, 1], k[o2, ci, dy, 2]
+    if ww == 1:
+        t[0] += k1 * src[0]
+        t2[0] += m1 * src[0]
+        return
+    t[0] += k1 * src[0] + k2 * src[1]
+    t2[0] += m1 * src[0] + m2 * src[1]
+    for xx in range(1, ww - 1):
+        a = float(src[xx - 1])
+        b = float(src[xx])
+        c = float(src[xx + 1])
+        t[xx] += k0 * a + k1 * b + k2 * c
+        t2[xx] += m0 * a + m1 * b + m2 * c
+    t[ww - 1] += k0 * src[ww - 2] + k1 * src[ww - 1]
+    t2[ww - 1] += m0 * src[ww - 2] + m1 * src[ww - 1]
+
+
 @numba.njit(cache=True, nogil=True)
 def _conv_layer(x: np.ndarray, k: np.ndarray, b: np.ndarray, relu: bool, out: np.ndarray) -> None:
-    """out = round(conv3x3(x) + b), zero padding, optionally ReLU (all exact). Row by row; the
-    sums are exact, so their order does not matter."""
-    _, hh, ww = x.shape
+    """out = round(conv3x3(x) + b), zero padding, optionally ReLU (all exact). Row by row, two
+    output channels at a time, a kernel row's three taps per pass (:func:`_conv_row3`); the
+    sums are exact (every partial sum a multiple of the products' common step, far below 2**53
+    of it), so their order and grouping do not change a value: the same as
+    :func:`conv3x3_row`'s."""
+    c, hh, ww = x.shape
     o_dim = k.shape[0]
     act_s = float(1 << ACT_BITS)
     inv_act = 1.0 / act_s
     t = np.empty(ww)
-    for o in range(o_dim):
+    t2 = np.empty(ww)
+    for o in range(0, o_dim, 2):
+        o2 = o + 1 if o + 1 < o_dim else -1
         for y in range(hh):
             t[:] = b[o]
-            conv3x3_row(x, k, o, y, t)
-            r = out[o, y]
-            for xx in range(ww):
-                v = min(max(np.floor(t[xx] * act_s + 0.5) * inv_act, -ACT_LIMIT), ACT_LIMIT)
-                r[xx] = (v if v > 0 else 0.0) if relu else v
+            t2[:] = b[o2] if o2 >= 0 else 0.0
+            for ci in range(c):
+                for dy in range(3):
+                    yy = y + dy - 1
+                    if 0 <= yy < hh:
+                        _conv_row3(x[ci, yy], k, o, ci, dy, t, o2, t2)
+            for oo, tt in ((o, t), (o2, t2)):
+                if oo < 0:
+                    continue
+                r = out[oo, y]
+                for xx in range(ww):
+                    v = min(max(np.floor(tt[xx] * act_s + 0.5) * inv_act, -ACT_LIMIT), ACT_LIMIT)
+                    r[xx] = (v if v > 0 else 0.0) if relu else v
 
 
 @numba.njit(cache=True, nogil=True)
@@ -197,8 +265,8 @@ def _to_pixels(rgb: np.ndarray, res: np.ndarray, base: np.ndarray, out: np.ndarr
 
 
 @numba.njit(cache=True, nogil=True)
-def _level_rows(src: np.ndarray, s0: int, h_in: int, r0: int, cm: np.ndarray, cp: np.ndarray,
-                lat: np.ndarray, wa: np.ndarray, step_lv: float, out: np.ndarray) -> None:
+def _level_rows(src: np.ndarray, s0: int, h_in: int, r0: int, lat: np.ndarray, wa: np.ndarray,
+                step_lv: float, out: np.ndarray) -> None:
     """Rows r0.. of a level's accumulator into out (S, rows, cols): the 2x upsampling of the
     coarser level's rows (src holds its rows s0.. of the h_in there are; no rows: the coarsest
     level) plus this level's mix of its latents lat (n, rows, cols) by wa (S, n), rounded to
@@ -208,7 +276,8 @@ def _level_rows(src: np.ndarray, s0: int, h_in: int, r0: int, cm: np.ndarray, cp
     inv_acc = 1.0 / acc_s
     n = lat.shape[0]
     w_in = src.shape[2]
-    vert = np.empty(max(w_in, 1))
+    vert = np.empty(w_in + 2)  # vert[1 + j]: column j; the edge columns repeated at both ends
+    half = ww // 2
     q = np.empty((n, ww))
     for y in range(hh):
         for g in range(n):
@@ -226,9 +295,10 @@ def _level_rows(src: np.ndarray, s0: int, h_in: int, r0: int, cm: np.ndarray, cp
                 am = src[s, ym]
                 ap = src[s, yp]
                 for j in range(w_in):
-                    vert[j] = am[j] * 0.75 + ap[j] * 0.25
-                for x in range(ww):
-                    o[x] = vert[cm[x]] * 0.75 + vert[cp[x]] * 0.25
+                    vert[1 + j] = am[j] * 0.75 + ap[j] * 0.25
+                vert[0] = vert[1]
+                vert[w_in + 1] = vert[w_in]
+                _up2_cols(vert, half, ww, o)
             else:
                 for x in range(ww):
                     o[x] = 0.0
@@ -271,13 +341,11 @@ class _Levels:
         wa = np.ascontiguousarray(self.wa[:, idx]) if idx else np.zeros((self.wa.shape[0], 0))
         out = np.empty((self.wa.shape[0], r1 - r0, cols))
         if lv < self.top:
-            h_in, w_in = level_size(self.height, self.width, lv + 1)
+            h_in = level_size(self.height, self.width, lv + 1)[0]
             _, _, s0, s1 = _source_rows(h_in, r0, r1)
-            cm, cp, _ = _up2_index(w_in, 0, cols)
-            _level_rows(self.rows(lv + 1, s0, s1), s0, h_in, r0, cm, cp, lat, wa, self.steps[lv], out)
+            _level_rows(self.rows(lv + 1, s0, s1), s0, h_in, r0, lat, wa, self.steps[lv], out)
         else:
-            none = np.zeros(0, np.int64)
-            _level_rows(np.zeros((0, 0, 0)), 0, 0, r0, none, none, lat, wa, self.steps[lv], out)
+            _level_rows(np.zeros((0, 0, 0)), 0, 0, r0, lat, wa, self.steps[lv], out)
         return out
 
 
@@ -307,8 +375,7 @@ def synthesize(latents: list[np.ndarray], gs: list[Grid], net: QuantNet, height:
         levels = _Levels(latents, gs, wa, height, width, net.step_shift, net.step_ladder)
         wa0 = np.ascontiguousarray(wa[:, 0])
         step0 = step(0, net.step_shift, net.step_ladder)
-        h1, w1 = level_size(height, width, 1)
-        cm, cp, _ = _up2_index(w1, 0, width)  # the full-size stage's source columns
+        h1 = level_size(height, width, 1)[0]
         rh = net.arch.res_hidden
         halo = 2 if rh else 0  # the two 3x3 layers: rows two from a strip edge are final
         n = strip_rows(width, net.arch.synth_hidden)
@@ -322,8 +389,7 @@ def synthesize(latents: list[np.ndarray], gs: list[Grid], net: QuantNet, height:
             _, _, s0, s1 = _source_rows(h1, a0, a1)
             acc = levels.rows(1, s0, s1)
             rgb = np.zeros((3, a1 - a0, width), dtype=np.float32)
-            _full_size(acc, latents[0][a0:a1].astype(np.float64), wa0, ba, wb, bb, step0, a0, s0, h1,
-                       cm, cp, rgb)
+            _full_size(acc, latents[0][a0:a1], wa0, ba, wb, bb, step0, a0, s0, h1, rgb)
             del acc
             res = np.zeros((0, y1 - y0, width), dtype=np.float32)
             if rh:
