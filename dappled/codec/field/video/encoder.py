@@ -83,12 +83,21 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     # carphone, 60 frames, K=1 against 3: +0.39 dB at 76 kbps, +0.23 dB at 152 kbps)
     "renet": 1,
     "renet_warm": 0,  # 1: such a refit starts from the group's networks and the last latents
+    # 1: a residual with networks fitted again that does not pay for its bytes is fitted once more
+    # with the group's networks frozen before the frame goes without one
+    "renet_fallback": 1,
     # the interpolation of predicted frames: 1 the 8-tap "sharp8" filter (payload 5), 0 the cubic one
     # (payload 4), 2 per frame whichever predicts it better, each with the vectors searched for it
     # (fieldv_frames, fast effort, against 0: carphone 60 frames at 152 kbps +0.53 dB (1: +0.54),
     # bikes 30 frames at 435 kbps +0.05 dB at +0.9 % rate (1: -0.41 dB: 8 taps carry a noisy
     # reference's noise on, the cubic filter smooths it))
     "sharp8": 2,
+    # temporal weighting of predicted frames (low delay): a frame's squared error counts
+    # 1 + rho + rho**2 + ... over the frames left in its group (each later frame predicts from it
+    # and inherits about rho of its error), so its lambda is the group's divided by that weight
+    # and, with --kbps, its share of the bytes grows as the weight ** P_RATE_POWER (0: every
+    # predicted frame alike)
+    "rho": 0.0,
 }
 # A predicted frame's fit ends at SKIP_PROBE of its iterations when at most one latent in
 # SKIP_LATENTS (per pixel) is non-zero: its residual is heading for nothing (payload 3 sends the
@@ -127,6 +136,7 @@ class FrameStats(BaseFrameStats):
     vectors: int = 0
     prediction_psnr: float = 0.0  # a predicted frame's motion-compensated prediction, alone
     interpolation: str = ""  # ... and its interpolation
+    lam: float = 0.0  # the lambda the frame was coded at (a predicted frame's: its residual's)
 
 
 def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
@@ -151,6 +161,8 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
         raise OptionError("field video option subpel must be 0, 1 or 2")
     if not 0 < video["i_iterations"] <= 10:
         raise OptionError("field video option i_iterations must be in (0, 10]")
+    if not video["rho"] < 1:
+        raise OptionError("field video option rho must be in [0, 1)")
     if video["sharp8"] not in (0, 1, 2):
         raise OptionError("field video option sharp8 must be 0, 1 or 2")
     if video["warm"] not in (0, 1, 2):
@@ -163,6 +175,8 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
         raise OptionError("field video option skip must be 0 or 1")
     if video["renet_warm"] not in (0, 1):
         raise OptionError("field video option renet_warm must be 0 or 1")
+    if video["renet_fallback"] not in (0, 1):
+        raise OptionError("field video option renet_fallback must be 0 or 1")
     if not video["renet"] <= 1000:
         raise OptionError("field video option renet must be in 0..1000")
     if video["pfilter"] not in (0, 1, 2):
@@ -186,6 +200,22 @@ class GroupBudget:
     def per_frame(self) -> float:
         """What each frame still to code may spend."""
         return (self.budget - self.spent) / max(1, self.left)
+
+    def share(self, rho: float) -> float:
+        """What the next frame may spend when each frame's share grows as its
+        :func:`chain_weight` ** P_RATE_POWER (rho 0: :meth:`per_frame`)."""
+        if rho <= 0:
+            return self.per_frame()
+        s = [chain_weight(rho, n) ** P_RATE_POWER for n in range(1, max(1, self.left) + 1)]
+        return (self.budget - self.spent) * s[-1] / sum(s)
+
+
+def chain_weight(rho: float, n_left: int) -> float:
+    """A predicted frame's weight with ``n_left`` frames left in its group (itself included):
+    its own error plus rho of it in each later frame, 1 + rho + ... + rho ** (n_left - 1)."""
+    if rho <= 0:
+        return 1.0
+    return (1.0 - rho ** max(1, n_left)) / (1.0 - rho)
 
 
 def intra_weight(i_weight: float, group: GroupBudget, pixels: int) -> float:
@@ -247,6 +277,8 @@ class FieldVideoEncoder:
         self.arch = PRESETS[complexity]
         self.lam = lam_opt or LAMBDAS[quality]
         self.p_lam = self.lam * self.vopts["p_lambda"]  # the next predicted frame's lambda
+        # ... divided by the frame's temporal weight (option rho): the lambda it is coded at
+        self.frame_w = 1.0
         self.n_weights = sum(math.prod(s) for s in tensor_shapes(self.arch, len(grids(height, width))))
         self.device = params.device
         self.seed = params.seed
@@ -282,12 +314,16 @@ class FieldVideoEncoder:
         budget = 0.0
         coded = None
         if not intra:
-            if self.group is not None:
-                budget = self.group.per_frame()
-                if self.stats and self.stats[-1].type == 1:  # a later predicted frame: steer from
-                    # the last one (with or without a residual; payload 2 always had one)
-                    self.p_lam = next_p_lambda(self.p_lam, self.last_p_bytes, budget)
             n_left = self.group.left if self.group is not None else self.gop - self.index % self.gop
+            rho = self.vopts["rho"]
+            last_w, self.frame_w = self.frame_w, chain_weight(rho, n_left)
+            if self.group is not None:
+                budget = self.group.share(rho)
+                if self.stats and self.stats[-1].type == 1:  # a later predicted frame: steer from
+                    # the last one (with or without a residual; payload 2 always had one), as it
+                    # would have cost at this frame's weight
+                    like_last = self.last_p_bytes * (self.frame_w / last_w) ** P_RATE_POWER
+                    self.p_lam = next_p_lambda(self.p_lam, like_last, budget)
             coded = self._encode_p(frame, n_left, budget)
             if coded is None:  # a scene cut? an intra frame in the group, if it beats the residual
                 if self.group is not None:
@@ -324,7 +360,8 @@ class FieldVideoEncoder:
             self.group.left -= 1
         pred_psnr, interp = self._prediction if ftype else (0.0, "")
         self.stats.append(FrameStats(self.index, ftype, nbytes, round(budget), psnr(frame, self.recon),
-                                     time.perf_counter() - t0, nvec, pred_psnr, interp))
+                                     time.perf_counter() - t0, nvec, pred_psnr, interp,
+                                     self.p_lam / self.frame_w if ftype else self.lam))
         if intra:
             self.intra_psnr = self.stats[-1].psnr
         self.index += 1
@@ -339,12 +376,12 @@ class FieldVideoEncoder:
         comparison and leaves the frames after it predicting from a poor picture (a 6-frame test
         clip: 744 bytes at 25 dB after the cut, against 1,065 bytes at 27 dB with the intra frame)."""
         before = (self.model, self.net, self.lam, self.last_p_bytes, self.last_pred_psnr)
-        share = self.group.per_frame() if self.group is not None else 0.0
+        share = self.group.share(self.vopts["rho"]) if self.group is not None else 0.0
         predicted = self._encode_p(frame, n_left, share, cuts=False, pfilter=False)
         assert predicted is not None
         after = (self.model, self.net, self.lam, self.last_p_bytes, self.last_pred_psnr)
         self.model, self.net, self.lam, self.last_p_bytes, self.last_pred_psnr = before
-        lam = self.p_lam
+        lam = self.p_lam / self.frame_w
         intra = self._encode_i(frame, budget)
         n_pix = self.h * self.w
         as_p = apply_frame(predicted[0], self.state, self.w, self.h)
@@ -363,6 +400,7 @@ class FieldVideoEncoder:
         """After an intra frame: no residual networks yet, lambda from the intra frame's."""
         self.model, self.net = None, None
         self.p_lam = self.lam * self.vopts["p_lambda"]
+        self.frame_w = 1.0
         self.last_pred_psnr = None
 
     def _is_cut(self, pred: np.ndarray, frame: np.ndarray) -> bool:
@@ -409,7 +447,7 @@ class FieldVideoEncoder:
         """The block motion from prev to frame, its vectors priced with this interpolation."""
         block = int(self.vopts["block"])
         if self.vopts["search"] > 0:
-            return search_motion(prev, frame, block, self.vopts["mv_cost"] * self.p_lam,
+            return search_motion(prev, frame, block, self.vopts["mv_cost"] * self.p_lam / self.frame_w,
                                  search=int(self.vopts["search"]), frac_bits=FRAC_BITS,
                                  max_vectors=MAX_VECTORS, subpel=int(self.vopts["subpel"]), filt=interp)
         return estimate_motion(prev, frame, 1 << FRAC_BITS, block)
@@ -448,14 +486,34 @@ class FieldVideoEncoder:
         else:
             filt = b""
         first = self.model is None or self._renet(budget)
+        nvec = len(motion.vectors)
+        lam = self.p_lam
+        coded = self._residual(frame, pred, skip_pred, mv, filt, skip_payload, first, budget, n_left)
+        if coded is None and first and self.model is not None and self.vopts["renet_fallback"]:
+            # networks fitted again did not pay for themselves: the group's networks, frozen, at
+            # the lambda before that fit (which a refit's networks may have pushed up)
+            self.p_lam = lam
+            coded = self._residual(frame, pred, skip_pred, mv, filt, skip_payload, False, budget, n_left)
+        if coded is None:
+            self.last_p_bytes = len(skip_payload) + PACKET_HEADER_SIZE
+            return skip_payload, nvec
+        return coded, nvec
+
+    def _residual(self, frame: np.ndarray, pred: np.ndarray, skip_pred: np.ndarray, mv: bytes,
+                  filt: bytes, skip_payload: bytes, first: bool, budget: float,
+                  n_left: int) -> bytes | None:
+        """A predicted frame's payload with a residual (fitted on ``pred``; ``first``: with
+        networks of its own), or None when the frame is better sent without one
+        (``skip_payload``, predicting ``skip_pred``): a fit heading for no residual, a residual
+        whose squared error gain is not worth its bytes at the frame's lambda, or one past what
+        the group has left."""
         refit = first and self.model is not None  # networks sent again: they serve this frame
         warm = None if first else [y.detach().clone() for y in self.model.latents]
-        lam = self.p_lam
+        lam = self.p_lam / self.frame_w
         for attempt in range(2):
             fitted = self._fit_residual(frame, pred, lam, first, warm)
             if fitted is None:  # heading for no residual: sent without one
-                self.last_p_bytes = len(skip_payload) + PACKET_HEADER_SIZE
-                return skip_payload, len(motion.vectors)
+                return None
             model, net, coded = fitted
             lat = words_to_bytes(coded.words)
             esc = encode_symbols(coded.excess) if len(coded.excess) else b""
@@ -471,7 +529,7 @@ class FieldVideoEncoder:
             # --kbps: far over its share (lambda still on its way to the group's rate): fitted
             # again at the lambda that would have hit it, which later frames start from
             lam = min(max(lam * over ** (1.0 / P_RATE_POWER), LAMBDA_RANGE[0]), LAMBDA_RANGE[1])
-            self.p_lam = lam
+            self.p_lam = lam * self.frame_w
         if first:
             payload = self._pack(FRAME_P_NET, motion=mv, field=pack_payload(net, coded.words, coded.excess),
                                  filt=filt)
@@ -479,7 +537,6 @@ class FieldVideoEncoder:
             payload = self._pack(FRAME_P, motion=mv, lat=lat, esc=esc, n_esc=len(coded.excess), filt=filt)
         if self.vopts["skip"]:  # the residual against none, at this lambda (squared error, [0, 1])
             decoded = apply_frame(payload, self.state, self.w, self.h)
-            self._decoded = (payload, decoded)
             recon = decoded.frame
             n_pix = self.h * self.w
             # a first residual's networks serve the frames left (with renet, those until the next
@@ -491,12 +548,12 @@ class FieldVideoEncoder:
             left = (math.inf if self.group is None else self.group.budget - self.group.spent
                     - (n_left - 1) * (len(skip_payload) + PACKET_HEADER_SIZE))
             if gain <= lam * 8.0 * extra * 3 or len(payload) + PACKET_HEADER_SIZE > left:
-                self.last_p_bytes = len(skip_payload) + PACKET_HEADER_SIZE
-                return skip_payload, len(motion.vectors)
+                return None
+            self._decoded = (payload, decoded)
         if first:
             self.net, self.model = net, model
         self.last_p_bytes = counted + PACKET_HEADER_SIZE
-        return payload, len(motion.vectors)
+        return payload
 
     def _renet(self, budget: float) -> bool:
         """Whether a later residual fits (and sends) the networks again (option renet)."""
@@ -516,7 +573,7 @@ class FieldVideoEncoder:
         filt = pack_filter(coefs)
         drop = mse(pred, frame) - mse(out, frame)
         gain = drop / 255.0**2 * 3 * self.h * self.w
-        if gain <= self.p_lam * 8.0 * len(filt) * 3 or drop < FILTER_MIN_GAIN:
+        if gain <= self.p_lam / self.frame_w * 8.0 * len(filt) * 3 or drop < FILTER_MIN_GAIN:
             return b"", pred
         return filt, out
 
