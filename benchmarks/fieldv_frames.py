@@ -36,7 +36,7 @@ def main() -> None:
     ps = [psnr(a, b) for a, b in zip(clip, out, strict=True)]
     for s, p in zip(res.stats, ps, strict=True):
         pred = f"prediction {s.prediction_psnr:.2f} {s.interpolation}" if s.type == 1 else ""
-        lam = f"lambda {s.lam:.2e}" if getattr(s, "lam", 0) else ""
+        lam = f"lambda {s.lam:.2e} weight {s.weight:.2f}" if getattr(s, "lam", 0) else ""
         print(s.frame, "IP"[s.type], s.bytes, s.budget, f"{p:.2f}", f"{s.seconds:.1f}", pred, lam)
     kbps = 8 * len(res.data) / 1000 / (n / 30)
     print(json.dumps({"args": args, "kbps": round(kbps, 2), "psnr_mean": round(float(np.mean(ps)), 3),

@@ -415,3 +415,24 @@ def test_temporal_weights_and_shares() -> None:
     assert GroupBudget(900.0, 10, 0, 9).share(0.0) == 100.0
     with pytest.raises(OptionError, match="rho"):
         encode_video(moving_pattern(2, 48, 32), 25, "field", rho=1, **FAST)
+    with pytest.raises(OptionError, match="rho_adapt"):
+        encode_video(moving_pattern(2, 48, 32), 25, "field", rho_adapt=2, **FAST)
+
+
+def test_temporal_weights_steer_a_real_encode() -> None:
+    """rho: each predicted frame is coded at its weight (falling to 1 at the group's end), the
+    measured rho (rho_adapt) never above the option's, and the decoder makes what the encoder
+    made (the weights change only the encoder's choices)."""
+    from dappled.codec.field.video.encoder import chain_weight
+
+    clip = _patched_clip()
+    for adapt in (0, 1):
+        res = encode_video(clip, 25, "field", kbps=0.4 * 64 * 48 * 25 / 1000, gop=5, rho=0.8,
+                           rho_adapt=adapt, keep_recon=True, iterations=40)
+        weights = [s.weight for s in res.stats[1:] if s.type == 1]
+        assert len(weights) == 4 and weights[-1] == 1.0
+        if adapt:
+            assert all(1.0 <= w <= chain_weight(0.8, 4 - i) + 1e-9 for i, w in enumerate(weights))
+        else:
+            assert weights == pytest.approx([chain_weight(0.8, n) for n in (4, 3, 2, 1)])
+        assert all(np.array_equal(a, b) for a, b in zip(decode_video(res.data), res.recon, strict=True))

@@ -98,6 +98,10 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     # and, with --kbps, its share of the bytes grows as the weight ** P_RATE_POWER (0: every
     # predicted frame alike)
     "rho": 0.0,
+    # 1: rho measured along the group (at most the option's): the share of a prediction's squared
+    # error that its reference's own error accounts for, averaged over the frames so far (a
+    # chain of well predicted frames inherits most of its reference's error; new content little)
+    "rho_adapt": 0,
 }
 # A predicted frame's fit ends at SKIP_PROBE of its iterations when at most one latent in
 # SKIP_LATENTS (per pixel) is non-zero: its residual is heading for nothing (payload 3 sends the
@@ -137,6 +141,7 @@ class FrameStats(BaseFrameStats):
     prediction_psnr: float = 0.0  # a predicted frame's motion-compensated prediction, alone
     interpolation: str = ""  # ... and its interpolation
     lam: float = 0.0  # the lambda the frame was coded at (a predicted frame's: its residual's)
+    weight: float = 1.0  # a predicted frame's temporal weight (option rho)
 
 
 def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
@@ -161,6 +166,8 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
         raise OptionError("field video option subpel must be 0, 1 or 2")
     if not 0 < video["i_iterations"] <= 10:
         raise OptionError("field video option i_iterations must be in (0, 10]")
+    if video["rho_adapt"] not in (0, 1):
+        raise OptionError("field video option rho_adapt must be 0 or 1")
     if not video["rho"] < 1:
         raise OptionError("field video option rho must be in [0, 1)")
     if video["sharp8"] not in (0, 1, 2):
@@ -279,6 +286,8 @@ class FieldVideoEncoder:
         self.p_lam = self.lam * self.vopts["p_lambda"]  # the next predicted frame's lambda
         # ... divided by the frame's temporal weight (option rho): the lambda it is coded at
         self.frame_w = 1.0
+        self.rho = self.vopts["rho"]  # the temporal weights' rho now (rho_adapt: measured)
+        self._orig: np.ndarray | None = None  # the last frame, as it came in
         self.n_weights = sum(math.prod(s) for s in tensor_shapes(self.arch, len(grids(height, width))))
         self.device = params.device
         self.seed = params.seed
@@ -315,8 +324,11 @@ class FieldVideoEncoder:
         coded = None
         if not intra:
             n_left = self.group.left if self.group is not None else self.gop - self.index % self.gop
-            rho = self.vopts["rho"]
+            rho = self.rho
             last_w, self.frame_w = self.frame_w, chain_weight(rho, n_left)
+            if self.stats and self.stats[-1].type == 0:  # the first after an intra frame: p_lambda
+                # intra lambdas at this frame's weight (its own lambda p_lambda times the intra's)
+                self.p_lam *= self.frame_w
             if self.group is not None:
                 budget = self.group.share(rho)
                 if self.stats and self.stats[-1].type == 1:  # a later predicted frame: steer from
@@ -353,6 +365,7 @@ class FieldVideoEncoder:
             self.state = apply_frame(payload, None if intra else self.state, self.w, self.h)
         self._decoded = None
         self.recon = self.state.frame
+        self._orig = frame
         packet = Packet(PacketType.FRAME, payload, self.index, KEYFRAME if intra else 0)
         nbytes = len(payload) + PACKET_HEADER_SIZE
         if self.group is not None:
@@ -361,7 +374,8 @@ class FieldVideoEncoder:
         pred_psnr, interp = self._prediction if ftype else (0.0, "")
         self.stats.append(FrameStats(self.index, ftype, nbytes, round(budget), psnr(frame, self.recon),
                                      time.perf_counter() - t0, nvec, pred_psnr, interp,
-                                     self.p_lam / self.frame_w if ftype else self.lam))
+                                     self.p_lam / self.frame_w if ftype else self.lam,
+                                     self.frame_w if ftype else 1.0))
         if intra:
             self.intra_psnr = self.stats[-1].psnr
         self.index += 1
@@ -376,7 +390,7 @@ class FieldVideoEncoder:
         comparison and leaves the frames after it predicting from a poor picture (a 6-frame test
         clip: 744 bytes at 25 dB after the cut, against 1,065 bytes at 27 dB with the intra frame)."""
         before = (self.model, self.net, self.lam, self.last_p_bytes, self.last_pred_psnr)
-        share = self.group.share(self.vopts["rho"]) if self.group is not None else 0.0
+        share = self.group.share(self.rho) if self.group is not None else 0.0
         predicted = self._encode_p(frame, n_left, share, cuts=False, pfilter=False)
         assert predicted is not None
         after = (self.model, self.net, self.lam, self.last_p_bytes, self.last_pred_psnr)
@@ -401,6 +415,7 @@ class FieldVideoEncoder:
         self.model, self.net = None, None
         self.p_lam = self.lam * self.vopts["p_lambda"]
         self.frame_w = 1.0
+        self.rho = self.vopts["rho"]
         self.last_pred_psnr = None
 
     def _is_cut(self, pred: np.ndarray, frame: np.ndarray) -> bool:
@@ -471,7 +486,10 @@ class FieldVideoEncoder:
             if best is None or err < best[0]:
                 best = (err, motion, pred, interp)
         assert best is not None
-        _, motion, pred, self.frame_interp = best
+        err, motion, pred, self.frame_interp = best
+        if self.vopts["rho_adapt"] and self._orig is not None:
+            inherited = mse(prev, self._orig) / max(err, 1e-9)  # the reference's error, in this one's
+            self.rho = 0.5 * self.rho + 0.5 * min(inherited, self.vopts["rho"])
         self._prediction = (psnr(frame, pred), self.frame_interp)
         if cuts and self._is_cut(pred, frame):
             return None
