@@ -417,6 +417,8 @@ def test_temporal_weights_and_shares() -> None:
         encode_video(moving_pattern(2, 48, 32), 25, "field", rho=1, **FAST)
     with pytest.raises(OptionError, match="rho_adapt"):
         encode_video(moving_pattern(2, 48, 32), 25, "field", rho_adapt=2, **FAST)
+    with pytest.raises(OptionError, match="fit_left"):
+        encode_video(moving_pattern(2, 48, 32), 25, "field", fit_left=2, **FAST)
 
 
 def test_temporal_weights_steer_a_real_encode() -> None:

@@ -102,6 +102,9 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     # error that its reference's own error accounts for, averaged over the frames so far (a
     # chain of well predicted frames inherits most of its reference's error; new content little)
     "rho_adapt": 0,
+    # 1: a residual past what the group has left (--kbps, near the group's end) is fitted once
+    # more at a lambda that fits, rather than the frame going without one
+    "fit_left": 0,
 }
 # A predicted frame's fit ends at SKIP_PROBE of its iterations when at most one latent in
 # SKIP_LATENTS (per pixel) is non-zero: its residual is heading for nothing (payload 3 sends the
@@ -166,6 +169,8 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
         raise OptionError("field video option subpel must be 0, 1 or 2")
     if not 0 < video["i_iterations"] <= 10:
         raise OptionError("field video option i_iterations must be in (0, 10]")
+    if video["fit_left"] not in (0, 1):
+        raise OptionError("field video option fit_left must be 0 or 1")
     if video["rho_adapt"] not in (0, 1):
         raise OptionError("field video option rho_adapt must be 0 or 1")
     if not video["rho"] < 1:
@@ -528,7 +533,11 @@ class FieldVideoEncoder:
         refit = first and self.model is not None  # networks sent again: they serve this frame
         warm = None if first else [y.detach().clone() for y in self.model.latents]
         lam = self.p_lam / self.frame_w
-        for attempt in range(2):
+        # --kbps: what the group has left for this frame once its other frames go without one
+        room = (math.inf if self.group is None else self.group.budget - self.group.spent
+                - (n_left - 1) * (len(skip_payload) + PACKET_HEADER_SIZE) - PACKET_HEADER_SIZE)
+        tries = 3 if self.vopts["fit_left"] else 2
+        for attempt in range(tries):
             fitted = self._fit_residual(frame, pred, lam, first, warm)
             if fitted is None:  # heading for no residual: sent without one
                 return None
@@ -542,12 +551,21 @@ class FieldVideoEncoder:
             counted = latents_only if not refit else len(self._pack(
                 FRAME_P_NET, motion=mv, field=pack_payload(net, coded.words, coded.excess), filt=filt))
             over = (counted + PACKET_HEADER_SIZE) / max(budget, 1.0)
-            if attempt or budget <= 0 or over <= P_OVER:
-                break
-            # --kbps: far over its share (lambda still on its way to the group's rate): fitted
-            # again at the lambda that would have hit it, which later frames start from
-            lam = min(max(lam * over ** (1.0 / P_RATE_POWER), LAMBDA_RANGE[0]), LAMBDA_RANGE[1])
-            self.p_lam = lam * self.frame_w
+            if attempt == 0 and budget > 0 and over > P_OVER:
+                # --kbps: far over its share (lambda still on its way to the group's rate): fitted
+                # again at the lambda that would have hit it, which later frames start from
+                lam = min(max(lam * over ** (1.0 / P_RATE_POWER), LAMBDA_RANGE[0]), LAMBDA_RANGE[1])
+                self.p_lam = lam * self.frame_w
+                continue
+            full = latents_only if not first else len(self._pack(
+                FRAME_P_NET, motion=mv, field=pack_payload(net, coded.words, coded.excess), filt=filt))
+            if self.vopts["fit_left"] and attempt < tries - 1 and 0 < room < full:
+                # fit_left: past what the group has left (near its end): fitted again at the
+                # lambda that would leave a margin, for this frame alone, not sent without one
+                lam = min(max(lam * (full / (0.85 * room)) ** (1.0 / P_RATE_POWER), LAMBDA_RANGE[0]),
+                          LAMBDA_RANGE[1])
+                continue
+            break
         if first:
             payload = self._pack(FRAME_P_NET, motion=mv, field=pack_payload(net, coded.words, coded.excess),
                                  filt=filt)
