@@ -580,10 +580,8 @@ class FieldVideoEncoder:
             serve = 1 if self._renet(budget) else max(1, n_left)
             extra = latents_only + (len(payload) - latents_only) / serve - len(skip_payload)
             gain = (mse(skip_pred, frame) / 255.0**2 - mse(recon, frame) / 255.0**2) * 3 * n_pix
-            # --kbps: never past what the group has left once its other frames go without one
-            left = (math.inf if self.group is None else self.group.budget - self.group.spent
-                    - (n_left - 1) * (len(skip_payload) + PACKET_HEADER_SIZE))
-            if gain <= lam * 8.0 * extra * 3 or len(payload) + PACKET_HEADER_SIZE > left:
+            # --kbps: never past what the group has left (room)
+            if gain <= lam * 8.0 * extra * 3 or len(payload) > room:
                 return None
             self._decoded = (payload, decoded)
         if first:
