@@ -546,10 +546,14 @@ class FieldVideoEncoder:
             esc = encode_symbols(coded.excess) if len(coded.excess) else b""
             latents_only = len(self._pack(FRAME_P, motion=mv, lat=lat, esc=esc, n_esc=len(coded.excess),
                                           filt=filt))
+            # the frame as sent: with networks of its own (first), or its latents alone
+            payload = (self._pack(FRAME_P_NET, motion=mv, field=pack_payload(net, coded.words, coded.excess),
+                                  filt=filt) if first
+                       else self._pack(FRAME_P, motion=mv, lat=lat, esc=esc, n_esc=len(coded.excess),
+                                       filt=filt))
             # what --kbps steers by: a group's first networks are shared by its frames, a refit's
             # are this frame's
-            counted = latents_only if not refit else len(self._pack(
-                FRAME_P_NET, motion=mv, field=pack_payload(net, coded.words, coded.excess), filt=filt))
+            counted = len(payload) if refit else latents_only
             over = (counted + PACKET_HEADER_SIZE) / max(budget, 1.0)
             if attempt == 0 and budget > 0 and over > P_OVER:
                 # --kbps: far over its share (lambda still on its way to the group's rate): fitted
@@ -557,20 +561,13 @@ class FieldVideoEncoder:
                 lam = min(max(lam * over ** (1.0 / P_RATE_POWER), LAMBDA_RANGE[0]), LAMBDA_RANGE[1])
                 self.p_lam = lam * self.frame_w
                 continue
-            full = latents_only if not first else len(self._pack(
-                FRAME_P_NET, motion=mv, field=pack_payload(net, coded.words, coded.excess), filt=filt))
-            if self.vopts["fit_left"] and attempt < tries - 1 and 0 < room < full:
+            if self.vopts["fit_left"] and attempt < tries - 1 and 0 < room < len(payload):
                 # fit_left: past what the group has left (near its end): fitted again at the
                 # lambda that would leave a margin, for this frame alone, not sent without one
-                lam = min(max(lam * (full / (0.85 * room)) ** (1.0 / P_RATE_POWER), LAMBDA_RANGE[0]),
-                          LAMBDA_RANGE[1])
+                lam = min(max(lam * (len(payload) / (0.85 * room)) ** (1.0 / P_RATE_POWER),
+                              LAMBDA_RANGE[0]), LAMBDA_RANGE[1])
                 continue
             break
-        if first:
-            payload = self._pack(FRAME_P_NET, motion=mv, field=pack_payload(net, coded.words, coded.excess),
-                                 filt=filt)
-        else:
-            payload = self._pack(FRAME_P, motion=mv, lat=lat, esc=esc, n_esc=len(coded.excess), filt=filt)
         if self.vopts["skip"]:  # the residual against none, at this lambda (squared error, [0, 1])
             decoded = apply_frame(payload, self.state, self.w, self.h)
             recon = decoded.frame
