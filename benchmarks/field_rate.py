@@ -32,9 +32,9 @@ from dappled.codec.field.encoder import encode_field
 from dappled.codec.field.format import pack_payload
 from dappled.codec.registry import EncodeParams
 from dappled.datasets import load_image
-from dappled.models.field.fit import FitConfig, fit, image_tensor, rate_cap_for
+from dappled.models.field.fit import FitConfig, fit, image_config, image_tensor
 from dappled.models.field.integer import QMAX, encode_latents
-from dappled.models.field.layout import PRESETS, grids, steps_for
+from dappled.models.field.layout import PRESETS, grids
 from dappled.models.field.quantize import quantize_network
 from dappled.models.field.rate import RateSteer, TrendSteer, predict_lambda
 
@@ -58,9 +58,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def _fixed(img: np.ndarray, lam: float, n: int, at: float | None, factor: float, lr_net: float) -> dict:
     """A fit at a fixed lambda (moved once by `factor` at fraction `at`), coded as the codec does."""
-    shift, ladder = steps_for(lam)
-    cfg = FitConfig(iterations=n, lam=lam, step_shift=shift, step_ladder=ladder, rate_cap=rate_cap_for(lam),
-                    probes=FRACTIONS, lr_net=lr_net)
+    cfg = image_config(lam, n, img.shape[0] * img.shape[1], probes=FRACTIONS, lr_net=lr_net)
 
     def steer(frac: float, _rate: float, lam_now: float) -> float:
         return lam_now * factor if at is not None and frac == at else lam_now

@@ -30,9 +30,9 @@ from field_rate import _image, _psnr
 from dappled.codec.defaults import IMAGE_CONTAINER_BYTES
 from dappled.codec.field.decoder import decode_payload
 from dappled.codec.field.format import pack_payload
-from dappled.models.field.fit import FitConfig, fit, image_tensor, rate_cap_for
+from dappled.models.field.fit import FitConfig, fit, image_config, image_tensor
 from dappled.models.field.integer import QMAX, encode_latents
-from dappled.models.field.layout import PRESETS, grids, steps_for
+from dappled.models.field.layout import PRESETS, grids
 from dappled.models.field.quantize import quantize_network
 
 CASES = [("kodim05", 0.002), ("kodim05", 0.008), ("kodim23", 0.002), ("kodim23", 0.008), ("kodim15", 0.004)]
@@ -62,9 +62,7 @@ def main() -> int:
         lam = lam0 * lam_mult
         img = _image(im, crop)
         h, w = img.shape[:2]
-        shift, ladder = steps_for(lam)
-        cfg = FitConfig(iterations=n, lam=lam, step_shift=shift, step_ladder=ladder,
-                        rate_cap=rate_cap_for(lam), **kw)  # type: ignore[arg-type]
+        cfg = image_config(lam, n, h * w, **kw)  # the encoder's recipe; kw may override any field
         t0 = time.process_time()
         res = fit(img, PRESETS[preset], cfg)
         net = quantize_network(res.model, image_tensor(img), res.lam)

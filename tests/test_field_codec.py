@@ -22,7 +22,14 @@ from dappled.codec.registry import EncodeParams
 from dappled.datasets import SAMPLE_IMAGE, load_image
 from dappled.errors import BitstreamError, LimitError, OptionError
 from dappled.eval.metrics import psnr
-from dappled.models.field.fit import FitConfig, fit, image_tensor
+from dappled.models.field.fit import (
+    IMAGE_TEMPERATURES,
+    SHORT_LR_NET,
+    FitConfig,
+    fit,
+    image_config,
+    image_tensor,
+)
 from dappled.models.field.integer import decode_latents, encode_latents, latent_codec
 from dappled.models.field.layout import PRESETS, Arch, grids
 from dappled.models.field.model import laplace_bits, up2
@@ -321,10 +328,21 @@ def test_cli_round_trip_and_info(crop: np.ndarray, tmp_path) -> None:
     assert not (tmp_path / "x.png").exists()
 
 
+def test_image_config_is_the_encoders_recipe() -> None:
+    """One place picks an image fit's steps, rounding and learning rates: a short fit on a photo
+    trains the networks faster, a long one does not; a field given explicitly wins."""
+    short = image_config(0.02, 300, 768 * 512)
+    assert (short.step_shift, short.step_ladder, short.lr_net) == (1, 1, SHORT_LR_NET)
+    assert (short.t_start, short.t_end) == IMAGE_TEMPERATURES != (FitConfig.t_start, FitConfig.t_end)
+    long = image_config(0.0005, 1000, 768 * 512, seed=3, step_shift=0)
+    assert (long.step_shift, long.step_ladder, long.lr_net, long.seed) == (0, 1, FitConfig.lr_net, 3)
+    assert image_config(0.002, 300, 64 * 48).lr_net == FitConfig.lr_net  # a small image: not short
+
+
 def test_low_and_high_rate_step_ladders(crop: np.ndarray) -> None:
-    """Low rates code with the coarse step ladder, high rates with finer steps; both decode the
-    same on every synthesis path."""
-    for quality, ladder, shift in ((2, 1, 0), (8, 0, -1)):
+    """Low rates code with coarser steps, high rates with finer ones (layout.steps_for: ladder 1,
+    shift +1 and -1); both decode the same on every synthesis path."""
+    for quality, ladder, shift in ((2, 1, 1), (8, 1, -1)):
         data = api.encode_image(crop, "field", quality=quality, iterations=30)
         payload, _ = frame_payload(data)
         parsed = unpack_payload(payload, 64, 48)

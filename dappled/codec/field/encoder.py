@@ -17,7 +17,7 @@ from dappled.codec.registry import EncodeParams
 from dappled.codec.threads import torch_threads
 from dappled.errors import EncodeError, OptionError
 from dappled.models.field.integer import QMAX, QuantNet, encode_latents
-from dappled.models.field.layout import PRESETS, grids, steps_for
+from dappled.models.field.layout import PRESETS, grids
 from dappled.threads import parse_threads
 
 # quality preset -> lambda (weight of bits per pixel against RGB MSE on [0, 1])
@@ -80,14 +80,7 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
     nudged early in it (models/field/rate.py), so the rate lands near the target on the same
     rate-distortion curve as a fixed lambda."""
 
-    from dappled.models.field.fit import (
-        SHORT_LR_NET,
-        FitConfig,
-        fit,
-        image_tensor,
-        is_short_fit,
-        rate_cap_for,
-    )
+    from dappled.models.field.fit import fit, image_config, image_tensor, is_short_fit
     from dappled.models.field.quantize import quantize_network
     from dappled.models.field.rate import predict_lambda, steer_for
 
@@ -104,11 +97,8 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
     arch = PRESETS[complexity]
     t0 = time.perf_counter()
     gs = grids(h, w)
-    shift, ladder = steps_for(lam0)
     with torch_threads(params.device, threads):
-        cfg = FitConfig(iterations=n_it, lam=lam0, seed=params.seed, step_shift=shift, step_ladder=ladder,
-                        rate_cap=rate_cap_for(lam0), probes=steer.probes if steer else (),
-                        lr_net=SHORT_LR_NET if short else FitConfig.lr_net)
+        cfg = image_config(lam0, n_it, h * w, seed=params.seed, probes=steer.probes if steer else ())
         res = fit(image, arch, cfg, params.device, progress, steer=steer)
         bad = _non_finite(res.model)
         if bad:  # a diverged fit never reaches the quantizer and the entropy coder

@@ -103,9 +103,18 @@ def step(level: int, shift: int = 0, ladder: int = 0) -> float:
 
 
 def steps_for(lam: float) -> tuple[int, int]:
-    """(shift, ladder) the encoder uses at a lambda. Measured on 256x256 Kodak crops, 250-300
-    iterations: one step finer below lambda 0.0012 (+0.7 dB at lambda 0.0005); ladder 1 from
-    lambda 0.012 up (+0.5 dB against WebP at lambda 0.016 on 3 crops, but -0.8 dB at 0.002)."""
+    """(shift, ladder) of an image fit at a lambda: ladder 1 at every rate, one step coarser from
+    lambda 0.012 up, one finer below 0.0012. Measured in session 11 on 384x256 Kodak crops at
+    fixed lambdas (docs/results.md, "Coarser steps and softer rounding"): with the image fit's
+    softer rounding (fit.IMAGE_TEMPERATURES) this gives +0.5 to +0.8 dB at equal rate over the
+    earlier table (:func:`residual_steps_for`) at 300 and 1000 iterations, lambda 0.0005-0.02."""
+    return (-1 if lam < 0.0012 else 1 if lam >= 0.012 else 0), 1
+
+
+def residual_steps_for(lam: float) -> tuple[int, int]:
+    """(shift, ladder) of a video residual fit: the image table of sessions 1-10, which the
+    field video codec was tuned with (measured on 256x256 Kodak crops, 250-300 iterations: one
+    step finer below lambda 0.0012, ladder 1 from 0.012 up). Not measured again on residuals."""
     return (-1 if lam < 0.0012 else 0), (1 if lam >= 0.012 else 0)
 
 

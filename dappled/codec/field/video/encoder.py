@@ -43,7 +43,7 @@ from dappled.entropy import encode_symbols
 from dappled.entropy.rans_flat import words_to_bytes
 from dappled.errors import EncodeError, OptionError
 from dappled.models.field.integer import QMAX, QuantNet, encode_latents, tensor_shapes
-from dappled.models.field.layout import PRESETS, grids, steps_for
+from dappled.models.field.layout import PRESETS, grids, residual_steps_for
 from dappled.models.field.rate import LAMBDA_RANGE, RATE_POWER
 from dappled.quality import mse, psnr
 
@@ -632,7 +632,7 @@ class FieldVideoEncoder:
                 cfg = FitConfig(iterations=n_it, lam=lam, seed=self.seed, step_shift=model.step_shift,
                                 step_ladder=model.step_ladder, rate_cap=rate_cap_for(lam))
             elif first:
-                shift, ladder = steps_for(lam)
+                shift, ladder = residual_steps_for(lam)
                 model = FieldModel(self.h, self.w, self.arch, self.device, self.seed, shift, ladder)
                 model.residual_start()
                 model.base = base
