@@ -36,7 +36,7 @@ from dappled.models.field.fit import FitConfig, fit, image_config, image_tensor
 from dappled.models.field.integer import QMAX, encode_latents
 from dappled.models.field.layout import PRESETS, grids
 from dappled.models.field.quantize import quantize_network
-from dappled.models.field.rate import RateSteer, TrendSteer, predict_lambda
+from dappled.models.field.rate import RateSteer, TrendSteer, base_lambda
 
 FRACTIONS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
@@ -85,7 +85,7 @@ def main() -> int:
     ap.add_argument("--bpp", type=float, default=0.5)
     ap.add_argument("--effort", default="fast", help="steer: the effort, when --iterations is 0")
     ap.add_argument("--lr-net", type=float, default=FitConfig.lr_net)
-    ap.add_argument("--target", type=float, help="trajectory/move: lambda = predict_lambda(image, TARGET)")
+    ap.add_argument("--target", type=float, help="trajectory/move: lambda = base_lambda(image, TARGET)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     img = _image(args.image, args.crop)
@@ -108,7 +108,7 @@ def main() -> int:
                    psnr=_psnr(decode_payload(enc.payload, w, h), img), lam_end=enc.lam, log=log)
     else:
         at = args.at if args.mode == "move" else None
-        lam = predict_lambda(img, args.target, args.iterations) if args.target else args.lam
+        lam = base_lambda(img, args.target, args.iterations) if args.target else args.lam
         row.update(lam=lam, at=at, factor=args.factor if at else 1.0, target=args.target, lr_net=args.lr_net,
                    **_fixed(img, lam, args.iterations, at, args.factor, args.lr_net))
     row["cpu_s"] = time.process_time() - t0

@@ -1,6 +1,6 @@
 """Calibrate the short-fit rate control (models/field/rate.py: SHORT_LAMBDA_SCALE, SHORT_RATE_POWER
 and the TrendSteer decisions) from fixed-lambda trajectories and lambda moves written by
-benchmarks/field_rate.py (trajectory / move, with --target: lambda from predict_lambda).
+benchmarks/field_rate.py (trajectory / move, with --target: lambda from rate.base_lambda).
 
     python benchmarks/field_rate_calibrate.py TRAJECTORIES.jsonl [MOVES.jsonl]
 
