@@ -43,7 +43,7 @@ from dappled.entropy import encode_symbols
 from dappled.entropy.rans_flat import words_to_bytes
 from dappled.errors import EncodeError, OptionError
 from dappled.models.field.integer import QMAX, QuantNet, encode_latents, tensor_shapes
-from dappled.models.field.layout import PRESETS, grids, residual_steps_for
+from dappled.models.field.layout import PRESETS, grids, residual_steps_for, steps_for
 from dappled.models.field.rate import LAMBDA_RANGE, RATE_POWER
 from dappled.quality import mse, psnr
 
@@ -105,6 +105,9 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     # 1: a residual past what the group has left (--kbps, near the group's end) is fitted once
     # more at a lambda that fits, rather than the frame going without one
     "fit_left": 0,
+    # 1: residual fits take the image fit's steps and rounding (layout.steps_for,
+    # fit.IMAGE_TEMPERATURES; session 11) instead of those the video codec was tuned with
+    "residual_recipe": 0,
 }
 # A predicted frame's fit ends at SKIP_PROBE of its iterations when at most one latent in
 # SKIP_LATENTS (per pixel) is non-zero: its residual is heading for nothing (payload 3 sends the
@@ -169,6 +172,8 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
         raise OptionError("field video option subpel must be 0, 1 or 2")
     if not 0 < video["i_iterations"] <= 10:
         raise OptionError("field video option i_iterations must be in (0, 10]")
+    if video["residual_recipe"] not in (0, 1):
+        raise OptionError("field video option residual_recipe must be 0 or 1")
     if video["fit_left"] not in (0, 1):
         raise OptionError("field video option fit_left must be 0 or 1")
     if video["rho_adapt"] not in (0, 1):
@@ -615,11 +620,15 @@ class FieldVideoEncoder:
         networks too; a later one starts from ``warm`` (the last frame's latents) with them frozen."""
         import torch
 
-        from dappled.models.field.fit import FitConfig, fit, image_tensor, rate_cap_for
+        from dappled.models.field.fit import IMAGE_TEMPERATURES, FitConfig, fit, image_tensor, rate_cap_for
         from dappled.models.field.model import FieldModel
         from dappled.models.field.quantize import quantize_network
 
         gs = grids(self.h, self.w)
+        image_recipe = bool(self.vopts["residual_recipe"])
+        steps_of = steps_for if image_recipe else residual_steps_for
+        rounding = ({"t_start": IMAGE_TEMPERATURES[0], "t_end": IMAGE_TEMPERATURES[1]} if image_recipe
+                    else {})
         with torch_threads(self.device, self.threads):
             target = image_tensor(frame, self.device)
             base = image_tensor(pred, self.device)
@@ -630,16 +639,16 @@ class FieldVideoEncoder:
                 model.base = base
                 n_it = max(1, round(self.iterations * self.vopts["p_refit"]))
                 cfg = FitConfig(iterations=n_it, lam=lam, seed=self.seed, step_shift=model.step_shift,
-                                step_ladder=model.step_ladder, rate_cap=rate_cap_for(lam))
+                                step_ladder=model.step_ladder, rate_cap=rate_cap_for(lam), **rounding)
             elif first:
-                shift, ladder = residual_steps_for(lam)
+                shift, ladder = steps_of(lam)
                 model = FieldModel(self.h, self.w, self.arch, self.device, self.seed, shift, ladder)
                 model.residual_start()
                 model.base = base
                 model.init_from_image(target - base + 0.5)
                 n_it = max(1, round(self.iterations * self.vopts["p_iterations"]))
                 cfg = FitConfig(iterations=n_it, lam=lam, seed=self.seed, step_shift=shift,
-                                step_ladder=ladder, rate_cap=rate_cap_for(lam))
+                                step_ladder=ladder, rate_cap=rate_cap_for(lam), **rounding)
             else:
                 model = self.model
                 model.base = base
@@ -653,7 +662,8 @@ class FieldVideoEncoder:
                         y.data.zero_()
                 n_it = max(1, round(self.iterations * self.vopts["p_refit"]))
                 cfg = FitConfig(iterations=n_it, lam=lam, seed=self.seed, step_shift=model.step_shift,
-                                step_ladder=model.step_ladder, rate_cap=rate_cap_for(lam), freeze_net=True)
+                                step_ladder=model.step_ladder, rate_cap=rate_cap_for(lam), freeze_net=True,
+                                **rounding)
             stop = None
             if self.vopts["skip"]:
                 cfg.probes = (SKIP_PROBE,)
