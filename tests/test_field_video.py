@@ -438,3 +438,32 @@ def test_temporal_weights_steer_a_real_encode() -> None:
         else:
             assert weights == pytest.approx([chain_weight(0.8, n) for n in (4, 3, 2, 1)])
         assert all(np.array_equal(a, b) for a, b in zip(decode_video(res.data), res.recon, strict=True))
+
+
+def test_residual_recipe_gives_residual_fits_the_image_recipe(monkeypatch) -> None:
+    """residual_recipe=1: residual fits take the image fit's steps and rounding (carphone at 152
+    kbps: +0.22 dB, docs/results.md); 0 keeps those the video codec was tuned with. Either way
+    the decoder makes what the encoder made; other values are refused."""
+    import dappled.models.field.fit as fitmod
+    from dappled.models.field.layout import residual_steps_for, steps_for
+
+    real = fitmod.fit
+    for recipe in (0, 1):
+        seen: list[tuple[float, int, int, float]] = []  # (t_start, shift, ladder, lambda) of residual fits
+
+        def spy(image, arch, cfg, *args, _seen=seen, **kw):
+            if kw.get("model") is not None and kw["model"].base is not None:
+                _seen.append((cfg.t_start, kw["model"].step_shift, kw["model"].step_ladder, cfg.lam))
+            return real(image, arch, cfg, *args, **kw)
+
+        monkeypatch.setattr(fitmod, "fit", spy)
+        res = encode_video(_patched_clip(), 25, "field", quality=6, gop=5, cut_db=0,
+                           residual_recipe=recipe, keep_recon=True, iterations=40)
+        assert seen, "no residual was fitted"
+        _, shift, ladder, lam = seen[0]  # the group's first residual sets its steps
+        steps = steps_for(lam) if recipe else residual_steps_for(lam)
+        assert (shift, ladder) == steps and steps_for(lam) != residual_steps_for(lam)
+        assert all(t == (0.5 if recipe else 0.3) for t, *_ in seen)
+        assert all(np.array_equal(a, b) for a, b in zip(decode_video(res.data), res.recon, strict=True))
+    with pytest.raises(OptionError, match="residual_recipe"):
+        encode_video(moving_pattern(2, 48, 32), 25, "field", residual_recipe=2, **FAST)
