@@ -252,6 +252,7 @@ def test_a_scene_cut_is_coded_as_an_intra_frame_in_its_group() -> None:
     from scipy.ndimage import uniform_filter
 
     from dappled.codec.api import parse
+    from dappled.codec.field.encoder import LAMBDAS
     from dappled.scale.gops import encode_video_gops
 
     a = moving_pattern(3, 48, 32)
@@ -268,14 +269,21 @@ def test_a_scene_cut_is_coded_as_an_intra_frame_in_its_group() -> None:
     out = decode_video(res.data)
     assert psnr(frames[3], out[3]) > 22
     # against a residual over the old picture (cut_db=0; without the prediction filter, which would
-    # send the frames after the cut as a filtered old picture: 59 bytes at ~25 dB): fewer bytes and
-    # better frames after the cut
+    # send the frames after the cut as a filtered old picture: 59 bytes at ~25 dB): fewer bytes,
+    # and a lower rate-distortion cost of the frames after the cut at the quality's lambda (since
+    # session 11's image recipe the intra frame is ~35 % smaller than the residual at ~1 dB less,
+    # where before it was better on both)
     off = encode_video(frames, 25, "field", quality=5, gop=6, iterations=20, cut_db=0, pfilter=0)
     off_packets = parse(off.data).frames()
     assert sum(len(p.payload) for p in packets[3:]) < sum(len(p.payload) for p in off_packets[3:])
     off_out = decode_video(off.data)
-    assert np.mean([psnr(f, o) for f, o in zip(frames[3:], out[3:], strict=True)]) > \
-        np.mean([psnr(f, o) for f, o in zip(frames[3:], off_out[3:], strict=True)])
+
+    def cost(pks: list, decoded: list) -> float:  # sum of MSE on [0, 1] + lambda * bits per pixel
+        return sum(float(np.mean((f.astype(float) - o) ** 2)) / 255.0**2
+                   + LAMBDAS[5] * 8 * len(p.payload) / (48 * 32)
+                   for f, o, p in zip(frames[3:], decoded[3:], pks[3:], strict=True))
+
+    assert cost(packets, out) < cost(off_packets, off_out)
     assert encode_video_gops(frames, 25, "field", quality=5, gop=6, jobs=1, iterations=20).data == res.data
 
 
