@@ -629,6 +629,11 @@ class FieldVideoEncoder:
         steps_of = steps_for if image_recipe else residual_steps_for
         rounding = ({"t_start": IMAGE_TEMPERATURES[0], "t_end": IMAGE_TEMPERATURES[1]} if image_recipe
                     else {})
+
+        def config(n_it: int, shift: int, ladder: int, **kw: Any) -> FitConfig:
+            return FitConfig(iterations=n_it, lam=lam, seed=self.seed, step_shift=shift, step_ladder=ladder,
+                             rate_cap=rate_cap_for(lam), **rounding, **kw)
+
         with torch_threads(self.device, self.threads):
             target = image_tensor(frame, self.device)
             base = image_tensor(pred, self.device)
@@ -638,8 +643,7 @@ class FieldVideoEncoder:
                 model = copy.deepcopy(self.model)  # the group's networks, the last frame's latents
                 model.base = base
                 n_it = max(1, round(self.iterations * self.vopts["p_refit"]))
-                cfg = FitConfig(iterations=n_it, lam=lam, seed=self.seed, step_shift=model.step_shift,
-                                step_ladder=model.step_ladder, rate_cap=rate_cap_for(lam), **rounding)
+                cfg = config(n_it, model.step_shift, model.step_ladder)
             elif first:
                 shift, ladder = steps_of(lam)
                 model = FieldModel(self.h, self.w, self.arch, self.device, self.seed, shift, ladder)
@@ -647,8 +651,7 @@ class FieldVideoEncoder:
                 model.base = base
                 model.init_from_image(target - base + 0.5)
                 n_it = max(1, round(self.iterations * self.vopts["p_iterations"]))
-                cfg = FitConfig(iterations=n_it, lam=lam, seed=self.seed, step_shift=shift,
-                                step_ladder=ladder, rate_cap=rate_cap_for(lam), **rounding)
+                cfg = config(n_it, shift, ladder)
             else:
                 model = self.model
                 model.base = base
@@ -661,9 +664,7 @@ class FieldVideoEncoder:
                     for y in model.latents:
                         y.data.zero_()
                 n_it = max(1, round(self.iterations * self.vopts["p_refit"]))
-                cfg = FitConfig(iterations=n_it, lam=lam, seed=self.seed, step_shift=model.step_shift,
-                                step_ladder=model.step_ladder, rate_cap=rate_cap_for(lam), freeze_net=True,
-                                **rounding)
+                cfg = config(n_it, model.step_shift, model.step_ladder, freeze_net=True)
             stop = None
             if self.vopts["skip"]:
                 cfg.probes = (SKIP_PROBE,)
