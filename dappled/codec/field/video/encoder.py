@@ -109,6 +109,12 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     # fit.IMAGE_TEMPERATURES; session 11) instead of those the video codec was tuned with
     "residual_recipe": 0,
 }
+# The options that pick one of a few modes, and their values
+_VIDEO_CHOICES: dict[str, tuple[int, ...]] = {
+    **{k: (0, 1) for k in ("residual_recipe", "fit_left", "rho_adapt", "skip", "renet_warm",
+                           "renet_fallback")},
+    **{k: (0, 1, 2) for k in ("subpel", "sharp8", "warm", "pfilter")},
+}
 # A predicted frame's fit ends at SKIP_PROBE of its iterations when at most one latent in
 # SKIP_LATENTS (per pixel) is non-zero: its residual is heading for nothing (payload 3 sends the
 # frame without one; on carphone at quality 4 every predicted frame's fit ended so).
@@ -162,42 +168,26 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
                 raise OptionError(f"bad field video option {k}: {options[k]!r}") from None
             if not math.isfinite(video[k]) or video[k] < 0:
                 raise OptionError(f"field video option {k} must be a non-negative number")
+    for k, choices in _VIDEO_CHOICES.items():
+        if video[k] not in choices:
+            listed = ", ".join(map(str, choices[:-1]))
+            raise OptionError(f"field video option {k} must be {listed} or {choices[-1]}")
     if not 0 < video["p_lambda"] <= 100:
         raise OptionError("field video option p_lambda must be in (0, 100]")
     if not 8 <= video["block"] <= 255:
         raise OptionError("field video option block must be in 8..255")
     if not video["search"] <= 32:
         raise OptionError("field video option search must be in 0..32")
-    if video["subpel"] not in (0, 1, 2):
-        raise OptionError("field video option subpel must be 0, 1 or 2")
     if not 0 < video["i_iterations"] <= 10:
         raise OptionError("field video option i_iterations must be in (0, 10]")
-    if video["residual_recipe"] not in (0, 1):
-        raise OptionError("field video option residual_recipe must be 0 or 1")
-    if video["fit_left"] not in (0, 1):
-        raise OptionError("field video option fit_left must be 0 or 1")
-    if video["rho_adapt"] not in (0, 1):
-        raise OptionError("field video option rho_adapt must be 0 or 1")
     if not video["rho"] < 1:
         raise OptionError("field video option rho must be in [0, 1)")
-    if video["sharp8"] not in (0, 1, 2):
-        raise OptionError("field video option sharp8 must be 0, 1 or 2")
-    if video["warm"] not in (0, 1, 2):
-        raise OptionError("field video option warm must be 0, 1 or 2")
     if not video["cut_db"] <= 100 or not video["refresh_db"] <= 100:
         raise OptionError("field video options cut_db and refresh_db must be in 0..100")
     if not 1 <= video["i_weight"] <= 1000:
         raise OptionError("field video option i_weight must be in 1..1000")
-    if video["skip"] not in (0, 1):
-        raise OptionError("field video option skip must be 0 or 1")
-    if video["renet_warm"] not in (0, 1):
-        raise OptionError("field video option renet_warm must be 0 or 1")
-    if video["renet_fallback"] not in (0, 1):
-        raise OptionError("field video option renet_fallback must be 0 or 1")
     if not video["renet"] <= 1000:
         raise OptionError("field video option renet must be in 0..1000")
-    if video["pfilter"] not in (0, 1, 2):
-        raise OptionError("field video option pfilter must be 0, 1 or 2")
     if not 0 < video["p_iterations"] <= 10 or not 0 < video["p_refit"] <= 10:
         raise OptionError("field video options p_iterations and p_refit must be in (0, 10]")
     image.pop("seed", None)
