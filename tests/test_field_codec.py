@@ -23,6 +23,7 @@ from dappled.datasets import SAMPLE_IMAGE, load_image
 from dappled.errors import BitstreamError, LimitError, OptionError
 from dappled.eval.metrics import psnr
 from dappled.models.field.fit import (
+    IMAGE_NOISE,
     IMAGE_TEMPERATURES,
     SHORT_LR_NET,
     FitConfig,
@@ -334,6 +335,7 @@ def test_image_config_is_the_encoders_recipe() -> None:
     short = image_config(0.02, 300, 768 * 512)
     assert (short.step_shift, short.step_ladder, short.lr_net) == (1, 1, SHORT_LR_NET)
     assert (short.t_start, short.t_end) == IMAGE_TEMPERATURES != (FitConfig.t_start, FitConfig.t_end)
+    assert short.noise == IMAGE_NOISE != FitConfig.noise
     long = image_config(0.0005, 1000, 768 * 512, seed=3, step_shift=0)
     assert (long.step_shift, long.step_ladder, long.lr_net, long.seed) == (0, 1, FitConfig.lr_net, 3)
     assert image_config(0.002, 300, 64 * 48).lr_net == FitConfig.lr_net  # a small image: not short
