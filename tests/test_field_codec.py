@@ -246,9 +246,11 @@ def test_large_odd_size() -> None:
 
 @pytest.mark.slow
 def test_bpp_target_lands_within_ten_percent() -> None:
+    """The fast effort's --bpp on a 128x128 crop (600 iterations: what a user gets on an image this
+    small). Session 12 measured ten such landings on five crops: within -3.1 .. +15.7 %."""
     img = load_image(SAMPLE_IMAGE)[100:228, 200:328].copy()
     for target in (0.4, 1.2):
-        data = api.encode_image(img, "field", bpp=target, iterations=150, complexity="low")
+        data = api.encode_image(img, "field", bpp=target, effort="fast", complexity="low")
         bpp = 8 * len(data) / (128 * 128)
         assert abs(bpp / target - 1) <= 0.10, (target, bpp)
 

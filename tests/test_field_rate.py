@@ -10,8 +10,9 @@ import pytest
 
 from dappled.datasets import SAMPLE_IMAGE, load_image
 from dappled.models.field.rate import (
-    DRIFT,
+    FINAL,
     LIMITS,
+    LONG_FIT_LIMIT,
     PROBES,
     RATE_POWER,
     RateSteer,
@@ -36,39 +37,47 @@ def test_webp_curve_is_monotone() -> None:
     assert np.all(np.diff(rates) > 0) and np.all(np.diff(mses) < 0)
 
 
+def _on_target(frac: float, target: float, lam: float, iterations: int) -> float:
+    """The hard rate at `frac` from which a fixed-lambda fit is predicted to end on `target`."""
+    a, b, c = FINAL[frac]
+    return target / math.exp(a + b * math.log(lam) + c * math.log(iterations))
+
+
 def test_a_trajectory_on_target_moves_nothing() -> None:
     """Rates that fall exactly as the fixed-lambda model says and end on the target: lambda stays."""
     target = 0.5
-    steer = RateSteer(target)
-    first = target / DRIFT
+    steer = RateSteer(target, 600)
     lam = 0.003
     for f in PROBES:
-        # the fixed-lambda trend that ends on the target: log(final/R) = TREND * log(R/R1)
-        r = first if f == PROBES[0] else _rate_on_trend(first, target, f)
-        lam = steer(f, r, lam)
+        lam = steer(f, _on_target(f, target, 0.003, 600), lam)
     assert lam == 0.003
     assert all(new == old for _, _, old, new in steer.log)
 
 
-def _rate_on_trend(first: float, final: float, frac: float) -> float:
-    from dappled.models.field.rate import TREND
-
-    # final = R * (R / first)**a  ->  log R = (log final + a log first) / (1 + a)
-    a = TREND[frac]
-    return math.exp((math.log(final) + a * math.log(first)) / (1 + a))
+def test_the_fall_still_to_come_is_larger_at_a_higher_lambda_and_in_a_shorter_fit() -> None:
+    """Measured on fixed-lambda fits (session 12): a high lambda keeps squeezing the rate after
+    the probes, and a short fit has more of its fall ahead of it at 20 and 35 %."""
+    for f in PROBES:
+        assert RateSteer(0.5, 600).predict(f, 1.0, 0.01) < RateSteer(0.5, 600).predict(f, 1.0, 0.001)
+    for f in (0.2, 0.35):
+        assert RateSteer(0.5, 150).predict(f, 1.0, 0.003) < RateSteer(0.5, 1000).predict(f, 1.0, 0.003)
 
 
 @pytest.mark.parametrize("scale", [0.1, 10.0])
 def test_moves_are_bounded(scale: float) -> None:
-    """A rate ten times off moves lambda by at most each probe's limit, in the right direction."""
-    steer = RateSteer(0.5)
+    """A rate ten times off moves lambda by at most each probe's limit, in the right direction,
+    and never beyond LONG_FIT_LIMIT of where it started."""
+    steer = RateSteer(0.5, 1000)
     lam = 0.003
     for f in PROBES:
-        new = steer(f, 0.5 * scale / DRIFT, lam)
+        new = steer(f, scale * _on_target(f, 0.5, 0.003, 1000), lam)
         limit = LIMITS[f][0]
         assert 1 / limit - 1e-12 <= new / lam <= limit + 1e-12
-        assert (new > lam) == (scale > 1)
+        assert new == lam or (new > lam) == (scale > 1)
         lam = new
+    assert steer.log[0][3] != steer.log[0][2]  # the first probe already moves
+    assert 1 / LONG_FIT_LIMIT - 1e-12 <= lam / 0.003 <= LONG_FIT_LIMIT + 1e-12
+    assert lam / 0.003 == pytest.approx(LONG_FIT_LIMIT ** (1 if scale > 1 else -1))
 
 
 def test_moves_count_in_later_predictions() -> None:
@@ -84,10 +93,22 @@ def test_moves_count_in_later_predictions() -> None:
     moved._moves.append((f0, k))
     r = 0.8
     done = k ** (-RATE_POWER * (RESPONSE[f0] - RESPONSE_LEFT[f0][f1]))
-    expected = plain.predict(f1, r) * k ** (-RATE_POWER * RESPONSE[f0])
-    assert moved.predict(f1, r * done) == pytest.approx(expected, rel=1e-9)
-    assert moved.predict(f1, r * done) < plain.predict(f1, r)
+    expected = plain.predict(f1, r, 0.003) * k ** (-RATE_POWER * RESPONSE[f0])
+    assert moved.predict(f1, r * done, 0.003) == pytest.approx(expected, rel=1e-9)
+    assert moved.predict(f1, r * done, 0.003) < plain.predict(f1, r, 0.003)
 
+
+def test_the_rate_estimate_prices_a_small_images_network_lower() -> None:
+    """quantize_network spends fewer bits per weight on a small image: the fit's estimate (what
+    the steer's probes see) follows, and stays at 9 bits on Kodak-sized images, where the
+    short-fit steer was calibrated with it."""
+    from dappled.models.field.fit import NET_BITS_PER_PARAM, image_config, net_bits_per_param
+
+    sizes = [64 * 64, 128 * 128, 256 * 256, 384 * 256, 768 * 512]
+    bits = [net_bits_per_param(n) for n in sizes]
+    assert all(a <= b for a, b in itertools.pairwise(bits)) and bits[0] < bits[-1]
+    assert bits[-1] == NET_BITS_PER_PARAM and 5.0 <= bits[0]
+    assert image_config(0.002, 600, 128 * 128).net_bits_per_param == net_bits_per_param(128 * 128)
 
 
 def test_short_fits_get_the_trend_steer_within_bounds() -> None:

@@ -92,7 +92,8 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
     short = is_short_fit(n_it, h * w)
     steer = None
     if target_bpp is not None and lam_opt is None:  # the steer sees the payload's rate alone
-        steer = steer_for(max(target_bpp - 8 * IMAGE_CONTAINER_BYTES / (h * w), 0.25 * target_bpp), short)
+        payload_bpp = max(target_bpp - 8 * IMAGE_CONTAINER_BYTES / (h * w), 0.25 * target_bpp)
+        steer = steer_for(payload_bpp, short, n_it)
     lam0 = lam_opt or lam or (predict_lambda(image, target_bpp, n_it, short) if target_bpp else LAMBDAS[4])
     arch = PRESETS[complexity]
     t0 = time.perf_counter()
