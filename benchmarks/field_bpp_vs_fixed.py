@@ -5,6 +5,9 @@ interpolated linearly in log rate; points outside the curve's rates are extrapol
 nearest segment and flagged), and per image the BD-rate of the `--bpp` points against that curve.
 
     python benchmarks/field_bpp_vs_fixed.py RUN/results.csv TRAJECTORIES.jsonl [SERIES]
+    # against the preset sweep of the same images (rows of REFERENCE whose params are quality=Q
+    # and whose series is REF_SERIES): the issue's "BD-rate against the preset sweep"
+    python benchmarks/field_bpp_vs_fixed.py RUN/results.csv PRESETS/results.csv SERIES REF_SERIES
 """
 
 from __future__ import annotations
@@ -33,13 +36,20 @@ def _at(lr: np.ndarray, q: np.ndarray, x: float) -> float:
 def main() -> int:
     results, traj = sys.argv[1], sys.argv[2]
     series = sys.argv[3] if len(sys.argv) > 3 else "field[effort=fast]"
-    fixed = [json.loads(line) for line in Path(traj).read_text().splitlines() if line.strip()]
+    if traj.endswith(".csv"):  # a preset sweep: its quality points are the reference curve
+        ref_series = sys.argv[4]
+        with open(traj) as f:
+            fixed = [{"image": r["image"], "bpp": float(r["bpp"]), "psnr": float(r["psnr"])}
+                     for r in csv.DictReader(f)
+                     if r["series"] == ref_series and r["params"].startswith("quality=")]
+    else:
+        fixed = [json.loads(line) for line in Path(traj).read_text().splitlines() if line.strip()]
     for r in fixed:
         r["image"] = r["image"].removesuffix(".png")
     with open(results) as f:
         points = [r for r in csv.DictReader(f) if r["series"] == series and r["bpp_target"]]
     misses, gaps, bds = [], [], []
-    print("| image | target | landed bpp | miss | PSNR | fixed-λ curve there | dB |")
+    print("| image | target | landed bpp | miss | PSNR | reference curve there | dB |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for image in sorted({p["image"] for p in points}):
         lr, q = _curve(fixed, image.removesuffix(".png"))

@@ -13,6 +13,7 @@ from _cli import one_line_error, run_dappled
 from click.testing import CliRunner
 
 from dappled.cli import cli
+from dappled.codec import api, registry
 from dappled.datasets import SAMPLE_IMAGE, load_image, save_image
 from dappled.eval.metrics import psnr
 
@@ -31,8 +32,8 @@ def small_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def splat_stream(small_png: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dpl") / "crop.dpl"
-    res = CliRunner().invoke(cli, ["encode", str(small_png), "-o", str(out), "--bpp", "1.5",
-                                   "-O", "iterations=100", "--quiet"])
+    res = CliRunner().invoke(cli, ["encode", str(small_png), "-o", str(out), "--codec", "splat",
+                                   "--bpp", "1.5", "-O", "iterations=100", "--quiet"])
     assert res.exit_code == 0, res.output
     assert "bpp" in res.output
     return out
@@ -53,6 +54,19 @@ def test_encode_decode_info(small_png: Path, splat_stream: Path, tmp_path: Path)
         assert tag in res.output
     bpp = float(next(line for line in res.output.splitlines() if line.startswith("bpp:")).split()[1])
     assert abs(bpp - 1.5) / 1.5 <= 0.1
+
+
+def test_an_image_without_codec_is_coded_by_the_field_codec(small_png: Path, tmp_path: Path) -> None:
+    """The field codec (ahead of WebP at its fast effort) is the default for images; a video
+    without --codec keeps the splat codec's video form."""
+    out = tmp_path / "d.dpl"
+    res = CliRunner().invoke(cli, ["encode", str(small_png), "-o", str(out), "-O", "iterations=20",
+                                   "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert api.inspect(out.read_bytes()).codec == registry.DEFAULT_CODEC == "field"
+    assert registry.video_codec(registry.DEFAULT_VIDEO_CODEC).name == "splatv"
+    help_text = " ".join(CliRunner().invoke(cli, ["encode", "--help"]).output.split())
+    assert "default: field for an image, splat for a video" in help_text
 
 
 def test_decode_twice_gives_identical_files(splat_stream: Path, tmp_path: Path) -> None:

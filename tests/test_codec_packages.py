@@ -78,6 +78,7 @@ def test_a_declared_video_form_is_a_registered_video_codec(name: str) -> None:
 
 def test_defaults_are_registered_codecs() -> None:
     assert registry.get(registry.DEFAULT_CODEC).writes_streams
+    assert registry.video_codec(registry.DEFAULT_VIDEO_CODEC).video_stream
     assert registry.get(registry.IMAGE_ANCHOR).baseline
     for anchor in registry.VIDEO_ANCHORS:
         assert not registry.get(anchor).writes_streams and registry.get(anchor).baseline

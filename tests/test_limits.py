@@ -219,7 +219,7 @@ def test_very_short_fits_work(args: list[str], tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args,code,needle", [
     (["-O", "iterations=-5"], 2, "got -5"),
-    (["-O", "overprovision=nan"], 2, "got nan"),
+    (["--codec", "splat", "-O", "overprovision=nan"], 2, "got nan"),
     (["--codec", "splatv", "-O", "i_iterations=-1"], 2, "got -1"),
     (["--seed", "-1"], 2, "-1"),
     (["--seed", "99999999999999999999999"], 2, "99999999999999999999999"),

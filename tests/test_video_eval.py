@@ -24,11 +24,12 @@ def clip() -> list[np.ndarray]:
 
 def test_the_default_run_is_the_default_codec_and_every_video_baseline() -> None:
     codecs = default_codecs()
-    assert codecs[0] == registry.DEFAULT_CODEC
+    assert codecs[0] == registry.DEFAULT_VIDEO_CODEC
     baselines = set(registry.names(streams=False))
     assert set(codecs[1:]) == baselines and len(baselines) == 4
     assert set(registry.VIDEO_ANCHORS) <= baselines
-    assert label(registry.DEFAULT_CODEC) == registry.video_codec(registry.DEFAULT_CODEC).display_name()
+    default = registry.DEFAULT_VIDEO_CODEC
+    assert label(default) == registry.video_codec(default).display_name()
 
 
 @pytest.mark.parametrize("name", registry.names(streams=False))
@@ -43,11 +44,12 @@ def test_video_baselines_write_no_stream_but_code_clips(name: str, clip: list[np
 
 
 def test_the_default_codec_is_coded_by_its_video_form(clip: list[np.ndarray]) -> None:
-    r = run_point("c", clip, FPS, registry.DEFAULT_CODEC, 300.0, 2, {"i_iterations": "20"})
+    r = run_point("c", clip, FPS, registry.DEFAULT_VIDEO_CODEC, 300.0, 2, {"i_iterations": "20"})
     assert r.bytes > 0 and r.psnr > 15, r
     x = run_point("c", clip, FPS, registry.VIDEO_ANCHORS[0], 300.0, 2)
     text = summarize([r, x], registry.VIDEO_ANCHORS[0], 2)
-    assert f"| {registry.DEFAULT_CODEC} | 300 |" in text and f"| {registry.VIDEO_ANCHORS[0]} | 300 |" in text
+    assert f"| {registry.DEFAULT_VIDEO_CODEC} | 300 |" in text
+    assert f"| {registry.VIDEO_ANCHORS[0]} | 300 |" in text
 
 
 def test_a_baseline_refuses_options(clip: list[np.ndarray]) -> None:

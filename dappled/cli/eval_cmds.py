@@ -20,7 +20,7 @@ PARAM_HELP = ("Rate points or options of one codec, repeatable: CODEC:quality=10
               help="kodak, bsds-test (under --data-root) or a folder / file of images.")
 @click.option("--codec", "codecs", multiple=True,
               help="Codec to evaluate, repeatable (see `dappled codecs`; with --video, default: "
-                   f"{registry.DEFAULT_CODEC} and the video baselines).")
+                   f"{registry.DEFAULT_VIDEO_CODEC} and the video baselines).")
 @click.option("--points", type=int, default=5, show_default=True,
               help="Rate points per codec (the codec's own spread; see --param).")
 @click.option("--param", "params", multiple=True, metavar="CODEC:KEY=V[,V...]", help=PARAM_HELP)

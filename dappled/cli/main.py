@@ -81,8 +81,9 @@ def parse_options(options: tuple[str, ...]) -> dict[str, str]:
 @click.argument("src", type=click.Path())
 @click.option("-o", "--output", "dst", required=True, type=click.Path(),
               help="Output stream file (.dpl); the output folder when SRC is a folder or a glob.")
-@click.option("--codec", default=registry.DEFAULT_CODEC, show_default=True,
-              help="Codec name (see `dappled codecs`).")
+@click.option("--codec", default=None,
+              help=f"Codec name (see `dappled codecs`; default: {registry.DEFAULT_CODEC} for an image, "
+                   f"{registry.DEFAULT_VIDEO_CODEC} for a video, coded by its video form).")
 @click.option("--quality", "-q", type=int, default=None, help="Quality preset (codec-specific range).")
 @click.option("--bpp", type=float, default=None,
               help="Target bits per pixel (codecs with rate control; 0.01 to 24).")
@@ -115,7 +116,7 @@ def parse_options(options: tuple[str, ...]) -> dict[str, str]:
               help="Folder: replace outputs that were coded from other sources (a.png then a.jpg: a.dpl) "
                    "or that the folder's manifest does not know.")
 @friendly_errors
-def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | None, device: str,
+def encode(src: str, dst: str, codec: str | None, quality: int | None, bpp: float | None, device: str,
            seed: int, options: tuple[str, ...], quiet: bool, kbps: float | None, gop: int | None,
            n_frames: int | None, start: int, decoder: str | None, jobs: int, ray_address: str | None,
            independent_gops: bool, overwrite: bool) -> None:
@@ -141,7 +142,8 @@ def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | Non
 
         if kbps is not None or gop is not None or n_frames is not None or start or independent_gops:
             raise OptionError("--kbps, --gop, --frames, --start and --independent-gops are for video inputs")
-        fr = encode_folder(src, dst, settings_from(codec, quality, bpp, device, seed, opts), jobs=jobs,
+        fr = encode_folder(src, dst, settings_from(codec or registry.DEFAULT_CODEC,
+                                                   quality, bpp, device, seed, opts), jobs=jobs,
                            ray=ray_address, progress=not quiet, overwrite=overwrite)
         click.echo(f"{dst}: {len(fr.encoded)} image(s) encoded ({fr.bytes} bytes, {fr.bpp:.4f} bpp) in "
                    f"{fr.seconds:.1f} s, {len(fr.skipped)} already done")
@@ -153,15 +155,17 @@ def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | Non
 
         if bpp is not None:
             raise OptionError("--bpp is for images; give a video --kbps or --quality")
+        video_codec = codec or registry.DEFAULT_VIDEO_CODEC
         if independent_gops or jobs > 1 or ray_address is not None:
             from dappled.scale.gops import encode_video_file_gops
 
-            vr = encode_video_file_gops(src, dst, codec, start=start, frames=n_frames, kbps=kbps,
+            vr = encode_video_file_gops(src, dst, video_codec, start=start, frames=n_frames, kbps=kbps,
                                         quality=quality, gop=gop, device=device, progress=not quiet,
                                         seed=seed, jobs=jobs, ray=ray_address, **opts)
         else:
-            vr = encode_video_file(src, dst, codec, start=start, frames=n_frames, kbps=kbps, quality=quality,
-                                   gop=gop, device=device, progress=not quiet, seed=seed, **opts)
+            vr = encode_video_file(src, dst, video_codec, start=start, frames=n_frames, kbps=kbps,
+                                   quality=quality, gop=gop, device=device, progress=not quiet, seed=seed,
+                                   **opts)
         click.echo(f"{dst}: {vr.frames} frames {vr.width}x{vr.height}, {vr.bytes} bytes, {vr.kbps:.1f} kbps, "
                    f"encoded in {vr.seconds:.1f} s ({vr.fps:.2f} frames/s)")
         return
@@ -169,7 +173,7 @@ def encode(src: str, dst: str, codec: str, quality: int | None, bpp: float | Non
         raise OptionError("--kbps, --gop, --frames, --start and --independent-gops are for video inputs")
     if jobs > 1 or ray_address is not None:
         raise OptionError("--jobs and --ray are for a folder, a glob or a video (one image is one task)")
-    report = encode_file(src, dst, codec, quality=quality, bpp=bpp, device=device,
+    report = encode_file(src, dst, codec or registry.DEFAULT_CODEC, quality=quality, bpp=bpp, device=device,
                          progress=not quiet, seed=seed, options=opts)
     click.echo(f"{dst}: {report.bytes} bytes, {report.bpp:.4f} bpp, encoded in {report.seconds:.2f} s")
 

@@ -26,6 +26,7 @@ from dappled.errors import BitstreamError, InputError, LimitError, OptionError
 from dappled.fileio import atomic_write_bytes
 
 DEFAULT_CODEC = registry.DEFAULT_CODEC
+DEFAULT_VIDEO_CODEC = registry.DEFAULT_VIDEO_CODEC
 
 
 def check_device(device: str) -> str:
@@ -274,8 +275,8 @@ def is_video_stream_file(path: str | os.PathLike[str], dst: str | os.PathLike[st
     return registry.by_id(h.codec_id).video_stream and (dst is None or not is_image_output(dst))
 
 
-def encode_video_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], codec: str = DEFAULT_CODEC,
-                      **kwargs: Any) -> Any:
+def encode_video_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
+                      codec: str = DEFAULT_VIDEO_CODEC, **kwargs: Any) -> Any:
     """Encode a video file (anything PyAV reads) into a stream file; see dappled.codec.video."""
     from dappled.codec.video import encode_video_file as _encode
 

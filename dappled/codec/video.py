@@ -132,8 +132,9 @@ def check_frames(frames: Sequence[np.ndarray], fps: Any, gop: int | None) -> tup
         raise OptionError(f"--gop must be at least 1, got {gop}")
     return h, w, rate, gop
 
-def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str = registry.DEFAULT_CODEC, *,
-                 kbps: float | None = None, quality: int | None = None, gop: int | None = None,
+def encode_video(frames: Sequence[np.ndarray], fps: float | Fraction,
+                 codec: str = registry.DEFAULT_VIDEO_CODEC, *, kbps: float | None = None,
+                 quality: int | None = None, gop: int | None = None,
                  device: str = "cpu", progress: bool = False, keep_recon: bool = False,
                  seed: int = 0, **options: Any) -> VideoEncodeResult:
     """Encode RGB frames (all the same size) into a video stream with any registered codec.
@@ -348,7 +349,7 @@ class VideoFileReport:
 
 
 def encode_video_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
-                      codec: str = registry.DEFAULT_CODEC, *,
+                      codec: str = registry.DEFAULT_VIDEO_CODEC, *,
                       start: int = 0, frames: int | None = None, **kwargs: Any) -> VideoFileReport:
     """Read a clip with PyAV (or a %04d.png sequence), encode it, write the stream atomically."""
     from dappled.datasets.video import is_image_pattern, load_clip, probe_video

@@ -32,7 +32,7 @@ from dappled.fileio import atomic_write_bytes
 def default_codecs() -> tuple[str, ...]:
     """What `dappled eval --video` runs by default: the default codec (through its video form)
     and every registered video baseline (codecs that write no Dappled stream)."""
-    return (registry.DEFAULT_CODEC, *registry.names(streams=False))
+    return (registry.DEFAULT_VIDEO_CODEC, *registry.names(streams=False))
 
 
 def known_codecs() -> tuple[str, ...]:
@@ -122,7 +122,8 @@ class VideoEvalSpec:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per codec: its encoder options
 
 
-def default_kbps(width: int, height: int, fps: float, codec: str = registry.DEFAULT_CODEC) -> list[float]:
+def default_kbps(width: int, height: int, fps: float,
+                 codec: str = registry.DEFAULT_VIDEO_CODEC) -> list[float]:
     """Target rates of a codec on a clip (``Codec.video_rates``: bits per pixel per frame, or the
     quantizers of a codec without rate control)."""
     return registry.get(codec).video_rates(width, height, fps)

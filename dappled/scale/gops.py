@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from dappled.codec.container import Packet, StreamHeader
-from dappled.codec.registry import DEFAULT_CODEC
+from dappled.codec.registry import DEFAULT_VIDEO_CODEC
 
 GROUP_THREADS = 1  # torch threads of every group encode (the bytes must not depend on the worker)
 
@@ -54,8 +54,9 @@ def encode_group(frames: Sequence[np.ndarray], start: int, n_total: int, fps: fl
         return packets, enc.stats, time.perf_counter() - t0
 
 
-def encode_video_gops(frames: Sequence[np.ndarray], fps: float | Fraction, codec: str = DEFAULT_CODEC, *,
-                      kbps: float | None = None, quality: int | None = None, gop: int | None = None,
+def encode_video_gops(frames: Sequence[np.ndarray], fps: float | Fraction,
+                      codec: str = DEFAULT_VIDEO_CODEC, *, kbps: float | None = None,
+                      quality: int | None = None, gop: int | None = None,
                       device: str = "cpu", seed: int = 0, jobs: int = 1, ray: str | None = None,
                       progress: bool = False, **options: Any) -> Any:
     """Encode RGB frames into a video stream with closed groups coded in parallel: on ``jobs``
@@ -101,7 +102,7 @@ def encode_video_gops(frames: Sequence[np.ndarray], fps: float | Fraction, codec
     return VideoEncodeResult(data, stats, seconds)
 
 
-def encode_video_file_gops(src: str, dst: str, codec: str = DEFAULT_CODEC, *, start: int = 0,
+def encode_video_file_gops(src: str, dst: str, codec: str = DEFAULT_VIDEO_CODEC, *, start: int = 0,
                            frames: int | None = None, **kwargs: Any) -> Any:
     """Read a clip, encode it by groups (encode_video_gops), write the stream atomically; returns
     a ``codec.video.VideoFileReport``."""

@@ -1,0 +1,69 @@
+"""Merge the rows of several `dappled eval` runs (image sets split over processes, or a series
+measured in another session) into one results.csv, summary.md and RD plot, as `dappled eval`
+summarizes one run.
+
+    python benchmarks/field_merge_runs.py OUT --anchor webp --images 24 --title "Kodak, fast effort" \
+        --plot docs/img/rd.png BASE/results.csv "RUN1/results.csv=field fast (session 12)" ...
+
+A source is PATH, or PATH=LABEL (every row of it relabelled LABEL), or PATH=LABEL=PREFIX (only its
+rows whose series starts with PREFIX, relabelled). Series whose label starts with an --omit
+prefix stay in the table but not in the plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+from typing import Any
+
+from dappled.eval.plot import plot_rd
+from dappled.eval.summary import mean_curves, summary_markdown
+
+NUMBERS = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
+
+
+def read_rows(source: str) -> list[dict[str, Any]]:
+    """The rows of one source (PATH[=LABEL[=PREFIX]]), numbers parsed."""
+    path, label, prefix = [*source.split("=", 2), None, None][:3]
+    out = []
+    with open(path) as f:
+        for r in csv.DictReader(f):
+            if prefix and not r["series"].startswith(prefix):
+                continue
+            for k in NUMBERS:
+                r[k] = float(r[k])
+            if label:
+                r["series"] = label
+            out.append(r)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("sources", nargs="+")
+    ap.add_argument("--anchor", default="webp")
+    ap.add_argument("--images", type=int, required=True, help="images of a complete point")
+    ap.add_argument("--title", required=True)
+    ap.add_argument("--plot", type=Path)
+    ap.add_argument("--omit", action="append", default=[], help="series prefix left out of the plot")
+    args = ap.parse_args()
+    rows = [r for s in args.sources for r in read_rows(s)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    curves = mean_curves(rows, args.images)
+    md = summary_markdown(curves, args.anchor, args.title, args.images, rows=rows)
+    (args.out / "summary.md").write_text(md)
+    with open(args.out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    if args.plot:
+        shown = [c for c in curves if not any(c.label.startswith(p) for p in args.omit)]
+        plot_rd(shown, args.plot, args.title)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
