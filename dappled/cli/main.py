@@ -131,6 +131,7 @@ def encode(src: str, dst: str, codec: str | None, quality: int | None, bpp: floa
     from dappled.errors import OptionError
 
     opts = parse_options(options)
+    image_codec = codec or registry.DEFAULT_CODEC
     if decoder is not None:
         opts["decoder"] = decoder
     if jobs < 1:
@@ -142,8 +143,7 @@ def encode(src: str, dst: str, codec: str | None, quality: int | None, bpp: floa
 
         if kbps is not None or gop is not None or n_frames is not None or start or independent_gops:
             raise OptionError("--kbps, --gop, --frames, --start and --independent-gops are for video inputs")
-        fr = encode_folder(src, dst, settings_from(codec or registry.DEFAULT_CODEC,
-                                                   quality, bpp, device, seed, opts), jobs=jobs,
+        fr = encode_folder(src, dst, settings_from(image_codec, quality, bpp, device, seed, opts), jobs=jobs,
                            ray=ray_address, progress=not quiet, overwrite=overwrite)
         click.echo(f"{dst}: {len(fr.encoded)} image(s) encoded ({fr.bytes} bytes, {fr.bpp:.4f} bpp) in "
                    f"{fr.seconds:.1f} s, {len(fr.skipped)} already done")
@@ -173,7 +173,7 @@ def encode(src: str, dst: str, codec: str | None, quality: int | None, bpp: floa
         raise OptionError("--kbps, --gop, --frames, --start and --independent-gops are for video inputs")
     if jobs > 1 or ray_address is not None:
         raise OptionError("--jobs and --ray are for a folder, a glob or a video (one image is one task)")
-    report = encode_file(src, dst, codec or registry.DEFAULT_CODEC, quality=quality, bpp=bpp, device=device,
+    report = encode_file(src, dst, image_codec, quality=quality, bpp=bpp, device=device,
                          progress=not quiet, seed=seed, options=opts)
     click.echo(f"{dst}: {report.bytes} bytes, {report.bpp:.4f} bpp, encoded in {report.seconds:.2f} s")
 
