@@ -1,5 +1,5 @@
 """Merge the rows of several `dappled eval` runs (image sets split over processes, or a series
-measured in another session) into one results.csv, summary.md and RD plot, as `dappled eval`
+measured in another session) into one results.json / results.csv, summary.md and RD plot, as `dappled eval`
 summarizes one run.
 
     python benchmarks/field_merge_runs.py OUT --anchor webp --images 24 --title "Kodak, fast effort" \
@@ -19,6 +19,7 @@ from typing import Any
 
 from dappled.eval.plot import plot_rd
 from dappled.eval.summary import mean_curves, summary_markdown
+from dappled.eval.sweep import save_results
 
 NUMBERS = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
 
@@ -54,10 +55,7 @@ def main() -> int:
     curves = mean_curves(rows, args.images)
     md = summary_markdown(curves, args.anchor, args.title, args.images, rows=rows)
     (args.out / "summary.md").write_text(md)
-    with open(args.out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
+    save_results(args.out, rows)  # results.json and results.csv, as `dappled eval` writes them
     if args.plot:
         shown = [c for c in curves if not any(c.label.startswith(p) for p in args.omit)]
         plot_rd(shown, args.plot, args.title)
