@@ -7,7 +7,8 @@ benchmarks/field_rate.py (trajectory / move, with --target: lambda from rate.bas
 Prints, for the trajectories: how far the predicted lambda's fit lands from its target (the
 lambda scale that centres it), the rate power between two lambdas of one image, and for each
 candidate decision probe p the leave-one-image-out error of predicting the final coded payload
-rate as R(p) * exp(a + b * log(R(p) / R(p - 0.05))) (R: the hard-rounded rate at a probe); for
+rate as R(p) * exp(a + b * log(R(p) / R(p - 0.05))) (R: the hard-rounded rate at a probe), and
+with a term c * log(lambda) (the fit's first lambda) added; for
 the moves: the share of a lambda move's full effect on the final rate, and what of it the rate
 at later probes already shows.
 """
@@ -65,10 +66,10 @@ def decisions(rows: list[dict]) -> None:
     fracs = sorted(_probes(rows[0]))
     for p in (f for f in fracs if 0.1 <= f <= 0.5):
         ref = max(f for f in fracs if f < p - 1e-9)
-        x = np.array([[1.0, math.log(_probes(r)[p] / _probes(r)[ref])] for r in rows])
+        x = np.array([[1.0, math.log(_probes(r)[p] / _probes(r)[ref]), math.log(r["lam"])] for r in rows])
         y = np.array([math.log(_payload(r) / _probes(r)[p]) for r in rows])
         images = [r["image"] for r in rows]
-        for name, cols in (("const", [0]), ("trend", [0, 1])):
+        for name, cols in (("const", [0]), ("trend", [0, 1]), ("trend+lambda", [0, 1, 2])):
             err = []
             for im in set(images):
                 train = [i for i, m in enumerate(images) if m != im]
@@ -78,7 +79,7 @@ def decisions(rows: list[dict]) -> None:
             c, *_ = np.linalg.lstsq(x[:, cols], y, rcond=None)
             e = np.array(err)
             rms, worst = np.sqrt(np.mean(e**2)), np.abs(e).max()
-            print(f"p {p:.2f} (ref {ref:.2f}) {name:5s}: leave-one-image-out rms {rms:.3f} max {worst:.3f}; "
+            print(f"p {p:.2f} (ref {ref:.2f}) {name:12s}: leave-one-image-out rms {rms:.3f} max {worst:.3f}; "
                   f"coefficients {np.round(c, 3).tolist()}")
 
 
