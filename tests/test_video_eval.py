@@ -79,7 +79,34 @@ def test_evaluate_video_writes_a_per_frame_plot_and_resumes(clip: list[np.ndarra
     with open(tmp_path / "out" / "frames.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 * 3 and {r["codec"] for r in rows} == {ours, registry.VIDEO_ANCHORS[0]}
+    assert all(15 < float(r["psnr_yuv"]) < 100 for r in rows)
     with Image.open(res.frames_plot) as im:
         assert im.format == "PNG" and im.size[0] >= 800
     again = evaluate_video(spec, log=lambda s: None)
     assert again.ran == 0 and again.skipped == 4
+
+
+def test_the_summary_gives_yuv_psnr_and_says_where_a_stored_point_lacks_it(clip: list[np.ndarray]) -> None:
+    """PSNR-Y and PSNR-YUV (BT.601 4:2:0) beside RGB PSNR; a point stored before they were
+    measured (no such keys in results.json) reads n/a instead of breaking the BD table."""
+    from dataclasses import asdict
+
+    from dappled.eval.video import PointResult
+
+    anchor = registry.VIDEO_ANCHORS[0]
+    pts = [run_point("c", clip, FPS, anchor, k, 2) for k in (150.0, 600.0)]
+    for r in pts:
+        assert r.psnr_y < r.psnr_yuv < 100 and r.psnr_yuv > r.psnr and len(r.frame_psnr_yuv) == 4
+    other = next(c for c in registry.names(streams=False)
+                 if c != anchor and not registry.get(c).fixed_quantizer)
+    old = []
+    for k in (150.0, 600.0):
+        d = asdict(run_point("c", clip, FPS, other, k, 2))
+        for key in ("psnr_y", "psnr_yuv", "frame_psnr_yuv"):
+            d.pop(key)
+        old.append(PointResult(**d))
+    text = summarize(pts + old, anchor, 2)
+    assert "| PSNR-Y | PSNR-YUV |" in text and "BD-rate (PSNR-YUV)" in text
+    assert f"| {anchor} | 150 |" in text and "n/a (not measured)" in text
+    row = next(line for line in text.splitlines() if line.startswith(f"| {anchor} | 600 |"))
+    assert f"{pts[1].psnr_yuv:.2f}" in row

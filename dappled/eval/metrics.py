@@ -6,7 +6,8 @@ import numpy as np
 
 from dappled.quality import mse, psnr, psnr_from_mse
 
-__all__ = ["MS_SSIM_WEIGHTS", "ms_ssim", "ms_ssim_window", "mse", "psnr", "psnr_from_mse"]
+__all__ = ["MS_SSIM_WEIGHTS", "YUV_WEIGHTS", "ms_ssim", "ms_ssim_window", "mse", "psnr", "psnr_from_mse",
+           "rgb_to_yuv420", "yuv_psnr"]
 
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli, Bovik 2003
@@ -62,3 +63,39 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     finally:
         torch.set_num_threads(threads)
     return float(value)
+
+
+YUV_WEIGHTS = (6.0, 1.0, 1.0)  # Y, U, V: the weighted PSNR-YUV of the video coding test conditions
+
+
+def rgb_to_yuv420(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """8-bit RGB -> BT.601 limited-range Y (full size) and Cb, Cr (2x2 means, 4:2:0; an odd edge
+    is repeated), as floats: the matrix PyAV/swscale uses by default when an SD 4:2:0 video is
+    read as RGB. (Its fast integer path leaves a round trip's Y ~1 lower, an offset that cancels
+    in a difference of two frames.)"""
+    x = image.astype(np.float64) / 255.0
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16.0 + 65.481 * r + 128.553 * g + 24.966 * b
+    cb = 128.0 - 37.797 * r - 74.203 * g + 112.0 * b
+    cr = 128.0 + 112.0 * r - 93.786 * g - 18.214 * b
+
+    def half(c: np.ndarray) -> np.ndarray:
+        h, w = c.shape
+        c = np.pad(c, ((0, h % 2), (0, w % 2)), mode="edge")
+        return 0.25 * (c[0::2, 0::2] + c[1::2, 0::2] + c[0::2, 1::2] + c[1::2, 1::2])
+
+    return y, half(cb), half(cr)
+
+
+def yuv_psnr(a: np.ndarray, b: np.ndarray, cap: float = 100.0) -> tuple[float, float, float, float]:
+    """PSNR (dB, peak 255) of two uint8 RGB frames in Y, U and V (4:2:0, :func:`rgb_to_yuv420`)
+    and their weighted mean (6 Y + U + V) / 8, the figure video codecs are compared by; each
+    plane's PSNR is capped at `cap` (identical planes)."""
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
+    planes = []
+    for pa, pb in zip(rgb_to_yuv420(a), rgb_to_yuv420(b), strict=True):
+        m = float(np.mean((pa - pb) ** 2))
+        planes.append(cap if m <= 0 else min(cap, 10.0 * np.log10(255.0**2 / m)))
+    weighted = sum(w * p for w, p in zip(YUV_WEIGHTS, planes, strict=True)) / sum(YUV_WEIGHTS)
+    return planes[0], planes[1], planes[2], float(weighted)

@@ -68,6 +68,11 @@ class PointResult:
     decode_fps: float
     frame_psnr: list[float] = field(default_factory=list)
     frame_ms_ssim: list[float] = field(default_factory=list)
+    # PSNR in BT.601 Y'CbCr 4:2:0 from the same RGB frames (eval.metrics.yuv_psnr): Y alone and
+    # the weighted (6 Y + U + V) / 8; NaN in results stored before they were measured
+    psnr_y: float = math.nan
+    psnr_yuv: float = math.nan
+    frame_psnr_yuv: list[float] = field(default_factory=list)
 
     def key(self) -> str:
         """Identity of the point in results.json."""
@@ -77,14 +82,17 @@ class PointResult:
 # ---------------------------------------------------------------- one point
 
 
-def _quality(src: Sequence[np.ndarray], out: Sequence[np.ndarray]) -> tuple[list[float], list[float]]:
-    from dappled.eval.metrics import ms_ssim, psnr
+def _quality(src: Sequence[np.ndarray], out: Sequence[np.ndarray]) -> tuple[list[float], list[float],
+                                                                            list[tuple[float, ...]]]:
+    """Per frame: RGB PSNR, MS-SSIM and (Y, U, V, weighted) PSNR."""
+    from dappled.eval.metrics import ms_ssim, psnr, yuv_psnr
 
     if len(out) != len(src):
         raise RuntimeError(f"decoded {len(out)} frames for {len(src)}")
     p = [min(psnr(a, b), 100.0) for a, b in zip(src, out, strict=True)]
     m = [ms_ssim(a, b) for a, b in zip(src, out, strict=True)]
-    return p, m
+    yuv = [yuv_psnr(a, b) for a, b in zip(src, out, strict=True)]
+    return p, m, yuv
 
 
 def run_point(clip: str, frames: Sequence[np.ndarray], fps: Fraction, codec: str, kbps: float, gop: int,
@@ -94,10 +102,12 @@ def run_point(clip: str, frames: Sequence[np.ndarray], fps: Fraction, codec: str
     h, w = frames[0].shape[:2]
     seconds_total = len(frames) / float(fps)
     res = registry.get(codec).code_clip(frames, fps, kbps, gop, progress=progress, **(options or {}))
-    p, m = _quality(frames, res.frames)
+    p, m, yuv = _quality(frames, res.frames)
     return PointResult(clip, codec, kbps, len(frames), w, h, float(fps), gop, res.bytes,
                        8 * res.bytes / 1000 / seconds_total, float(np.mean(p)), float(np.mean(m)),
-                       len(frames) / res.encode_seconds, len(frames) / res.decode_seconds, p, m)
+                       len(frames) / res.encode_seconds, len(frames) / res.decode_seconds, p, m,
+                       float(np.mean([q[0] for q in yuv])), float(np.mean([q[3] for q in yuv])),
+                       [q[3] for q in yuv])
 
 
 # ---------------------------------------------------------------- the run
@@ -214,10 +224,13 @@ def evaluate_video(spec: VideoEvalSpec, log: Callable[[str], None] = print) -> V
 def _write_frames_csv(path: Path, results: Sequence[PointResult]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["clip", "codec", "target_kbps", "frame", "psnr", "ms_ssim"])
+    w.writerow(["clip", "codec", "target_kbps", "frame", "psnr", "ms_ssim", "psnr_yuv"])
     for r in results:
-        for i, (p, m) in enumerate(zip(r.frame_psnr, r.frame_ms_ssim, strict=True)):
-            w.writerow([r.clip, r.codec, r.target_kbps, i, f"{p:.4f}", f"{m:.6f}"])
+        n = len(r.frame_psnr)
+        yuv = r.frame_psnr_yuv if len(r.frame_psnr_yuv) == n else [math.nan] * n
+        for i, (p, m, q) in enumerate(zip(r.frame_psnr, r.frame_ms_ssim, yuv, strict=True)):
+            w.writerow([r.clip, r.codec, r.target_kbps, i, f"{p:.4f}", f"{m:.6f}",
+                        f"{q:.4f}" if math.isfinite(q) else ""])
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
@@ -245,7 +258,8 @@ def summarize(results: Sequence[PointResult], anchor: str = registry.VIDEO_ANCHO
 
     lines = ["Rate: kbps of the coded frames (ours: the whole `.dpl` file, container included; "
              "baselines: their coded packets). Quality: mean over frames of per-frame PSNR (RGB, "
-             "8-bit, against the decoded source) and MS-SSIM. Encode/decode: frames per second "
+             "8-bit, against the decoded source) and MS-SSIM; PSNR-Y and PSNR-YUV ((6 Y + U + V) / 8) "
+             "of the same frames in BT.601 Y'CbCr 4:2:0. Encode/decode: frames per second "
              f"on this machine. All codecs use the same group length ({gop} frames).", ""]
     for clip in sorted({r.clip for r in results}):
         lines += [f"### {clip}", ""]
@@ -256,7 +270,8 @@ def summarize(results: Sequence[PointResult], anchor: str = registry.VIDEO_ANCHO
                 continue
             lines += [f"BD against {label(ref)} "
                       "(negative BD-rate = fewer bits for the same quality):", "",
-                      "| codec | BD-rate (PSNR) | BD-PSNR | BD-rate (MS-SSIM dB) |", "|---|---:|---:|---:|"]
+                      "| codec | BD-rate (PSNR) | BD-PSNR | BD-rate (MS-SSIM dB) | BD-rate (PSNR-YUV) |",
+                      "|---|---:|---:|---:|---:|"]
             for c in codecs:
                 if c == ref:
                     continue
@@ -266,7 +281,11 @@ def summarize(results: Sequence[PointResult], anchor: str = registry.VIDEO_ANCHO
                     (bd_rate, [r.psnr for r in a], [r.psnr for r in t]),
                     (bd_quality, [r.psnr for r in a], [r.psnr for r in t]),
                     (bd_rate, [msssim_db(r.ms_ssim) for r in a], [msssim_db(r.ms_ssim) for r in t]),
+                    (bd_rate, [r.psnr_yuv for r in a], [r.psnr_yuv for r in t]),
                 ):
+                    if not np.all(np.isfinite(qa + qt)):
+                        cells.append("n/a (not measured)")
+                        continue
                     try:
                         v = fn([r.kbps for r in a], qa, [r.kbps for r in t], qt)
                         cells.append(f"{v:+.1f} %" if fn is bd_rate else f"{v:+.2f} dB")
@@ -276,12 +295,14 @@ def summarize(results: Sequence[PointResult], anchor: str = registry.VIDEO_ANCHO
             lines.append("")
         lines += ["Target: kbps asked for (a codec without rate control, motion JPEG: its fixed "
                   "quantizer).", "",
-                  "| codec | target kbps | kbps | PSNR (dB) | MS-SSIM | encode fps | decode fps | frames |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| codec | target kbps | kbps | PSNR (dB) | MS-SSIM | PSNR-Y | PSNR-YUV | encode fps | "
+                  "decode fps | frames |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for c in codecs:
             for r in _curve(results, clip, c):
+                yuv = (f"{r.psnr_y:.2f} | {r.psnr_yuv:.2f}" if math.isfinite(r.psnr_yuv) else "n/a | n/a")
                 lines.append(f"| {c} | {r.target_kbps:g} | {r.kbps:.1f} | {r.psnr:.2f} | {r.ms_ssim:.4f} | "
-                             f"{r.encode_fps:.2f} | {r.decode_fps:.1f} | {r.frames} |")
+                             f"{yuv} | {r.encode_fps:.2f} | {r.decode_fps:.1f} | {r.frames} |")
         lines.append("")
     return "\n".join(lines)
 
