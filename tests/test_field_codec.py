@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import subprocess
 import sys
@@ -117,6 +118,30 @@ def test_fused_arm_kernel_matches_torch(crop: np.ndarray, preset: str, cap: floa
     assert abs(float(fused.detach()) - float(ref.detach())) < 1e-4 * float(ref.detach())
     for a, b in zip(g_ref, g_fused, strict=True):
         torch.testing.assert_close(b, a, atol=1e-4 * float(a.abs().max()) + 1e-6, rtol=1e-3)
+
+
+@pytest.mark.parametrize(("temperature", "noise"), [(0.3, 1.0), (0.05, 0.5), (0.2, 0.0), (1.0, 0.5)])
+def test_fused_soft_rounding_matches_torch(temperature: float, noise: float) -> None:
+    """The numba soft rounding with noise (CPU fits) gives the torch path's latents and gradient
+    (CUDA fits) from the same noise draws; a NaN latent stays NaN (the encoder's non-finite
+    check sees a diverged fit)."""
+    from dappled.models.field.model import soft_round
+    from dappled.models.field.round_kernel import SoftRoundNoise
+
+    gen = torch.Generator().manual_seed(3)
+    y = (torch.randn(5, 37, 51, generator=gen) * 4).requires_grad_(True)
+    g_out = torch.randn(5, 37, 51, generator=gen)
+    torch.manual_seed(11)
+    fused = SoftRoundNoise.apply(y, temperature, noise)
+    (g_fused,) = torch.autograd.grad(fused, y, g_out)
+    torch.manual_seed(11)
+    t = soft_round(y, temperature)
+    ref = soft_round(t + noise * (torch.rand_like(t) - 0.5), temperature) if noise > 0 else t
+    (g_ref,) = torch.autograd.grad(ref, y, g_out)
+    torch.testing.assert_close(fused, ref, atol=1e-5, rtol=0)  # |y| up to ~16: a few float32 ulps
+    torch.testing.assert_close(g_fused, g_ref, atol=1e-4 * float(g_ref.abs().max()), rtol=1e-3)
+    bad = SoftRoundNoise.apply(torch.tensor([float("nan"), 0.7]), temperature, noise)
+    assert math.isnan(float(bad[0])) and math.isfinite(float(bad[1]))
 
 
 @pytest.mark.parametrize(("shape", "arch"), [

@@ -201,6 +201,11 @@ class FieldModel(nn.Module):
 
     def quantized(self, temperature: float, noise: float) -> list[torch.Tensor]:
         """Soft-rounded latents (with uniform noise before the second rounding, as Cool-chic)."""
+        y0 = self.latents[0]
+        if temperature > 0 and y0.device.type == "cpu" and y0.dtype == torch.float32:  # fused (numba)
+            from dappled.models.field.round_kernel import SoftRoundNoise
+
+            return [SoftRoundNoise.apply(y, temperature, noise) for y in self.latents]
         out = []
         for y in self.latents:
             t = soft_round(y, temperature)
