@@ -61,6 +61,9 @@ def test_the_fall_still_to_come_is_larger_at_a_higher_lambda_and_in_a_shorter_fi
         assert RateSteer(0.5, 600).predict(f, 1.0, 0.01) < RateSteer(0.5, 600).predict(f, 1.0, 0.001)
     for f in (0.2, 0.35):
         assert RateSteer(0.5, 150).predict(f, 1.0, 0.003) < RateSteer(0.5, 1000).predict(f, 1.0, 0.003)
+        # past its longest calibration fits the term is not extrapolated (1,800-iteration fits of
+        # whole images landed lower than 1,000-iteration ones, not higher)
+        assert RateSteer(0.5, 1800).predict(f, 1.0, 0.003) == RateSteer(0.5, 1000).predict(f, 1.0, 0.003)
 
 
 @pytest.mark.parametrize("scale", [0.1, 10.0])
