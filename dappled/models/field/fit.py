@@ -22,7 +22,7 @@ from dappled.models.field.model import FieldModel
 # effort -> iterations at 768x512 (scaled for other sizes, see iterations_for). The fast effort
 # fills its budget (60 s of one core at 768x512: ~0.15 s an iteration plus ~8 s of analysis,
 # quantization and coding): 300 iterations gave +0.29 dB at equal rate over 200 on Kodak crops
-# (docs/results.md, session 4). The default effort's 1,800 iterations (~180 s of one core at
+# (docs/results.md, session 4). The default effort's 1,800 iterations (~140 s of one core at
 # 768x512, inside its 300-s budget) gave +0.33 dB at equal rate over 1,000 on three 384x256 Kodak
 # crops with noise 0.5 (+0.22 to +0.46; session 13; the networks' learning rate 0.02 added
 # nothing on top).
