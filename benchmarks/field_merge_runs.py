@@ -7,7 +7,7 @@ summarizes one run.
 
 A source is PATH, or PATH=LABEL (every row of it relabelled LABEL), or PATH=LABEL=PREFIX (only its
 rows whose series starts with PREFIX, relabelled). Series whose label starts with an --omit
-prefix stay in the table but not in the plot.
+prefix stay in the table but not in the plot. --only IMAGES keeps those images' rows alone.
 """
 
 from __future__ import annotations
@@ -49,8 +49,13 @@ def main() -> int:
     ap.add_argument("--title", required=True)
     ap.add_argument("--plot", type=Path)
     ap.add_argument("--omit", action="append", default=[], help="series prefix left out of the plot")
+    ap.add_argument("--only", help="comma-separated images (kodim01.png,...): every source's rows of "
+                    "these alone (a run that has not finished every image yet)")
     args = ap.parse_args()
     rows = [r for s in args.sources for r in read_rows(s)]
+    if args.only:
+        keep = set(args.only.split(","))
+        rows = [r for r in rows if r["image"] in keep]
     args.out.mkdir(parents=True, exist_ok=True)
     curves = mean_curves(rows, args.images)
     md = summary_markdown(curves, args.anchor, args.title, args.images, rows=rows)
