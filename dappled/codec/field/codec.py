@@ -27,7 +27,7 @@ class FieldCodec(Codec):
     name = "field"
     codec_id = 5
     description = "a tiny neural field fitted per image (latent grids, autoregressive entropy model)"
-    quality_range = (1, 8)
+    quality_range = (1, 10)
     default_quality = 4
     supports_bpp = True
     video_form = "fieldv"

@@ -17,12 +17,12 @@ from dappled.codec.registry import EncodeParams
 from dappled.codec.threads import torch_threads
 from dappled.errors import EncodeError, OptionError
 from dappled.models.field.integer import QMAX, QuantNet, encode_latents
-from dappled.models.field.layout import PRESETS, grids
+from dappled.models.field.layout import AUTO, PRESETS, grids, preset_for
 from dappled.threads import parse_threads
 
 # quality preset -> lambda (weight of bits per pixel against RGB MSE on [0, 1])
-LAMBDAS: dict[int, float] = {q: 0.064 / 2.0 ** (q - 1) for q in range(1, 9)}
-DEFAULT_COMPLEXITY = "low"
+LAMBDAS: dict[int, float] = {q: 0.064 / 2.0 ** (q - 1) for q in range(1, 11)}
+DEFAULT_COMPLEXITY = AUTO  # the decoder size follows lambda (layout.preset_for)
 
 
 @dataclass
@@ -54,8 +54,8 @@ def _options(opts: dict[str, Any]) -> tuple[str, str, int | None, int, float | N
         raise OptionError(f"unknown field option(s): {', '.join(opts)}")
     if effort not in EFFORTS:
         raise OptionError(f"effort must be one of {', '.join(EFFORTS)}, got {effort!r}")
-    if complexity not in PRESETS:
-        raise OptionError(f"complexity must be one of {', '.join(PRESETS)}, got {complexity!r}")
+    if complexity not in PRESETS and complexity != AUTO:
+        raise OptionError(f"complexity must be one of {', '.join([AUTO, *PRESETS])}, got {complexity!r}")
     if iterations is not None and not 1 <= iterations <= 1_000_000:
         raise OptionError(f"iterations must be in 1..1000000, got {iterations}")
     if lam_v is not None and not (math.isfinite(lam_v) and 0 < lam_v < 10):
@@ -95,7 +95,7 @@ def encode_field(image: np.ndarray, params: EncodeParams, lam: float | None = No
         payload_bpp = max(target_bpp - 8 * IMAGE_CONTAINER_BYTES / (h * w), 0.25 * target_bpp)
         steer = steer_for(payload_bpp, short, n_it)
     lam0 = lam_opt or lam or (predict_lambda(image, target_bpp, n_it, short) if target_bpp else LAMBDAS[4])
-    arch = PRESETS[complexity]
+    arch = PRESETS[preset_for(complexity, lam0)]
     t0 = time.perf_counter()
     gs = grids(h, w)
     with torch_threads(params.device, threads):

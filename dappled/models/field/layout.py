@@ -55,7 +55,24 @@ class Arch:
 PRESETS: dict[str, Arch] = {
     "low": Arch(ctx=8, arm_hidden=8, arm_layers=1, synth_hidden=8, res_hidden=2),
     "medium": Arch(ctx=12, arm_hidden=12, arm_layers=2, synth_hidden=16, res_hidden=6),
+    # a wider one-layer ARM with the medium synthesis: at high rates ~60 % of the medium preset's
+    # gain inside the 100-ms decode budget (docs/results.md, session 13)
+    "high": Arch(ctx=12, arm_hidden=12, arm_layers=1, synth_hidden=16, res_hidden=6),
 }
+
+AUTO = "auto"
+"""The complexity that follows lambda (:func:`preset_for`): the image encoder's default."""
+HIGH_RATE_LAMBDA = 0.0007
+"""At or below this lambda (quality 8 up, ~0.75 bpp and more on Kodak) `auto` takes the high
+preset: above it a larger decoder's weights cost more than they give (session 13, crops)."""
+
+
+def preset_for(complexity: str, lam: float) -> str:
+    """The preset a complexity option names at a lambda: itself, or for `auto` the low preset
+    above HIGH_RATE_LAMBDA and the high one at or below it."""
+    if complexity != AUTO:
+        return complexity
+    return "high" if lam <= HIGH_RATE_LAMBDA else "low"
 
 
 @dataclass(frozen=True)

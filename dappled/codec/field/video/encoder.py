@@ -43,7 +43,7 @@ from dappled.entropy import encode_symbols
 from dappled.entropy.rans_flat import words_to_bytes
 from dappled.errors import EncodeError, OptionError
 from dappled.models.field.integer import QMAX, QuantNet, encode_latents, tensor_shapes
-from dappled.models.field.layout import PRESETS, grids, residual_steps_for, steps_for
+from dappled.models.field.layout import AUTO, PRESETS, grids, residual_steps_for, steps_for
 from dappled.models.field.rate import LAMBDA_RANGE, RATE_POWER
 from dappled.quality import mse, psnr
 
@@ -276,8 +276,11 @@ class FieldVideoEncoder:
         self.frame_interp = self.interps[0]
         self._prediction = (0.0, "")  # the last predicted frame's prediction: PSNR, interpolation
         self.effort, complexity, iterations, self.threads, lam_opt = _options(image_opts)
+        if complexity == AUTO:  # the video codec was measured with the low preset at every rate
+            complexity = "low"
         self.iterations = iterations or iterations_for(self.effort, height, width, VIDEO_EFFORTS)
-        i_opts = {**image_opts, "iterations": max(1, round(self.iterations * self.vopts["i_iterations"]))}
+        i_opts = {**image_opts, "complexity": complexity,
+                  "iterations": max(1, round(self.iterations * self.vopts["i_iterations"]))}
         self.image_params = replace(params, options=i_opts, progress=False)
         if kbps is not None and lam_opt is not None:
             raise OptionError("give --kbps or -O lambda, not both")
