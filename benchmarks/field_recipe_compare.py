@@ -25,7 +25,10 @@ def compare(rows: list[dict], base: str, slope: str) -> list[tuple[str, list[tup
         lam = r["lam"] / (1.4 if r["config"] == slope else 1.0)
         by[r["config"]][(r["image"], round(lam, 7))] = r
     out = []
-    for name, cases in by.items():
+    if base not in by or slope not in by:
+        raise SystemExit(f"no rows for the base {base!r} or its slope run {slope!r} "
+                         f"(configurations: {', '.join(by)})")
+    for name, cases in list(by.items()):
         if name in (base, slope):
             continue
         got = []

@@ -18,7 +18,7 @@ from dappled.codec.chunks import pack_chunks, unpack_chunks
 from dappled.codec.container import pack
 from dappled.codec.field.decoder import decode_payload
 from dappled.codec.field.encoder import encode_field
-from dappled.codec.field.format import unpack_payload
+from dappled.codec.field.format import read_head, unpack_payload
 from dappled.codec.registry import EncodeParams
 from dappled.datasets import SAMPLE_IMAGE, load_image
 from dappled.errors import BitstreamError, LimitError, OptionError
@@ -333,6 +333,21 @@ def test_bad_options_are_option_errors(crop: np.ndarray) -> None:
                  {"lambda": float("nan")}, {"bogus": 1}):
         with pytest.raises(OptionError):
             encode_field(crop, EncodeParams(options=opts))
+
+
+def test_the_decoder_size_follows_lambda(crop: np.ndarray) -> None:
+    """complexity=auto (the default) sends the low preset below quality 8 and the high one from
+    8 up; a named preset is kept at every quality; the video form keeps the low preset."""
+    from dappled.codec.field.encoder import LAMBDAS
+    from dappled.models.field.layout import HIGH_RATE_LAMBDA, preset_for
+
+    assert [preset_for("auto", LAMBDAS[q]) for q in (1, 7, 8, 10)] == ["low", "low", "high", "high"]
+    assert preset_for("medium", HIGH_RATE_LAMBDA / 4) == "medium"
+    for q, opts, want in ((7, {}, "low"), (8, {}, "high"), (9, {"complexity": "low"}, "low")):
+        payload, _ = frame_payload(api.encode_image(crop, "field", quality=q, iterations=2, **opts))
+        assert read_head(payload).arch == PRESETS[want], (q, opts)
+    enc = api.registry.get("fieldv").make_encoder(64, 48, 25.0, EncodeParams(quality=9))
+    assert enc.arch == PRESETS["low"] and enc.image_params.options["complexity"] == "low"
 
 
 def test_cli_round_trip_and_info(crop: np.ndarray, tmp_path) -> None:
