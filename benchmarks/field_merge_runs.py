@@ -6,8 +6,9 @@ summarizes one run.
         --plot docs/img/rd.png BASE/results.csv "RUN1/results.csv=field fast (session 12)" ...
 
 A source is PATH, or PATH=LABEL (every row of it relabelled LABEL), or PATH=LABEL=PREFIX (only its
-rows whose series starts with PREFIX, relabelled). Series whose label starts with an --omit
-prefix stay in the table but not in the plot. --only IMAGES keeps those images' rows alone.
+rows whose series starts with PREFIX, relabelled), or PATH=LABEL=PREFIX=QUALITIES (of those, the
+rows at these qualities alone, e.g. 2,4,6: a curve built from two runs). Series whose label starts
+with an --omit prefix stay in the table but not in the plot. --only IMAGES keeps those images' rows alone.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ NUMBERS = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
 
 
 def read_rows(source: str) -> list[dict[str, Any]]:
-    """The rows of one source (PATH[=LABEL[=PREFIX]]), numbers parsed."""
-    path, label, prefix = [*source.split("=", 2), None, None][:3]
+    """The rows of one source (PATH[=LABEL[=PREFIX[=QUALITIES]]]), numbers parsed."""
+    path, label, prefix, quals = [*source.split("=", 3), None, None, None][:4]
+    keep = set(quals.split(",")) if quals else None
     out = []
     with open(path) as f:
         for r in csv.DictReader(f):
             if prefix and not r["series"].startswith(prefix):
+                continue
+            if keep is not None and r["quality"] not in keep:
                 continue
             for k in NUMBERS:
                 r[k] = float(r[k])
