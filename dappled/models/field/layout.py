@@ -121,11 +121,14 @@ def step(level: int, shift: int = 0, ladder: int = 0) -> float:
 
 def steps_for(lam: float) -> tuple[int, int]:
     """(shift, ladder) of an image fit at a lambda: ladder 1 at every rate, one step coarser from
-    lambda 0.012 up, one finer below 0.0012. Measured in session 11 on 384x256 Kodak crops at
-    fixed lambdas (docs/results.md, "Coarser steps and softer rounding"): with the image fit's
-    softer rounding (fit.IMAGE_TEMPERATURES) this gives +0.5 to +0.8 dB at equal rate over the
-    earlier table (:func:`residual_steps_for`) at 300 and 1000 iterations, lambda 0.0005-0.02."""
-    return (-1 if lam < 0.0012 else 1 if lam >= 0.012 else 0), 1
+    lambda 0.012 up, one finer below 0.0012, two finer below 0.00035. Measured in session 11 on
+    384x256 Kodak crops at fixed lambdas (docs/results.md, "Coarser steps and softer rounding"):
+    with the image fit's softer rounding (fit.IMAGE_TEMPERATURES) this gives +0.5 to +0.8 dB at
+    equal rate over the earlier table (:func:`residual_steps_for`) at 300 and 1000 iterations,
+    lambda 0.0005-0.02. The second finer step (session 14, the high preset, 600 iterations):
+    +0.28 dB at equal rate at lambda 0.00025 (quality 9), level (-0.00) at 0.0005."""
+    shift = -2 if lam < 0.00035 else -1 if lam < 0.0012 else 1 if lam >= 0.012 else 0
+    return shift, 1
 
 
 def residual_steps_for(lam: float) -> tuple[int, int]:
