@@ -343,9 +343,10 @@ def test_the_decoder_size_follows_lambda(crop: np.ndarray) -> None:
 
     assert [preset_for("auto", LAMBDAS[q]) for q in (1, 7, 8, 10)] == ["low", "low", "high", "high"]
     assert preset_for("medium", HIGH_RATE_LAMBDA / 4) == "medium"
-    for q, opts, want in ((7, {}, "low"), (8, {}, "high"), (9, {"complexity": "low"}, "low")):
-        payload, _ = frame_payload(api.encode_image(crop, "field", quality=q, iterations=2, **opts))
-        assert read_head(payload).arch == PRESETS[want], (q, opts)
+    for q, opts, want in ((7, {}, "low"), (8, {}, "high"), (10, {"complexity": "low"}, "low")):
+        data = api.encode_image(crop, "field", quality=q, iterations=2, **opts)
+        assert read_head(frame_payload(data)[0]).arch == PRESETS[want], (q, opts)
+        assert api.decode_image(data).shape == crop.shape  # quality 10: steps 2**-2 finer
     enc = api.registry.get("fieldv").make_encoder(64, 48, 25.0, EncodeParams(quality=9))
     assert enc.arch == PRESETS["low"] and enc.image_params.options["complexity"] == "low"
 
