@@ -5,7 +5,7 @@ Modes:
           time is what one core spends, the figure to compare on a shared machine), bpp, PSNR,
           JPEG and WebP PSNR at the same bpp (interpolated in log-rate over their quality range).
   curve   PSNR against iterations at a bpp target (rate control on) on images or crops.
-  iteration  CPU seconds per fit iteration at each preset (--complexity low,medium), after a
+  iteration  CPU seconds per fit iteration at each preset (--complexity low,high,medium), after a
           2-iteration warm-up (numba caches), over --iterations N (the first value) at a fixed
           lambda: the fit's own cost, without the encoder's analysis, quantization or coding.
   decode  Decode time (CPU, in process after one warm-up decode; and a fresh process) of streams
@@ -100,7 +100,7 @@ def iteration_mode(args: argparse.Namespace, out: Path) -> None:
     import torch
 
     from dappled.models.field.fit import FitConfig, fit
-    from dappled.models.field.layout import PRESETS, steps_for
+    from dappled.models.field.layout import PRESETS, preset_for, steps_for
 
     torch.set_num_threads(1)
     n = int(args.iterations.split(",")[0])
@@ -109,7 +109,7 @@ def iteration_mode(args: argparse.Namespace, out: Path) -> None:
     for name in args.images.split(","):
         img = _image(Path(args.data_root), name, args.crop)
         for preset in args.complexity.split(","):
-            arch = PRESETS[preset]
+            arch = PRESETS[preset_for(preset, lam)]  # auto: the low preset at this lambda
             fit(img, arch, FitConfig(iterations=2, lam=lam, step_shift=shift, step_ladder=ladder))
             c0 = time.process_time()
             fit(img, arch, FitConfig(iterations=n, lam=lam, step_shift=shift, step_ladder=ladder))
@@ -142,7 +142,7 @@ def main() -> int:
     ap.add_argument("--images", default="kodim23,kodim05")
     ap.add_argument("--efforts", default="fast,default")
     ap.add_argument("--quality", type=int, default=4)
-    ap.add_argument("--complexity", default="low")
+    ap.add_argument("--complexity", default="auto")
     ap.add_argument("--iterations", default="250,500,1000,2000")
     ap.add_argument("--bpp", type=float, default=0.5)
     ap.add_argument("--crop", type=int, default=0, help="Top-left crop size (0: whole image).")
