@@ -336,14 +336,14 @@ def test_bad_options_are_option_errors(crop: np.ndarray) -> None:
 
 
 def test_the_decoder_size_follows_lambda(crop: np.ndarray) -> None:
-    """complexity=auto (the default) sends the low preset below quality 8 and the high one from
-    8 up; a named preset is kept at every quality; the video form keeps the low preset."""
+    """complexity=auto (the default) sends the low preset below quality 7 and the high one from
+    7 up; a named preset is kept at every quality; the video form keeps the low preset."""
     from dappled.codec.field.encoder import LAMBDAS
     from dappled.models.field.layout import HIGH_RATE_LAMBDA, preset_for
 
-    assert [preset_for("auto", LAMBDAS[q]) for q in (1, 7, 8, 10)] == ["low", "low", "high", "high"]
+    assert [preset_for("auto", LAMBDAS[q]) for q in (1, 6, 7, 10)] == ["low", "low", "high", "high"]
     assert preset_for("medium", HIGH_RATE_LAMBDA / 4) == "medium"
-    for q, opts, want in ((7, {}, "low"), (8, {}, "high"), (10, {"complexity": "low"}, "low")):
+    for q, opts, want in ((6, {}, "low"), (7, {}, "high"), (10, {"complexity": "low"}, "low")):
         data = api.encode_image(crop, "field", quality=q, iterations=2, **opts)
         assert read_head(frame_payload(data)[0]).arch == PRESETS[want], (q, opts)
         assert api.decode_image(data).shape == crop.shape  # quality 10: steps 2**-2 finer
