@@ -2,7 +2,8 @@
 issue 20: which decoder size pays at which rate), picked by complexity=NAME:
 
 - mix: the low preset's ARM (8 context, 8 hidden, 1 layer) with the medium synthesis (16, 6);
-- mix2: a wider one-layer ARM (12 context, 12 hidden) with the medium synthesis;
+- mix2: a wider one-layer ARM (12 context, 12 hidden) with the medium synthesis (shipped in
+  session 14 as the `high` preset);
 - mix3: the medium ARM (12, 12, 2 layers) with the low synthesis (8, 2).
 
     OUT=ROWS.jsonl PYTHONPATH=. .venv/bin/python benchmarks/field_recipe_presets.py NAME \

@@ -42,7 +42,7 @@ class FieldCodec(Codec):
         return {"iterations": 8}
 
     def rd_points(self, n: int) -> list[dict[str, Any]]:
-        """Quality presets spread over 2..9 (lambda halves per step: ~0.06 to ~1.3 bpp on Kodak
+        """Quality presets spread over 2..9 (lambda halves per step: ~0.06 to ~1.1 bpp on Kodak
         at the default effort; 1 and 10 lie outside what the baselines are compared at)."""
         return super().rd_points(n) if n > 8 else [
             {"quality": q} for q in sorted({round(2 + 7 * i / max(1, n - 1)) for i in range(n)})]
