@@ -17,7 +17,7 @@ from pathlib import Path
 from dappled.models.field.layout import PRESETS, Arch
 
 PRESETS["mix"] = Arch(ctx=8, arm_hidden=8, arm_layers=1, synth_hidden=16, res_hidden=6)
-PRESETS["mix2"] = Arch(ctx=12, arm_hidden=12, arm_layers=1, synth_hidden=16, res_hidden=6)
+PRESETS["mix2"] = PRESETS["high"]  # the same architecture, under its session-13 name
 PRESETS["mix3"] = Arch(ctx=12, arm_hidden=12, arm_layers=2, synth_hidden=8, res_hidden=2)
 
 if __name__ == "__main__":
