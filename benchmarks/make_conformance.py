@@ -10,7 +10,8 @@ produce exactly those pixels.
 Every image stream codes a 48x32 crop of the bundled sample (saved as source.png, which the
 classical codecs' checks compare against); the splatv stream codes a 3-frame 48x32 synthetic
 clip (tests/_clips.py), the fieldv streams too (`fieldv.dpl` payload version 1, `fieldv-v2.dpl`
-version 2, `fieldv-v3*.dpl` version 3, `fieldv-v4*.dpl` version 4, `fieldv-v5*.dpl` version 5).
+version 2, `fieldv-v3*.dpl` version 3, `fieldv-v4*.dpl` version 4, `fieldv-v5*.dpl` version 5,
+`fieldv-v6.dpl` version 6).
 Entries of versions the current code does not write (field version 1, fieldv versions 1 to 4)
 are kept from the existing manifest unless --field-v1-tree points at a checkout of the code
 that wrote them: that code then encodes the crop and decodes it, and its pixels are the
@@ -60,6 +61,9 @@ VIDEO_STREAMS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("fieldv-v5", "field", "fieldv", {"quality": 7, "gop": 3, "iterations": 30, "block": 8, "mv_cost": 0.05,
                                       "skip": 0}),
     ("fieldv-v5-skip", "field", "fieldv", {"quality": 4, "gop": 3, "iterations": 30}),
+    # payload version 6 (transform residuals on predicted frames)
+    ("fieldv-v6", "field", "fieldv", {"quality": 7, "gop": 3, "iterations": 30, "block": 8, "mv_cost": 0.05,
+                                      "dct": 1}),
 )
 # streams of payload versions the current code no longer writes: kept from the manifest
 WRITTEN_BEFORE = {"fieldv": "field video payload version 1, written before version 2 (at 5f3ca08)",

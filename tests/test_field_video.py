@@ -467,3 +467,30 @@ def test_residual_recipe_gives_residual_fits_the_image_recipe(monkeypatch) -> No
         assert all(np.array_equal(a, b) for a, b in zip(decode_video(res.data), res.recon, strict=True))
     with pytest.raises(OptionError, match="residual_recipe"):
         encode_video(moving_pattern(2, 48, 32), 25, "field", residual_recipe=2, **FAST)
+
+
+def test_transform_residuals_decode_like_the_encoder_and_pay_where_a_field_does_not() -> None:
+    """-O dct=1 (payload 6): predicted frames with new content take a transform residual, the
+    decoder makes the encoder's pictures, odd sizes included, and the
+    residual buys the new patches back at a fraction of a residual field's bytes; --kbps steers it."""
+    from dappled.codec.field.video.format import FRAME_P_DCT
+
+    clip = _patched_clip()
+    res = encode_video(clip, 25, "field", quality=6, gop=5, dct=1, block=8, keep_recon=True, **FAST)
+    types = [frame_type(p.payload) for p in _packets(res.data)]
+    assert types[0] == FRAME_I and types[1:] == [FRAME_P_DCT] * 4, types
+    assert all(np.array_equal(a, b) for a, b in zip(decode_video(res.data), res.recon, strict=True))
+    field = encode_video(clip, 25, "field", quality=6, gop=5, **FAST)
+    dct_p = sum(s.bytes for s in res.stats[1:])
+    field_p = sum(s.bytes for s in field.stats[1:])
+    gain = np.mean([s.psnr for s in res.stats[1:]]) - np.mean([s.psnr for s in field.stats[1:]])
+    assert gain > 0 and dct_p < field_p, (gain, dct_p, field_p)
+    odd = [f[:17, :33] for f in clip[:3]]
+    r2 = encode_video(odd, 25, "field", quality=8, gop=3, dct=1, skip=0, keep_recon=True, **FAST)
+    assert [frame_type(p.payload) for p in _packets(r2.data)][1:] == [FRAME_P_DCT] * 2
+    assert all(np.array_equal(a, b) for a, b in zip(decode_video(r2.data), r2.recon, strict=True))
+    kbps = 0.3 * 64 * 48 * 25 / 1000
+    r3 = encode_video(clip, 25, "field", kbps=kbps, gop=5, dct=1, **FAST)
+    assert 0.7 < 8 * len(r3.data) / 1000 / (5 / 25) / kbps < 1.2
+    with pytest.raises(OptionError, match="dct"):
+        encode_video(clip[:2], 25, "field", dct=2, **FAST)

@@ -102,6 +102,12 @@ def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(CONFORMANCE / "fieldv-v4-skip.dpl", root / "conf4skip.dpl")  # and on a type 3
     shutil.copy(CONFORMANCE / "fieldv-v5.dpl", root / "conf5.dpl")  # version 5: the 8-tap interpolation
     shutil.copy(CONFORMANCE / "fieldv-v5-skip.dpl", root / "conf5skip.dpl")
+    shutil.copy(CONFORMANCE / "fieldv-v6.dpl", root / "conf6.dpl")  # version 6: transform residuals
+    # version 6 on a textured clip of an odd size: every predicted frame with a transform residual
+    dct = encode_video(_clip(4, 45, 29), 25, "field", quality=8, gop=4, iterations=20, dct=1, block=8,
+                       skip=0).data
+    assert [parse_frame(p.payload).ftype for p in _frames(dct)] == [0, 4, 4, 4]
+    (root / "dct.dpl").write_bytes(dct)
     # version 3, every predicted frame with a residual (skip=0): I P P | I P
     data = encode_video(_clip(5), 25, "field", quality=4, gop=3, iterations=20, skip=0).data
     (root / "two.dpl").write_bytes(data)
@@ -180,7 +186,7 @@ def _capture(page, i: int, shape: tuple[int, ...]) -> np.ndarray:
 
 
 STREAMS = ["conf.dpl", "conf2.dpl", "conf3.dpl", "conf4.dpl", "conf4skip.dpl", "conf5.dpl", "conf5skip.dpl",
-           "two.dpl", "motion.dpl", "mixinterp.dpl",
+           "conf6.dpl", "dct.dpl", "two.dpl", "motion.dpl", "mixinterp.dpl",
            "still.dpl", "skipmix.dpl", "renet.dpl"]
 
 
@@ -288,42 +294,49 @@ def test_browser_prediction_filter_equals_pythons(browser, server: str) -> None:
 
 
 @pytest.mark.slow
-def test_browser_and_python_agree_on_corrupted_predicted_frames(browser, server: str,
-                                                                stream_dir: Path) -> None:
-    """Byte flips in the latents-only predicted frame (fieldv.js called directly, CRC bypassed):
-    where Python's apply_frame refuses, fieldv.js throws a BitstreamError; where it decodes, the
-    pixels are the same."""
+@pytest.mark.parametrize(("name", "w", "h"), [("two.dpl", 48, 32), ("dct.dpl", 45, 29)])
+def test_browser_and_python_agree_on_corrupted_predicted_frames(browser, server: str, stream_dir: Path,
+                                                                name: str, w: int, h: int) -> None:
+    """Byte flips in a predicted frame (two.dpl: latents only; dct.dpl: a transform residual;
+    fieldv.js called directly, CRC bypassed): where Python's apply_frame refuses, fieldv.js throws
+    a BitstreamError; where it decodes, the pixels are the same."""
     from dappled.codec.field.video.decoder import apply_frame
 
-    data = (stream_dir / "two.dpl").read_bytes()
+    data = (stream_dir / name).read_bytes()
     frames = _frames(data)
     state = None
     for p in frames[:2]:
-        state = apply_frame(p.payload, state, 48, 32)
+        state = apply_frame(p.payload, state, w, h)
     good = frames[2].payload
     rng = np.random.default_rng(11)
     page = browser.new_page()
     page.goto(f"{server}/player")
     prefix = [base64.b64encode(p.payload).decode() for p in frames[:2]]
     outcomes = {"refused": 0, "decoded": 0}
-    for _ in range(30):
+    from dappled.codec.field.video.format import parse_frame
+
+    dct = parse_frame(good).chunks.get("DCT ")  # its qp bytes: any value decodes or is refused
+    qp_at = len(good) - len(dct) if dct is not None else None
+    for k in range(40 if qp_at is not None else 30):
         bad = bytearray(good)
-        for pos in rng.integers(0, len(bad), int(rng.integers(1, 3))):
+        if k >= 30:
+            bad[qp_at + k % 3] = int(rng.integers(0, 80))
+        for pos in rng.integers(0, len(bad), int(rng.integers(1, 3))) if k < 30 else ():
             bad[pos] ^= int(rng.integers(1, 256))
         try:
-            ref = apply_frame(bytes(bad), state, 48, 32).frame
+            ref = apply_frame(bytes(bad), state, w, h).frame
         except BitstreamError:
             ref = None
-        got = page.evaluate("""async ([prefix, b64]) => {
+        got = page.evaluate("""async ([prefix, b64, w, h]) => {
             const f = await import('/web/field.js');
             const v = await import('/web/fieldv.js');
             const tb = await f.loadTables();
             const bytes = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
             let st = null;
-            for (const p of prefix) st = v.applyFrame(bytes(p), st, 48, 32, tb);
-            try { return { rgb: Array.from(v.applyFrame(bytes(b64), st, 48, 32, tb).frame) }; }
+            for (const p of prefix) st = v.applyFrame(bytes(p), st, w, h, tb);
+            try { return { rgb: Array.from(v.applyFrame(bytes(b64), st, w, h, tb).frame) }; }
             catch (e) { return { error: e.name + ': ' + e.message }; }
-        }""", [prefix, base64.b64encode(bytes(bad)).decode()])
+        }""", [prefix, base64.b64encode(bytes(bad)).decode(), w, h])
         outcomes[same_outcome(got, ref)] += 1
     assert outcomes["refused"] > 0 and outcomes["decoded"] > 0, outcomes  # both paths taken
     page.close()

@@ -73,7 +73,7 @@ function groupFld(i) {
   if (types[i] !== 2) return null;
   for (let j = i - 1; j >= runFrom; j--) {
     if (types[j] === 1) return frameHead(packets[j].payload).chunks.get("FLD ") || null;
-    if ((types[j] !== 2 && types[j] !== 3) || packets[j].keyframe) return null; // 3: no residual
+    if ((types[j] !== 2 && types[j] !== 3 && types[j] !== 4) || packets[j].keyframe) return null; // 3, 4: no field
   }
   return null;
 }

@@ -15,12 +15,14 @@
 // through a group, since every predicted frame starts from the previous one.
 
 import { BinaryDecoder, BitstreamError, decodeSigned, decodeSymbols, require, unpackChunks } from "./dpl.js";
-import { decodeLatents, fieldGrids, parseLatents, parsePayload, synthesize, synthesizeRounded } from "./field.js";
+import { decodeDctResidual } from "./dct.js";
+import { addClip, decodeLatents, fieldGrids, parseLatents, parsePayload, synthesize, synthesizeRounded } from "./field.js";
 
 export const FIELDV_CODEC_ID = 6;
 const READ_VERSIONS = [1, 2]; // in VHED chunks; 2: entropy-coded motion vectors (3: compact layout)
-const FRAME_I = 0, FRAME_P_NET = 1, FRAME_P = 2, FRAME_P_SKIP = 3;
+const FRAME_I = 0, FRAME_P_NET = 1, FRAME_P = 2, FRAME_P_SKIP = 3, FRAME_P_DCT = 4;
 const V3_MARK = 0xf0;
+const DCT_MARK = 0xe0; // byte 0 of a version 6 frame (a transform residual): DCT_MARK | flags
 const FILTER_FLAG = 0x08; // byte 0 of a version 4 predicted frame with a prediction filter
 const SHARP8_FLAG = 0x04; // byte 0 of a version 5 predicted frame: the 8-tap interpolation
 const FRAC_BITS = 2; // motion vectors in quarter pixels
@@ -285,6 +287,7 @@ function readVarint(data, pos) {
 // { chunks (a Map of the named parts, empty ones left out), type, nEsc, version }
 export function frameHead(payload) {
   if (!payload.length) throw new BitstreamError("empty field video frame");
+  if (payload[0] >= DCT_MARK && payload[0] < V3_MARK) return dctHead(payload);
   if (payload[0] < V3_MARK) {
     const chunks = unpackChunks(payload);
     const [vhed] = require(chunks, "VHED");
@@ -319,6 +322,20 @@ export function frameHead(payload) {
     put("FLD ", pos, payload.length);
   }
   return { chunks: parts, type, nEsc, version: sharp8 ? 5 : filter ? 4 : 3, filter };
+}
+
+// a version 6 frame: flags, the prediction filter, varint m, m bytes of motion, the transform residual
+function dctHead(payload) {
+  if (payload[0] & 0x03) throw new BitstreamError(`unknown field video frame type 0x${payload[0].toString(16)}`);
+  let pos = 1, filter = null, m;
+  if (payload[0] & FILTER_FLAG) [filter, pos] = parseFilter(payload, pos);
+  [m, pos] = readVarint(payload, pos);
+  if (pos + m > payload.length) throw new BitstreamError("field video frame ends inside its motion");
+  const chunks = new Map();
+  if (m) chunks.set("MOTN", payload.subarray(pos, pos + m));
+  if (pos + m >= payload.length) throw new BitstreamError("field video frame without its transform residual");
+  chunks.set("DCT ", payload.subarray(pos + m));
+  return { chunks, type: FRAME_P_DCT, nEsc: 0, version: 6, filter, sharp8: (payload[0] & SHARP8_FLAG) !== 0 };
 }
 
 // dappled.codec.field.video.format._parse_filter: 18 zigzag varints, each minus the identity's
@@ -383,7 +400,8 @@ export function predict(head, state, width, height) {
   if (head.version === 1 || head.chunks.has("MOTN")) {
     const motion = parseMotion(require(head.chunks, "MOTN")[0], width, height, head.version);
     if (!predBuf || predBuf.length !== state.frame.length) predBuf = new Uint8Array(state.frame.length);
-    const comp = head.version >= 5 ? compensateSharp8 : head.version >= 3 ? compensateCubic : compensate;
+    const comp = head.version === 6 ? (head.sharp8 ? compensateSharp8 : compensateCubic)
+      : head.version >= 5 ? compensateSharp8 : head.version >= 3 ? compensateCubic : compensate;
     pred = comp(state.frame, motion, width, height, predBuf);
   }
   if (head.type === FRAME_P && !state.net) throw new BitstreamError("predicted frame without its group's networks");
@@ -405,6 +423,11 @@ export function residualOf(head, net, width, height, tb, gl = null, pred = null,
   if (type === FRAME_P_SKIP) {
     const out = gl || clip ? { pixels: pred.slice() } : { rounded: new Int32Array(0) };
     return { p: null, ...out, latentMs: 0, synthMs: performance.now() - t0 };
+  }
+  if (type === FRAME_P_DCT) { // version 6: a transform residual, added to the prediction
+    const rounded = decodeDctResidual(require(chunks, "DCT ")[0], width, height);
+    const out = gl || clip ? { pixels: addClip(rounded, pred) } : { rounded };
+    return { p: null, ...out, latentMs: performance.now() - t0, synthMs: 0 };
   }
   let p;
   if (type === FRAME_I) {

@@ -15,12 +15,13 @@ from dappled.codec.field.format import MAX_PIXELS, parse_latents, unpack_payload
 from dappled.codec.field.video.format import (
     CODEC_ID,
     FRAME_I,
+    FRAME_P_DCT,
     FRAME_P_NET,
     FRAME_P_SKIP,
     frame_motion,
-    interpolation,
     parse_frame,
 )
+from dappled.codec import residual_dct
 from dappled.codec.motion import compensate
 from dappled.codec.prediction_filter import apply_filter
 from dappled.codec.stream import check_follows
@@ -56,9 +57,11 @@ def apply_frame(payload: bytes, state: FieldVideoState | None, width: int, heigh
     if state is None:
         raise BitstreamError("predicted frame without a preceding intra frame")
     motion = frame_motion(chunks, width, height, version)
-    pred = compensate(state.frame, motion, filt=interpolation(version))
+    pred = compensate(state.frame, motion, filt=parts.interp)
     if parts.filter is not None:
         pred = apply_filter(pred, parts.filter)
+    if ftype == FRAME_P_DCT:  # a transform residual; the group's networks stay
+        return FieldVideoState(residual_dct.decode(require(chunks, "DCT ")[0], pred), state.net)
     if ftype == FRAME_P_SKIP:  # the prediction alone; the group's networks stay
         return FieldVideoState(pred, state.net)
     if ftype == FRAME_P_NET:

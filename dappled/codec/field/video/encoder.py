@@ -25,6 +25,7 @@ from dappled.codec.field.video.format import (
     FRAC_BITS,
     FRAME_I,
     FRAME_P,
+    FRAME_P_DCT,
     FRAME_P_NET,
     FRAME_P_SKIP,
     MAX_GOP,
@@ -33,6 +34,7 @@ from dappled.codec.field.video.format import (
     pack_filter,
     pack_frame,
 )
+from dappled.codec import residual_dct
 from dappled.codec.motion import compensate, estimate_motion, search_motion
 from dappled.codec.prediction_filter import apply_filter, fit_filter
 from dappled.codec.progress import FitProgress
@@ -108,11 +110,18 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     # 1: residual fits take the image fit's steps and rounding (layout.steps_for,
     # fit.IMAGE_TEMPERATURES; session 11) instead of those the video codec was tuned with
     "residual_recipe": 0,
+    # 1: predicted frames take a transform residual (payload 6, dappled.codec.residual_dct: 8x8
+    # integer DCT blocks, coded with adaptive binary contexts) instead of a residual field, when
+    # it pays for its bytes at the frame's lambda
+    "dct": 0,
+    # --kbps: the share of the correction lambda makes from one predicted frame to the next (1: all
+    # of it, as far as P_LAMBDA_STEP allows)
+    "lam_damp": 1.0,
 }
 # The options that pick one of a few modes, and their values
 _VIDEO_CHOICES: dict[str, tuple[int, ...]] = {
     **{k: (0, 1) for k in ("residual_recipe", "fit_left", "rho_adapt", "skip", "renet_warm",
-                           "renet_fallback")},
+                           "renet_fallback", "dct")},
     **{k: (0, 1, 2) for k in ("subpel", "sharp8", "warm", "pfilter")},
 }
 # A predicted frame's fit ends at SKIP_PROBE of its iterations when at most one latent in
@@ -133,6 +142,7 @@ VIDEO_EFFORTS = {"fast": 200, "default": 1000, "slow": 4000}
 # --kbps: d log(bytes) / d log(lambda) of a predicted frame's latents (the image fit's), and the
 # largest factor lambda moves by between two predicted frames
 P_RATE_POWER = 1.5  # carphone, fast effort, 40-150 kbps: a predicted frame's bytes ~ lambda**-1.5
+DCT_RATE_POWER = 0.7  # ... with a transform residual (carphone frame 1, lambda 1e-4 .. 3e-3)
 P_LAMBDA_STEP = 2.0
 I_WEIGHT_KNEE = 0.2  # bits per pixel and frame where the intra frame's weight starts to fall
 I_WEIGHT_POWER = 1.7  # ... as (knee / rate) ** power: 20 -> 8 at 0.34 bpp (carphone, intra_weight)
@@ -172,6 +182,8 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
         if video[k] not in choices:
             listed = ", ".join(map(str, choices[:-1]))
             raise OptionError(f"field video option {k} must be {listed} or {choices[-1]}")
+    if not 0 < video["lam_damp"] <= 1:
+        raise OptionError("field video option lam_damp must be in (0, 1]")
     if not 0 < video["p_lambda"] <= 100:
         raise OptionError("field video option p_lambda must be in (0, 100]")
     if not 8 <= video["block"] <= 255:
@@ -246,10 +258,12 @@ def intra_target_bytes(group: GroupBudget, i_weight: float, net_bytes: float) ->
     return rest * i_weight / (i_weight + group.frames - 1)
 
 
-def next_p_lambda(lam: float, last_bytes: float, target: float) -> float:
+def next_p_lambda(lam: float, last_bytes: float, target: float, power: float = P_RATE_POWER,
+                  damp: float = 1.0) -> float:
     """The lambda of the next predicted frame: the last one's, moved (by at most P_LAMBDA_STEP)
-    so that a frame like the last one would cost `target` bytes."""
-    factor = (max(last_bytes, 1.0) / max(target, 1.0)) ** (1.0 / P_RATE_POWER)
+    so that a frame like the last one would cost `target` bytes (bytes ~ lambda ** -power), or
+    ``damp`` of the way there (in log lambda)."""
+    factor = (max(last_bytes, 1.0) / max(target, 1.0)) ** (damp / power)
     factor = min(max(factor, 1.0 / P_LAMBDA_STEP), P_LAMBDA_STEP)
     return min(max(lam * factor, LAMBDA_RANGE[0]), LAMBDA_RANGE[1])
 
@@ -273,6 +287,7 @@ class FieldVideoEncoder:
         image_opts, self.vopts = video_options(params.options)
         # the interpolations a predicted frame tries (-O sharp8), and the one of the frame being coded
         self.interps = {0: ("cubic",), 1: ("sharp8",), 2: ("sharp8", "cubic")}[int(self.vopts["sharp8"])]
+        self.rate_power = DCT_RATE_POWER if self.vopts["dct"] else P_RATE_POWER
         self.frame_interp = self.interps[0]
         self._prediction = (0.0, "")  # the last predicted frame's prediction: PSNR, interpolation
         self.effort, complexity, iterations, self.threads, lam_opt = _options(image_opts)
@@ -337,8 +352,9 @@ class FieldVideoEncoder:
                 if self.stats and self.stats[-1].type == 1:  # a later predicted frame: steer from
                     # the last one (with or without a residual; payload 2 always had one), as it
                     # would have cost at this frame's weight
-                    like_last = self.last_p_bytes * (self.frame_w / last_w) ** P_RATE_POWER
-                    self.p_lam = next_p_lambda(self.p_lam, like_last, budget)
+                    like_last = self.last_p_bytes * (self.frame_w / last_w) ** self.rate_power
+                    self.p_lam = next_p_lambda(self.p_lam, like_last, budget, self.rate_power,
+                                               self.vopts["lam_damp"])
             coded = self._encode_p(frame, n_left, budget)
             if coded is None:  # a scene cut? an intra frame in the group, if it beats the residual
                 if self.group is not None:
@@ -502,12 +518,14 @@ class FieldVideoEncoder:
         if mode:
             filt, skip_pred = self._prediction_filter(pred, frame)
         skip_payload = self._pack(FRAME_P_SKIP, motion=mv, filt=filt)
+        nvec = len(motion.vectors)
+        if self.vopts["dct"]:
+            return self._transform_residual(frame, skip_pred, mv, filt, skip_payload, budget, n_left), nvec
         if mode == 1:  # the residual on the filtered prediction too
             pred = skip_pred
         else:
             filt = b""
         first = self.model is None or self._renet(budget)
-        nvec = len(motion.vectors)
         lam = self.p_lam
         coded = self._residual(frame, pred, skip_pred, mv, filt, skip_payload, first, budget, n_left)
         if coded is None and first and self.model is not None and self.vopts["renet_fallback"]:
@@ -519,6 +537,32 @@ class FieldVideoEncoder:
             self.last_p_bytes = len(skip_payload) + PACKET_HEADER_SIZE
             return skip_payload, nvec
         return coded, nvec
+
+    def _transform_residual(self, frame: np.ndarray, pred: np.ndarray, mv: bytes, filt: bytes,
+                            skip_payload: bytes, budget: float, n_left: int) -> bytes:
+        """A predicted frame with a transform residual on ``pred`` (option dct), or
+        ``skip_payload`` when the residual is not worth its bytes at the frame's lambda or (with
+        --kbps) past what the group has left; over P_OVER times its share, coded once more at
+        the lambda that would have hit it."""
+        lam = self.p_lam / self.frame_w
+        for attempt in range(2):
+            res = residual_dct.encode(frame, pred, 3.0 * lam * 255.0**2)
+            payload = self._pack(FRAME_P_DCT, motion=mv, filt=filt, dct=res.data)
+            over = (len(payload) + PACKET_HEADER_SIZE) / max(budget, 1.0)
+            if attempt == 0 and budget > 0 and over > P_OVER:
+                lam = min(max(lam * over ** (1.0 / self.rate_power), LAMBDA_RANGE[0]), LAMBDA_RANGE[1])
+                self.p_lam = lam * self.frame_w
+                continue
+            break
+        room = (math.inf if self.group is None else self.group.budget - self.group.spent
+                - (n_left - 1) * (len(skip_payload) + PACKET_HEADER_SIZE) - PACKET_HEADER_SIZE)
+        gain = float(((pred.astype(np.int64) - frame) ** 2).sum()) - res.sse  # squared error, levels^2
+        worth = gain > 3.0 * lam * 255.0**2 * 8.0 * (len(payload) - len(skip_payload))
+        if self.vopts["skip"] and (not worth or len(payload) > room):
+            self.last_p_bytes = len(skip_payload) + PACKET_HEADER_SIZE
+            return skip_payload
+        self.last_p_bytes = len(payload) + PACKET_HEADER_SIZE
+        return payload
 
     def _residual(self, frame: np.ndarray, pred: np.ndarray, skip_pred: np.ndarray, mv: bytes,
                   filt: bytes, skip_payload: bytes, first: bool, budget: float,

@@ -24,6 +24,13 @@ interpolates with the 8-tap "sharp8" filter of :func:`dappled.codec.motion.compe
 is that of version 4. The encoder sets it on the predicted frames that 8 taps predict better
 (``-O sharp8``); an intra frame with it is refused.
 
+Version 6 (written with ``-O dct=1``): a predicted frame with a transform residual
+(:mod:`dappled.codec.residual_dct`: 8x8 integer DCT blocks of the prediction's error in YCoCg-R,
+coded with adaptive binary contexts) instead of a residual field. Byte 0 is ``0xE0 | flags``
+(the filter and sharp8 flags as in versions 4-5; bits 0-1 zero), then the prediction filter's
+varints if flagged, varint m, m bytes of motion, then the transform residual, to the end. The
+group's networks, if any, stay for later frames.
+
 Version 3 predictions interpolate with the "cubic" filter of :func:`dappled.codec.motion.compensate`
 (versions 1 and 2: bilinear). The chunks named here are those of versions 1 and 2 (read only):
 
@@ -69,11 +76,13 @@ CODEC_ID = 6
 # 5: the 8-tap interpolation; 4: a prediction filter; 3: compact frame layout, frames without a
 # residual, cubic interpolation; 2: motion vectors entropy-coded (1: raw vectors and coded labels)
 PAYLOAD_VERSION = 5
-READ_VERSIONS = (1, 2, 3, 4, 5)
+READ_VERSIONS = (1, 2, 3, 4, 5, 6)
+DCT_VERSION = 6  # a predicted frame with a transform residual (-O dct)
 FILTER_FLAG = 0x08  # byte 0 of a version 4 predicted frame with a prediction filter
 SHARP8_FLAG = 0x04  # byte 0 of a version 5 predicted frame: the "sharp8" interpolation
-FRAME_I, FRAME_P_NET, FRAME_P, FRAME_P_SKIP = 0, 1, 2, 3
-V3_MARK = 0xF0  # byte 0 of a version 3 frame: V3_MARK | type (versions 1-2: a chunk count, < 16)
+FRAME_I, FRAME_P_NET, FRAME_P, FRAME_P_SKIP, FRAME_P_DCT = 0, 1, 2, 3, 4
+V3_MARK = 0xF0
+DCT_MARK = 0xE0  # byte 0 of a version 6 frame with a transform residual: DCT_MARK | flags  # byte 0 of a version 3 frame: V3_MARK | type (versions 1-2: a chunk count, < 16)
 FRAC_BITS = 2  # motion vectors in quarter pixels
 MAX_VECTORS = 64
 MAX_GOP = 65535
@@ -106,6 +115,7 @@ class FrameParts:
     chunks: dict[str, bytes]
     filter: np.ndarray | None = None  # version 4: the prediction filter's coefficients (3, 6)
     filter_bytes: int = 0  # ... and the bytes they took
+    interp: str = ""  # a predicted frame's interpolation (:func:`interpolation` of its version)
 
 
 def _varint(n: int) -> bytes:
@@ -153,13 +163,16 @@ def _parse_filter(data: bytes, pos: int) -> tuple[np.ndarray, int]:
 
 
 def pack_frame(ftype: int, *, motion: bytes = b"", field: bytes = b"", lat: bytes = b"",
-               esc: bytes = b"", n_esc: int = 0, filt: bytes = b"", sharp8: bool = True) -> bytes:
+               esc: bytes = b"", n_esc: int = 0, filt: bytes = b"", sharp8: bool = True,
+               dct: bytes = b"") -> bytes:
     """A version 5 frame payload (layout in the module's docstring); ``filt``: a predicted frame's
     prediction filter (:func:`pack_filter`), none when empty; ``sharp8`` False: a predicted frame
     of version 4 (with a filter) or 3 (without), which predicts with the cubic interpolation."""
     if filt and ftype == FRAME_I:
         raise ValueError("an intra frame has no prediction filter")
     flags = (FILTER_FLAG if filt else 0) | (SHARP8_FLAG if sharp8 and ftype != FRAME_I else 0)
+    if ftype == FRAME_P_DCT:
+        return bytes([DCT_MARK | flags]) + filt + _varint(len(motion)) + motion + dct
     head = bytes([V3_MARK | flags | ftype]) + filt
     if ftype == FRAME_I:
         return head + field
@@ -176,11 +189,27 @@ def parse_frame(payload: bytes) -> FrameParts:
     """Parse a frame payload of any version read; BitstreamError on any defect."""
     if not payload:
         raise BitstreamError("empty field video frame")
-    if payload[0] < V3_MARK:
+    if DCT_MARK <= payload[0] < V3_MARK and payload[0] & 0x03:
+        raise BitstreamError(f"unknown field video frame type 0x{payload[0]:02x}")
+    if payload[0] < DCT_MARK:
         chunks = unpack_chunks(payload)
         (vhed,) = require(chunks, "VHED")
         version, ftype, n_esc = parse_vhed(vhed)
-        return FrameParts(version, ftype, n_esc, {k: v for k, v in chunks.items() if k != "VHED"})
+        return FrameParts(version, ftype, n_esc, {k: v for k, v in chunks.items() if k != "VHED"},
+                          interp=interpolation(version))
+    if payload[0] < V3_MARK:  # version 6: a transform residual
+        pos, coefs = 1, None
+        if payload[0] & FILTER_FLAG:
+            coefs, pos = _parse_filter(payload, pos)
+        n_filt = pos - 1
+        m, pos = _read_varint(payload, pos)
+        if pos + m > len(payload):
+            raise BitstreamError("field video frame ends inside its motion")
+        parts6 = {"MOTN": payload[pos:pos + m], "DCT ": payload[pos + m:]}
+        if not parts6["DCT "]:
+            raise BitstreamError("field video frame without its transform residual")
+        return FrameParts(DCT_VERSION, FRAME_P_DCT, 0, {k: v for k, v in parts6.items() if v}, coefs, n_filt,
+                          "sharp8" if payload[0] & SHARP8_FLAG else "cubic")
     ftype = payload[0] & 0x03
     sharp8 = bool(payload[0] & SHARP8_FLAG)
     if sharp8 and ftype == FRAME_I:
@@ -210,7 +239,8 @@ def parse_frame(payload: bytes) -> FrameParts:
     else:
         parts["FLD "] = payload[pos:]
     version = 5 if sharp8 else 3 if coefs is None else 4
-    return FrameParts(version, ftype, n_esc, {k: v for k, v in parts.items() if v}, coefs, n_filt)
+    return FrameParts(version, ftype, n_esc, {k: v for k, v in parts.items() if v}, coefs, n_filt,
+                      interpolation(version))
 
 
 def frame_type(payload: bytes) -> int:
