@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dappled.entropy.binary import BinaryDecoder, BinaryEncoder, Coder
+from dappled.entropy.binary import BinaryEncoder, Coder
 from dappled.errors import BitstreamError
 
 N = 8
@@ -247,7 +247,7 @@ def encode(frame: np.ndarray, pred: np.ndarray, lam_sse: float, qp: int | None =
     weights = np.array([3.0, 0.5, 0.75])[:, None, None, None]  # RGB squared error per unit (CHROMA_QP)
     if qp is None:
         # high-rate uniform quantizer: dD/dR = -(ln 2 / 6) step^2 per coefficient and bit
-        base = int(round(6 * np.log2(max(np.sqrt(lam_sse / (3.0 * 0.1155)), 0.7) * 64 / 40)))
+        base = round(6 * np.log2(max(np.sqrt(lam_sse / (3.0 * 0.1155)), 0.7) * 64 / 40))
         candidates = [base - 3, base, base + 3]
     else:
         candidates = [qp]

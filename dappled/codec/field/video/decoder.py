@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dappled.codec import residual_dct
 from dappled.codec.chunks import require
 from dappled.codec.container import Packet, PacketType, StreamHeader
 from dappled.codec.field.format import MAX_PIXELS, parse_latents, unpack_payload
@@ -21,7 +22,6 @@ from dappled.codec.field.video.format import (
     frame_motion,
     parse_frame,
 )
-from dappled.codec import residual_dct
 from dappled.codec.motion import compensate
 from dappled.codec.prediction_filter import apply_filter
 from dappled.codec.stream import check_follows

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from dappled.codec import residual_dct
 from dappled.codec.container import KEYFRAME, PACKET_HEADER_SIZE, Packet, PacketType
 from dappled.codec.defaults import IMAGE_CONTAINER_BYTES
 from dappled.codec.field.encoder import LAMBDAS, _options, encode_field, iterations_for
@@ -34,7 +35,6 @@ from dappled.codec.field.video.format import (
     pack_filter,
     pack_frame,
 )
-from dappled.codec import residual_dct
 from dappled.codec.motion import compensate, estimate_motion, search_motion
 from dappled.codec.prediction_filter import apply_filter, fit_filter
 from dappled.codec.progress import FitProgress
