@@ -25,7 +25,9 @@ from dappled.codec.video import decode_video, encode_video
 from dappled.errors import BitstreamError, DappledError, InputError, OptionError
 from dappled.quality import psnr
 
-FAST = {"iterations": 20}
+# dct=0: these tests hold the residual fields' paths (payload 5); the transform residuals (the
+# default, payload 6) have their own tests (test_transform_residuals_*, tests/test_residual_dct.py)
+FAST = {"iterations": 20, "dct": 0}
 RATE_TOLERANCE = 0.15  # --kbps on 5 frames of 96x64 and 100 iterations (carphone: docs/results.md)
 
 
@@ -388,7 +390,7 @@ def test_a_refit_that_does_not_pay_falls_back_to_the_groups_networks(monkeypatch
             return out
 
         monkeypatch.setattr(enc.FieldVideoEncoder, "_residual", spy)
-        res = encode_video(_patched_clip(), 25, "field", quality=6, gop=5, cut_db=0, renet=0.01,
+        res = encode_video(_patched_clip(), 25, "field", dct=0, quality=6, gop=5, cut_db=0, renet=0.01,
                            renet_fallback=fallback, keep_recon=True, iterations=40)
         refused = [i for i, nets, rejected in calls if nets and rejected and i > 1]
         frozen = [i for i, nets, _ in calls if not nets]
@@ -457,7 +459,7 @@ def test_residual_recipe_gives_residual_fits_the_image_recipe(monkeypatch) -> No
             return real(image, arch, cfg, *args, **kw)
 
         monkeypatch.setattr(fitmod, "fit", spy)
-        res = encode_video(_patched_clip(), 25, "field", quality=6, gop=5, cut_db=0,
+        res = encode_video(_patched_clip(), 25, "field", dct=0, quality=6, gop=5, cut_db=0,
                            residual_recipe=recipe, keep_recon=True, iterations=40)
         assert seen, "no residual was fitted"
         _, shift, ladder, lam = seen[0]  # the group's first residual sets its steps
@@ -476,7 +478,8 @@ def test_transform_residuals_decode_like_the_encoder_and_pay_where_a_field_does_
     from dappled.codec.field.video.format import FRAME_P_DCT
 
     clip = _patched_clip()
-    res = encode_video(clip, 25, "field", quality=6, gop=5, dct=1, block=8, keep_recon=True, **FAST)
+    dct = {**FAST, "dct": 1}
+    res = encode_video(clip, 25, "field", quality=6, gop=5, block=8, keep_recon=True, **dct)
     types = [frame_type(p.payload) for p in _packets(res.data)]
     assert types[0] == FRAME_I and types[1:] == [FRAME_P_DCT] * 4, types
     assert all(np.array_equal(a, b) for a, b in zip(decode_video(res.data), res.recon, strict=True))
@@ -486,11 +489,11 @@ def test_transform_residuals_decode_like_the_encoder_and_pay_where_a_field_does_
     gain = np.mean([s.psnr for s in res.stats[1:]]) - np.mean([s.psnr for s in field.stats[1:]])
     assert gain > 0 and dct_p < field_p, (gain, dct_p, field_p)
     odd = [f[:17, :33] for f in clip[:3]]
-    r2 = encode_video(odd, 25, "field", quality=8, gop=3, dct=1, skip=0, keep_recon=True, **FAST)
+    r2 = encode_video(odd, 25, "field", quality=8, gop=3, skip=0, keep_recon=True, **dct)
     assert [frame_type(p.payload) for p in _packets(r2.data)][1:] == [FRAME_P_DCT] * 2
     assert all(np.array_equal(a, b) for a, b in zip(decode_video(r2.data), r2.recon, strict=True))
     kbps = 0.3 * 64 * 48 * 25 / 1000
-    r3 = encode_video(clip, 25, "field", kbps=kbps, gop=5, dct=1, **FAST)
+    r3 = encode_video(clip, 25, "field", kbps=kbps, gop=5, **dct)
     assert 0.7 < 8 * len(r3.data) / 1000 / (5 / 25) / kbps < 1.2
     with pytest.raises(OptionError, match="dct"):
-        encode_video(clip[:2], 25, "field", dct=2, **FAST)
+        encode_video(clip[:2], 25, "field", **{**FAST, "dct": 2})

@@ -2,7 +2,8 @@
 fieldv-worker.js), in a real headless Chromium served by a real `dappled serve`: the player shows
 every frame of a field video stream exactly as the Python decoder makes it (tolerance 0 on every
 channel: the motion compensation is integer arithmetic and the residual synthesis exact float64,
-as in Python), for the frozen conformance streams (payload versions 1 to 5), a two-group clip
+as in Python), for the frozen conformance streams (payload versions 1 to 6), a clip with
+transform residuals (version 6) at an odd size, a two-group clip
 encoded here (version 3; seeking restarts from an intra frame), a still one (version 3: frames of
 one byte, no motion and no residual), a stream whose motion was rewritten to many fractional
 vectors (cubic interpolation) and one mixing frames without a residual between those with one;
@@ -109,7 +110,7 @@ def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert [parse_frame(p.payload).ftype for p in _frames(dct)] == [0, 4, 4, 4]
     (root / "dct.dpl").write_bytes(dct)
     # version 3, every predicted frame with a residual (skip=0): I P P | I P
-    data = encode_video(_clip(5), 25, "field", quality=4, gop=3, iterations=20, skip=0).data
+    data = encode_video(_clip(5), 25, "field", dct=0, quality=4, gop=3, iterations=20, skip=0).data
     (root / "two.dpl").write_bytes(data)
     still = encode_video(moving_pattern(1, 48, 32) * 3, 25, "field", quality=4, gop=3, iterations=20).data
     assert [len(p.payload) for p in _frames(still)][1:] == [1, 1]  # nothing moves, no residual
@@ -129,7 +130,7 @@ def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "skipmix.dpl").write_bytes(_with_frames(data, mix))
     assert [parse_frame(p).ftype for p in mix] == [0, 3, 1, 3, 2, 3]
     # networks sent again with every residual (renet): types 0 1 1 1 1, each with its own networks
-    renet = encode_video(_clip(5), 25, "field", quality=6, gop=5, iterations=20, skip=0, cut_db=0,
+    renet = encode_video(_clip(5), 25, "field", dct=0, quality=6, gop=5, iterations=20, skip=0, cut_db=0,
                          renet=0.01).data
     assert [parse_frame(p.payload).ftype for p in _frames(renet)] == [0, 1, 1, 1, 1]
     (root / "renet.dpl").write_bytes(renet)

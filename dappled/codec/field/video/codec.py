@@ -12,7 +12,14 @@ from dappled.codec.defaults import DEFAULT_GOP
 from dappled.codec.field.encoder import LAMBDAS
 from dappled.codec.field.video.decoder import FieldVideoDecoder
 from dappled.codec.field.video.encoder import FieldVideoEncoder
-from dappled.codec.field.video.format import CODEC_ID, FRAME_I, FRAME_P_NET, FRAME_P_SKIP, parse_frame
+from dappled.codec.field.video.format import (
+    CODEC_ID,
+    FRAME_I,
+    FRAME_P_DCT,
+    FRAME_P_NET,
+    FRAME_P_SKIP,
+    parse_frame,
+)
 from dappled.codec.registry import Codec, EncodeParams
 from dappled.codec.stream import decode_last
 from dappled.errors import OptionError
@@ -70,11 +77,11 @@ class FieldVideoCodec(Codec):
 
     def describe(self, header: StreamHeader, packets: list[Packet]) -> dict[str, Any]:
         """Frame types, where the bytes go (intra frames, motion, the first predicted frames'
-        field payloads with the group's networks, later predicted frames' latents, the frames'
-        own headers), the payload
-        version(s) and the motion's bytes per predicted frame, for `dappled info`."""
-        types, sizes = [], {"intra": 0, "motion": 0, "networks+latents": 0, "latents": 0, "filters": 0,
-                            "framing": 0}
+        field payloads with the group's networks, later predicted frames' latents, transform
+        residuals, the frames' own headers), the payload version(s) and the motion's bytes per
+        predicted frame, for `dappled info`."""
+        types, sizes = [], {"intra": 0, "motion": 0, "networks+latents": 0, "latents": 0,
+                            "transform residuals": 0, "filters": 0, "framing": 0}
         n_filt = 0
         versions: set[int] = set()
         for p in packets:
@@ -89,7 +96,8 @@ class FieldVideoCodec(Codec):
             motion = len(parts.chunks.get("MOTN", b""))
             sizes["motion"] += motion
             rest = sum(len(v) for k, v in parts.chunks.items() if k != "MOTN")
-            key = "networks+latents" if parts.ftype == FRAME_P_NET else "latents"
+            key = ("networks+latents" if parts.ftype == FRAME_P_NET else
+                   "transform residuals" if parts.ftype == FRAME_P_DCT else "latents")
             sizes[key] += rest
             n_filt += parts.filter is not None
             sizes["filters"] += parts.filter_bytes
@@ -97,9 +105,11 @@ class FieldVideoCodec(Codec):
         n_i = sum(t == FRAME_I for t in types)
         n_pn = sum(t == FRAME_P_NET for t in types)
         n_skip = sum(t == FRAME_P_SKIP for t in types)
+        n_dct = sum(t == FRAME_P_DCT for t in types)
         n_p = len(types) - n_i
         out = {"frames": f"{n_i} intra, {n_p} predicted ({n_pn} with the group's networks, "
-                         f"{n_skip} without a residual, {n_filt} with a prediction filter)",
+                         f"{n_dct} with a transform residual, {n_skip} without a residual, "
+                         f"{n_filt} with a prediction filter)",
                "bytes": ", ".join(f"{k} {v}" for k, v in sizes.items()),
                "payload": "version " + ", ".join(str(v) for v in sorted(versions))}
         if n_p:
