@@ -54,7 +54,7 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     "p_lambda": 1.4,  # a predicted frame's lambda, in intra lambdas (docs/results.md, the ablation)
     "p_iterations": 1.0,  # first predicted frame of a group: iterations, share of an intra fit's
     "p_refit": 0.5,  # later predicted frames (latents only): share of an intra fit's iterations
-    "block": 16,  # motion block side (pixels); 8 when the option is not given and dct is 1 (BLOCK_DCT)
+    "block": 16,  # motion block side (pixels; with transform residuals, bikes at 217.6 kbps: 8 lost 5.5 dB)
     "search": 7,  # per-block motion search radius (pixels; 0: global translations only, as v0)
     "mv_cost": 0.5,  # a motion bit's worth in squared luma error, in predicted-frame lambdas
     "subpel": 2,  # motion search refinement: 0 whole, 1 half, 2 quarter pixels
@@ -119,9 +119,6 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     # of it, as far as P_LAMBDA_STEP allows)
     "lam_damp": 1.0,
 }
-# motion blocks with transform residuals (carphone, 60 frames, 152 kbps, fast effort: 8 against
-# 16 +0.11 dB at -0.4 % rate; with residual fields 8 was a wash)
-BLOCK_DCT = 8
 # The options that pick one of a few modes, and their values
 _VIDEO_CHOICES: dict[str, tuple[int, ...]] = {
     **{k: (0, 1) for k in ("residual_recipe", "fit_left", "rho_adapt", "skip", "renet_warm",
@@ -206,8 +203,6 @@ def video_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, fl
         raise OptionError("field video option renet must be in 0..1000")
     if not 0 < video["p_iterations"] <= 10 or not 0 < video["p_refit"] <= 10:
         raise OptionError("field video options p_iterations and p_refit must be in (0, 10]")
-    if "block" not in options and video["dct"]:
-        video["block"] = BLOCK_DCT
     image.pop("seed", None)
     _options(image)  # the image encoder's own check
     return image, video
