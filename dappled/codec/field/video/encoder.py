@@ -112,8 +112,9 @@ _VIDEO_DEFAULTS: dict[str, float] = {
     "residual_recipe": 0,
     # 1: predicted frames take a transform residual (payload 6, dappled.codec.residual_dct: 8x8
     # integer DCT blocks, coded with adaptive binary contexts) instead of a residual field, when
-    # it pays for its bytes at the frame's lambda (carphone, 60 frames, fast effort: BD-rate vs
-    # x264 medium +75.6 -> +19.0 %, 0.4-0.9 CPU s a frame instead of ~9); 0: residual fields
+    # it pays for its bytes at the frame's lambda (fast effort, BD-rate vs x264 medium: carphone
+    # 60 frames +75.6 -> +12.8 %, bikes 30 frames +33 -> -50.6 %; a carphone frame ~0.4 CPU s
+    # instead of ~9); 0: residual fields
     "dct": 1,
     # --kbps: the share of the correction lambda makes from one predicted frame to the next (1: all
     # of it, as far as P_LAMBDA_STEP allows)
@@ -257,6 +258,12 @@ def intra_target_bytes(group: GroupBudget, i_weight: float, net_bytes: float) ->
         return group.budget
     rest = max(group.budget - net_bytes, 0.5 * group.budget)
     return rest * i_weight / (i_weight + group.frames - 1)
+
+
+def rescaled_lambda(lam: float, over: float, power: float) -> float:
+    """The lambda at which a frame that came out ``over`` times its bytes would have hit them
+    (bytes ~ lambda ** -power), within LAMBDA_RANGE."""
+    return min(max(lam * over ** (1.0 / power), LAMBDA_RANGE[0]), LAMBDA_RANGE[1])
 
 
 def next_p_lambda(lam: float, last_bytes: float, target: float, power: float = P_RATE_POWER,
@@ -551,12 +558,11 @@ class FieldVideoEncoder:
             payload = self._pack(FRAME_P_DCT, motion=mv, filt=filt, dct=res.data)
             over = (len(payload) + PACKET_HEADER_SIZE) / max(budget, 1.0)
             if attempt == 0 and budget > 0 and over > P_OVER:
-                lam = min(max(lam * over ** (1.0 / self.rate_power), LAMBDA_RANGE[0]), LAMBDA_RANGE[1])
+                lam = rescaled_lambda(lam, over, self.rate_power)
                 self.p_lam = lam * self.frame_w
                 continue
             break
-        room = (math.inf if self.group is None else self.group.budget - self.group.spent
-                - (n_left - 1) * (len(skip_payload) + PACKET_HEADER_SIZE) - PACKET_HEADER_SIZE)
+        room = self._room(n_left, skip_payload)
         gain = float(((pred.astype(np.int64) - frame) ** 2).sum()) - res.sse  # squared error, levels^2
         worth = gain > 3.0 * lam * 255.0**2 * 8.0 * (len(payload) - len(skip_payload))
         if self.vopts["skip"] and (not worth or len(payload) > room):
@@ -564,6 +570,14 @@ class FieldVideoEncoder:
             return skip_payload
         self.last_p_bytes = len(payload) + PACKET_HEADER_SIZE
         return payload
+
+    def _room(self, n_left: int, skip_payload: bytes) -> float:
+        """--kbps: what the group has left for this frame once its other frames (``n_left`` with
+        it) go without a residual (``skip_payload`` each); without --kbps no limit."""
+        if self.group is None:
+            return math.inf
+        return (self.group.budget - self.group.spent - (n_left - 1) * (len(skip_payload) + PACKET_HEADER_SIZE)
+                - PACKET_HEADER_SIZE)
 
     def _residual(self, frame: np.ndarray, pred: np.ndarray, skip_pred: np.ndarray, mv: bytes,
                   filt: bytes, skip_payload: bytes, first: bool, budget: float,
@@ -576,9 +590,7 @@ class FieldVideoEncoder:
         refit = first and self.model is not None  # networks sent again: they serve this frame
         warm = None if first else [y.detach().clone() for y in self.model.latents]
         lam = self.p_lam / self.frame_w
-        # --kbps: what the group has left for this frame once its other frames go without one
-        room = (math.inf if self.group is None else self.group.budget - self.group.spent
-                - (n_left - 1) * (len(skip_payload) + PACKET_HEADER_SIZE) - PACKET_HEADER_SIZE)
+        room = self._room(n_left, skip_payload)
         tries = 3 if self.vopts["fit_left"] else 2
         for attempt in range(tries):
             fitted = self._fit_residual(frame, pred, lam, first, warm)
@@ -601,7 +613,7 @@ class FieldVideoEncoder:
             if attempt == 0 and budget > 0 and over > P_OVER:
                 # --kbps: far over its share (lambda still on its way to the group's rate): fitted
                 # again at the lambda that would have hit it, which later frames start from
-                lam = min(max(lam * over ** (1.0 / P_RATE_POWER), LAMBDA_RANGE[0]), LAMBDA_RANGE[1])
+                lam = rescaled_lambda(lam, over, P_RATE_POWER)
                 self.p_lam = lam * self.frame_w
                 continue
             if self.vopts["fit_left"] and attempt < tries - 1 and 0 < room < len(payload):
