@@ -6,7 +6,8 @@
 // parts: an intra frame is a field image payload (FLD, decoded by field.js); a predicted frame is
 // block motion (MOTN) from the previous decoded frame, compensated in integers exactly as Python
 // does (version 3: the cubic interpolation; version 4: then, where byte 0 has bit 0x08, a 3x3
-// prediction filter in integers; version 5, bit 0x04: the 8-tap interpolation), plus, unless it is a type 3 frame (the prediction
+// prediction filter in integers; version 5, bit 0x04: the 8-tap interpolation; version 6, byte 0
+// 0xE0 | flags: a transform residual, dct.js, added before the clip), plus, unless it is a type 3 frame (the prediction
 // alone), a residual field whose synthesis output is added to that prediction before the clip
 // (field.js's synthesize with a base). The group's networks come with its first predicted frame (FLD); later
 // ones carry their latents alone (LAT, ESC), coded under those networks. Every step is exact, so
