@@ -128,7 +128,8 @@ def _code_unsigned(coder: Coder, value: int, ctx: int) -> int:
 def walk_levels(coder: Coder, levels: list[list[list[list[int]]]] | None, rows: int, cols: int,
                 ) -> np.ndarray:
     """Code (``levels[ch][r][c]``: 64 zigzag-ordered ints) or decode (``levels`` None) the levels
-    of a rows x cols grid of blocks, three channels; returns them as (3, rows, cols, 64) int64."""
+    of a rows x cols grid of blocks, three channels; returns them as (3, rows, cols, 64) int64.
+    Decoding here is the slow reference that :func:`decode_levels` (numba) is tested against."""
     out = np.zeros((3, rows, cols, 64), np.int64)
     coded = np.zeros((3, rows, cols), np.int64)
     enc = levels is not None

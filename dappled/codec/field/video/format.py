@@ -167,7 +167,8 @@ def pack_frame(ftype: int, *, motion: bytes = b"", field: bytes = b"", lat: byte
                dct: bytes = b"") -> bytes:
     """A version 5 frame payload (layout in the module's docstring); ``filt``: a predicted frame's
     prediction filter (:func:`pack_filter`), none when empty; ``sharp8`` False: a predicted frame
-    of version 4 (with a filter) or 3 (without), which predicts with the cubic interpolation."""
+    of version 4 (with a filter) or 3 (without), which predicts with the cubic interpolation.
+    FRAME_P_DCT: a version 6 frame, ``dct`` its transform residual."""
     if filt and ftype == FRAME_I:
         raise ValueError("an intra frame has no prediction filter")
     flags = (FILTER_FLAG if filt else 0) | (SHARP8_FLAG if sharp8 and ftype != FRAME_I else 0)
